@@ -1,0 +1,151 @@
+// Convolutional-network operators on NHWC tensors: im2col (for convolution as a cuBLAS
+// GEMM), depthwise convolution with fused bias + activation, windowed pooling and global
+// average pooling. One thread per output element; channels are innermost, so neighbouring
+// threads touch neighbouring addresses.
+
+// Output element i of an NHWC tensor [n, oh, ow, c] as (b, oy, ox, ci).
+struct NhwcIndex {
+    long long b;
+    int oy, ox, ci;
+};
+
+__device__ __forceinline__ NhwcIndex nhwc_index(long long i, int c, int ow, int oh) {
+    NhwcIndex r;
+    r.ci = (int)(i % c);
+    const long long pix = i / c;
+    r.ox = (int)(pix % ow);
+    const long long rest = pix / ow;
+    r.oy = (int)(rest % oh);
+    r.b = rest / oh;
+    return r;
+}
+
+// col[(n*OH + oh)*OW + ow, (kh*KW + kw)*C + c] = x[n, oh*s - p + kh*d, ow*s - p + kw*d, c], or 0
+// outside the image.
+template <typename T>
+__device__ __forceinline__ void im2col_body(T* __restrict__ col, const T* __restrict__ x, int n, int h,
+                                            int w, int c, int kh, int kw, int stride, int pad,
+                                            int dilation, int oh, int ow, u64* stamp) {
+    STAMP_IN(stamp);
+    const long long kcols = (long long)kh * kw * c;
+    const long long total = (long long)n * oh * ow * kcols;
+    for (long long i = global_tid(); i < total; i += grid_stride()) {
+        const long long row = i / kcols;
+        const int k = (int)(i % kcols);
+        const int ci = k % c, kk = k / c;
+        const int kx = kk % kw, ky = kk / kw;
+        const int ox = (int)(row % ow);
+        const long long rest = row / ow;
+        const int oy = (int)(rest % oh);
+        const long long b = rest / oh;
+        const int iy = oy * stride - pad + ky * dilation, ix = ox * stride - pad + kx * dilation;
+        T v = from_f<T>(0.0f);
+        if (iy >= 0 && iy < h && ix >= 0 && ix < w) v = x[((b * h + iy) * w + ix) * c + ci];
+        col[i] = v;
+    }
+    STAMP_OUT(stamp);
+}
+
+#define IM2COL(sfx, T)                                                                         \
+    extern "C" __global__ void __launch_bounds__(256) im2col_##sfx(                            \
+        T* col, const T* x, int n, int h, int w, int c, int kh, int kw, int stride, int pad,   \
+        int dilation, int oh, int ow, u64* stamp) {                                            \
+        im2col_body<T>(col, x, n, h, w, c, kh, kw, stride, pad, dilation, oh, ow, stamp);      \
+    }
+COLOC_FOR_DTYPES(IM2COL)
+
+// y[n, oy, ox, c] = act(bias[c] + sum_{ky,kx} x[n, oy*s - p + ky, ox*s - p + kx, c] * w[ky, kx, c])
+template <typename T>
+__device__ __forceinline__ void depthwise_body(T* __restrict__ y, const T* __restrict__ x,
+                                               const T* __restrict__ wt, const T* __restrict__ bias, int n,
+                                               int h, int w, int c, int kh, int kw, int stride, int pad,
+                                               int oh, int ow, int act, u64* stamp) {
+    STAMP_IN(stamp);
+    const long long total = (long long)n * oh * ow * c;
+    for (long long i = global_tid(); i < total; i += grid_stride()) {
+        const NhwcIndex o = nhwc_index(i, c, ow, oh);
+        const long long b = o.b;
+        const int oy = o.oy, ox = o.ox, ci = o.ci;
+        float acc = bias != 0 ? to_f(bias[ci]) : 0.0f;
+        for (int ky = 0; ky < kh; ++ky) {
+            const int iy = oy * stride - pad + ky;
+            if (iy < 0 || iy >= h) continue;
+            for (int kx = 0; kx < kw; ++kx) {
+                const int ix = ox * stride - pad + kx;
+                if (ix < 0 || ix >= w) continue;
+                acc = fmaf(to_f(x[((b * h + iy) * w + ix) * c + ci]), to_f(wt[(ky * kw + kx) * c + ci]), acc);
+            }
+        }
+        y[i] = from_f<T>(apply_act(acc, act));
+    }
+    STAMP_OUT(stamp);
+}
+
+#define DEPTHWISE(sfx, T)                                                                      \
+    extern "C" __global__ void __launch_bounds__(256) depthwise_conv_##sfx(                    \
+        T* y, const T* x, const T* wt, const T* bias, int n, int h, int w, int c, int kh, int kw, \
+        int stride, int pad, int oh, int ow, int act, u64* stamp) {                            \
+        depthwise_body<T>(y, x, wt, bias, n, h, w, c, kh, kw, stride, pad, oh, ow, act, stamp); \
+    }
+COLOC_FOR_DTYPES(DEPTHWISE)
+
+// mode 0 = max, 1 = average over the in-image part of the window (padding excluded).
+template <typename T>
+__device__ __forceinline__ void pool2d_body(T* __restrict__ y, const T* __restrict__ x, int n, int h,
+                                            int w, int c, int kh, int kw, int stride, int pad, int oh,
+                                            int ow, int mode, u64* stamp) {
+    STAMP_IN(stamp);
+    const long long total = (long long)n * oh * ow * c;
+    for (long long i = global_tid(); i < total; i += grid_stride()) {
+        const NhwcIndex o = nhwc_index(i, c, ow, oh);
+        const long long b = o.b;
+        const int oy = o.oy, ox = o.ox, ci = o.ci;
+        float acc = mode == 0 ? -COLOC_INF : 0.0f;
+        int count = 0;
+        for (int ky = 0; ky < kh; ++ky) {
+            const int iy = oy * stride - pad + ky;
+            if (iy < 0 || iy >= h) continue;
+            for (int kx = 0; kx < kw; ++kx) {
+                const int ix = ox * stride - pad + kx;
+                if (ix < 0 || ix >= w) continue;
+                const float v = to_f(x[((b * h + iy) * w + ix) * c + ci]);
+                acc = mode == 0 ? fmaxf(acc, v) : acc + v;
+                ++count;
+            }
+        }
+        if (mode != 0) acc = count > 0 ? acc / (float)count : 0.0f;
+        y[i] = from_f<T>(acc);
+    }
+    STAMP_OUT(stamp);
+}
+
+#define POOL2D(sfx, T)                                                                         \
+    extern "C" __global__ void __launch_bounds__(256) pool2d_##sfx(                            \
+        T* y, const T* x, int n, int h, int w, int c, int kh, int kw, int stride, int pad, int oh, \
+        int ow, int mode, u64* stamp) {                                                        \
+        pool2d_body<T>(y, x, n, h, w, c, kh, kw, stride, pad, oh, ow, mode, stamp);            \
+    }
+COLOC_FOR_DTYPES(POOL2D)
+
+// y[n, c] = mean over hw of x[n, hw, c]
+template <typename T>
+__device__ __forceinline__ void global_avg_pool_body(T* __restrict__ y, const T* __restrict__ x, int n,
+                                                     int hw, int c, u64* stamp) {
+    STAMP_IN(stamp);
+    const long long total = (long long)n * c;
+    for (long long i = global_tid(); i < total; i += grid_stride()) {
+        const long long b = i / c;
+        const int ci = (int)(i % c);
+        float acc = 0.0f;
+        for (int p = 0; p < hw; ++p) acc += to_f(x[(b * hw + p) * c + ci]);
+        y[i] = from_f<T>(acc / (float)hw);
+    }
+    STAMP_OUT(stamp);
+}
+
+#define GLOBAL_AVG_POOL(sfx, T)                                                                \
+    extern "C" __global__ void __launch_bounds__(256) global_avg_pool_##sfx(                   \
+        T* y, const T* x, int n, int hw, int c, u64* stamp) {                                  \
+        global_avg_pool_body<T>(y, x, n, hw, c, stamp);                                        \
+    }
+COLOC_FOR_DTYPES(GLOBAL_AVG_POOL)

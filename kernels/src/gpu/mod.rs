@@ -1,0 +1,23 @@
+//! The GPU runtime: device, contexts (primary and green), streams, memory, events, the
+//! kernel library (NVRTC + context-independent loading), cuBLAS and CUDA graphs. It lives in
+//! this crate because every kernel's timing stamps are part of its code, and the harness must
+//! launch the same kernels in any partition without depending back on itself.
+
+pub mod blas;
+pub mod context;
+pub mod device;
+pub(crate) mod driver;
+pub mod event;
+pub mod graph;
+pub mod libs;
+pub mod memory;
+pub mod module;
+pub mod nvrtc;
+
+pub use blas::{Blas, GemmCall, GemmPrecision};
+pub use context::{ExecContext, Stream};
+pub use device::{Device, DeviceInfo};
+pub use event::Event;
+pub use graph::{Graph, GraphExec, KernelNodeInfo};
+pub use memory::{DeviceBuffer, PinnedBuffer};
+pub use module::{Kernel, KernelArgs, KernelLibrary, LaunchConfig};

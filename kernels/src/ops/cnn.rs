@@ -1,0 +1,732 @@
+//! Convolutional-network operators on NHWC tensors.
+
+use serde::{Deserialize, Serialize};
+
+use super::gemm::{gemm_tolerance, gemm_unit};
+use super::{
+    Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, OpSpec, Operand, Role, fits_i32, positive,
+    storage_tolerance, window_out_hw,
+};
+use crate::error::Result;
+use crate::gpu::{GemmCall, GemmPrecision, KernelArgs};
+use crate::id::{KernelId, KernelSymbol};
+use crate::types::{Activation, DType};
+
+/// 2-D convolution, NHWC, weights [out_ch, kh*kw*in_ch] (ky, kx, ci order), as an im2col
+/// gather plus one cuBLAS GEMM (a 1x1, stride-1, unpadded convolution is the GEMM alone),
+/// then bias and activation in one pass over the output. Batch norm is folded into the
+/// weights and bias, as inference engines do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conv2d {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub in_ch: usize,
+    pub out_ch: usize,
+    pub kernel: (usize, usize),
+    #[serde(default = "one")]
+    pub stride: usize,
+    #[serde(default)]
+    pub pad: usize,
+    #[serde(default)]
+    pub act: Activation,
+    #[serde(default = "yes")]
+    pub bias: bool,
+    pub precision: GemmPrecision,
+}
+
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+impl Conv2d {
+    pub fn out_hw(&self) -> Result<(usize, usize)> {
+        window_out_hw("conv2d", (self.height, self.width), self.kernel, self.stride, self.pad)
+    }
+    fn direct(&self) -> bool {
+        self.kernel == (1, 1) && self.stride == 1 && self.pad == 0
+    }
+    fn k_dim(&self) -> usize {
+        self.kernel.0 * self.kernel.1 * self.in_ch
+    }
+    fn dims(&self) -> (usize, usize, usize) {
+        let (oh, ow) = self.out_hw().unwrap_or((0, 0));
+        (self.batch * oh * ow, self.out_ch, self.k_dim())
+    }
+    fn has_epilogue(&self) -> bool {
+        self.bias || self.act != Activation::None
+    }
+    fn dtype(&self) -> DType {
+        self.precision.dtype()
+    }
+}
+
+impl OpSpec for Conv2d {
+    fn kind(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn shape(&self) -> String {
+        format!(
+            "{} n={} {}x{}x{}->{} k{}x{} s{} p{} {:?}",
+            self.precision.name(),
+            self.batch,
+            self.height,
+            self.width,
+            self.in_ch,
+            self.out_ch,
+            self.kernel.0,
+            self.kernel.1,
+            self.stride,
+            self.pad,
+            self.act
+        )
+        .to_lowercase()
+    }
+
+    fn validate(&self) -> Result<()> {
+        positive(
+            "conv2d",
+            &[
+                ("batch", self.batch),
+                ("height", self.height),
+                ("width", self.width),
+                ("in_ch", self.in_ch),
+                ("out_ch", self.out_ch),
+            ],
+        )?;
+        self.out_hw()?;
+        let (m, n, k) = self.dims();
+        fits_i32("conv2d", "rows (batch x out_h x out_w)", m)?;
+        fits_i32("conv2d", "out_ch", n)?;
+        fits_i32("conv2d", "kh x kw x in_ch", k)
+    }
+
+    fn operands(&self) -> Vec<Operand> {
+        let d = self.dtype();
+        let (oh, ow) = self.out_hw().unwrap_or((0, 0));
+        let (m, _, k) = self.dims();
+        let mut v = vec![
+            Operand::input("x", d, vec![self.batch, self.height, self.width, self.in_ch]),
+            Operand::weight("w", d, vec![self.out_ch, k], 1.0 / (k as f32).sqrt()),
+        ];
+        if self.bias {
+            v.push(Operand::weight("bias", d, vec![self.out_ch], 0.5));
+        }
+        v.push(Operand::output("y", d, vec![self.batch, oh, ow, self.out_ch]));
+        if !self.direct() {
+            v.push(Operand::output("col", d, vec![m, k]).with_role(Role::Workspace));
+        }
+        v
+    }
+
+    fn cost(&self) -> Cost {
+        let (m, n, k) = self.dims();
+        let (m, n, k) = (m as f64, n as f64, k as f64);
+        let e = self.dtype().bytes() as f64;
+        let x = (self.batch * self.height * self.width * self.in_ch) as f64;
+        let mut bytes = (m * k + n * k + m * n) * e; // GEMM: A, B, C
+        if !self.direct() {
+            bytes += (x + m * k) * e; // im2col: read x, write columns
+        }
+        let mut flops = 2.0 * m * n * k;
+        if self.has_epilogue() {
+            bytes += (2.0 * m * n + if self.bias { n } else { 0.0 }) * e;
+            flops += m * n * (self.bias as u8 as f64 + self.act.flops());
+        }
+        Cost { flops, dram_bytes: bytes, unit: gemm_unit(self.precision) }
+    }
+
+    fn kernels(&self) -> Vec<KernelSymbol> {
+        let mut v = Vec::new();
+        if !self.direct() {
+            v.push(KernelSymbol::typed(KernelId::Im2col, self.dtype()));
+        }
+        if self.has_epilogue() {
+            v.push(KernelSymbol::typed(KernelId::BiasAct, self.dtype()));
+        }
+        v
+    }
+
+    fn uses_cublas(&self) -> bool {
+        true
+    }
+
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+        let (oh, ow) = self.out_hw()?;
+        let (m, n, k) = self.dims();
+        let d = self.dtype();
+        let x = b.require("conv2d", "x")?;
+        let y = b.require("conv2d", "y")?;
+        let a = if self.direct() {
+            if env.bracket_library_calls {
+                env.stamp_point(stamp, false)?;
+            }
+            x
+        } else {
+            let col = b.require("conv2d", "col")?;
+            let args = KernelArgs::new()
+                .ptr(col)
+                .ptr(x)
+                .i32(self.batch as i32)
+                .i32(self.height as i32)
+                .i32(self.width as i32)
+                .i32(self.in_ch as i32)
+                .i32(self.kernel.0 as i32)
+                .i32(self.kernel.1 as i32)
+                .i32(self.stride as i32)
+                .i32(self.pad as i32)
+                .i32(1)
+                .i32(oh as i32)
+                .i32(ow as i32)
+                .ptr(stamp);
+            env.launch_1d(KernelSymbol::typed(KernelId::Im2col, d), (m * k) as u64, args)?;
+            col
+        };
+        env.blas("conv2d")?.gemm(&GemmCall {
+            m,
+            n,
+            k,
+            batch: 1,
+            b_transposed: true,
+            precision: self.precision,
+            a,
+            b: b.require("conv2d", "w")?,
+            c: y,
+            stride_a: 0,
+            stride_b: 0,
+            stride_c: 0,
+            alpha: 1.0,
+            beta: 0.0,
+        })?;
+        if self.has_epilogue() {
+            launch_bias_act(env, d, y, y, b.get("bias"), m * n, n, self.act, stamp)
+        } else if env.bracket_library_calls {
+            env.stamp_point(stamp, true)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn reference(&self, inputs: &HostTensors) -> HostTensors {
+        let (oh, ow) = self.out_hw().expect("validated");
+        let (x, w) = (&inputs["x"].data, &inputs["w"].data);
+        let bias = inputs.get("bias").map(|t| &t.data);
+        let (h, wd, ci, co) = (self.height, self.width, self.in_ch, self.out_ch);
+        let kw = self.kernel.1;
+        let k = self.k_dim();
+        let mut y = vec![0.0; self.batch * oh * ow * co];
+        for n in 0..self.batch {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for o in 0..co {
+                        let mut acc = bias.map_or(0.0, |b| b[o]);
+                        for (ky, kx, iy, ix) in window(oy, ox, self.kernel, self.stride, self.pad, h, wd) {
+                            let xo = ((n * h + iy) * wd + ix) * ci;
+                            let wo = o * k + (ky * kw + kx) * ci;
+                            acc += (0..ci).map(|c| x[xo + c] * w[wo + c]).sum::<f64>();
+                        }
+                        y[((n * oh + oy) * ow + ox) * co + o] = self.act.apply(acc);
+                    }
+                }
+            }
+        }
+        HostTensors::from([("y", HostTensor { shape: vec![self.batch, oh, ow, co], data: y })])
+    }
+
+    fn tolerance(&self) -> f64 {
+        gemm_tolerance(self.precision)
+    }
+}
+
+/// Queues `y = act(x + bias[i % channels])` (bias may be null), choosing the 16-byte vector
+/// path when sizes and addresses allow it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launch_bias_act(
+    env: &LaunchEnv,
+    d: DType,
+    y: u64,
+    x: u64,
+    bias: u64,
+    n: usize,
+    channels: usize,
+    act: Activation,
+    stamp: u64,
+) -> Result<()> {
+    let per_vec = 16 / d.bytes();
+    let vec = n % per_vec == 0 && x % 16 == 0 && y % 16 == 0;
+    let work = if vec { n / per_vec } else { n };
+    let args = KernelArgs::new()
+        .ptr(y)
+        .ptr(x)
+        .ptr(bias)
+        .i64(n as i64)
+        .i32(channels as i32)
+        .i32(act.code())
+        .i32(vec as i32)
+        .ptr(stamp);
+    env.launch_1d(KernelSymbol::typed(KernelId::BiasAct, d), work as u64, args)
+}
+
+/// Depthwise 2-D convolution with fused bias and activation; weights [kh, kw, channels].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DepthwiseConv2d {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub kernel: (usize, usize),
+    #[serde(default = "one")]
+    pub stride: usize,
+    #[serde(default)]
+    pub pad: usize,
+    #[serde(default)]
+    pub act: Activation,
+    pub dtype: DType,
+}
+
+impl DepthwiseConv2d {
+    pub fn out_hw(&self) -> Result<(usize, usize)> {
+        window_out_hw("depthwise_conv2d", (self.height, self.width), self.kernel, self.stride, self.pad)
+    }
+}
+
+impl OpSpec for DepthwiseConv2d {
+    fn kind(&self) -> &'static str {
+        "depthwise_conv2d"
+    }
+
+    fn shape(&self) -> String {
+        format!(
+            "{} n={} {}x{}x{} k{}x{} s{} p{} {:?}",
+            self.dtype,
+            self.batch,
+            self.height,
+            self.width,
+            self.channels,
+            self.kernel.0,
+            self.kernel.1,
+            self.stride,
+            self.pad,
+            self.act
+        )
+        .to_lowercase()
+    }
+
+    fn validate(&self) -> Result<()> {
+        positive(
+            "depthwise_conv2d",
+            &[("batch", self.batch), ("height", self.height), ("width", self.width), ("channels", self.channels)],
+        )?;
+        self.out_hw().map(|_| ())
+    }
+
+    fn operands(&self) -> Vec<Operand> {
+        let (oh, ow) = self.out_hw().unwrap_or((0, 0));
+        let d = self.dtype;
+        let fan_in = (self.kernel.0 * self.kernel.1) as f32;
+        vec![
+            Operand::input("x", d, vec![self.batch, self.height, self.width, self.channels]),
+            Operand::weight("w", d, vec![self.kernel.0, self.kernel.1, self.channels], 1.0 / fan_in.sqrt()),
+            Operand::weight("bias", d, vec![self.channels], 0.5),
+            Operand::output("y", d, vec![self.batch, oh, ow, self.channels]),
+        ]
+    }
+
+    fn cost(&self) -> Cost {
+        let (oh, ow) = self.out_hw().unwrap_or((0, 0));
+        let out = (self.batch * oh * ow * self.channels) as f64;
+        let taps = (self.kernel.0 * self.kernel.1) as f64;
+        let x = (self.batch * self.height * self.width * self.channels) as f64;
+        let w = taps * self.channels as f64;
+        Cost {
+            flops: out * (2.0 * taps + 1.0 + self.act.flops()),
+            dram_bytes: (x + w + self.channels as f64 + out) * self.dtype.bytes() as f64,
+            unit: ComputeUnit::Fp32,
+        }
+    }
+
+    fn kernels(&self) -> Vec<KernelSymbol> {
+        vec![KernelSymbol::typed(KernelId::DepthwiseConv, self.dtype)]
+    }
+
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+        let (oh, ow) = self.out_hw()?;
+        let args = KernelArgs::new()
+            .ptr(b.require("depthwise_conv2d", "y")?)
+            .ptr(b.require("depthwise_conv2d", "x")?)
+            .ptr(b.require("depthwise_conv2d", "w")?)
+            .ptr(b.get("bias"))
+            .i32(self.batch as i32)
+            .i32(self.height as i32)
+            .i32(self.width as i32)
+            .i32(self.channels as i32)
+            .i32(self.kernel.0 as i32)
+            .i32(self.kernel.1 as i32)
+            .i32(self.stride as i32)
+            .i32(self.pad as i32)
+            .i32(oh as i32)
+            .i32(ow as i32)
+            .i32(self.act.code())
+            .ptr(stamp);
+        let work = (self.batch * oh * ow * self.channels) as u64;
+        env.launch_1d(KernelSymbol::typed(KernelId::DepthwiseConv, self.dtype), work, args)
+    }
+
+    fn reference(&self, inputs: &HostTensors) -> HostTensors {
+        let (oh, ow) = self.out_hw().expect("validated");
+        let (x, w, bias) = (&inputs["x"].data, &inputs["w"].data, &inputs["bias"].data);
+        let c = self.channels;
+        let mut y = vec![0.0; self.batch * oh * ow * c];
+        for n in 0..self.batch {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for ch in 0..c {
+                        let mut acc = bias[ch];
+                        for (ky, kx, iy, ix) in
+                            window(oy, ox, self.kernel, self.stride, self.pad, self.height, self.width)
+                        {
+                            acc += x[((n * self.height + iy) * self.width + ix) * c + ch]
+                                * w[(ky * self.kernel.1 + kx) * c + ch];
+                        }
+                        y[((n * oh + oy) * ow + ox) * c + ch] = self.act.apply(acc);
+                    }
+                }
+            }
+        }
+        HostTensors::from([("y", HostTensor { shape: vec![self.batch, oh, ow, c], data: y })])
+    }
+
+    fn tolerance(&self) -> f64 {
+        storage_tolerance(self.dtype)
+    }
+}
+
+/// The in-image taps (ky, kx, iy, ix) of the window at output (oy, ox).
+fn window(
+    oy: usize,
+    ox: usize,
+    kernel: (usize, usize),
+    stride: usize,
+    pad: usize,
+    h: usize,
+    w: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (0..kernel.0).flat_map(move |ky| {
+        (0..kernel.1).filter_map(move |kx| {
+            let iy = (oy * stride + ky) as isize - pad as isize;
+            let ix = (ox * stride + kx) as isize - pad as isize;
+            (iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize).then_some((ky, kx, iy as usize, ix as usize))
+        })
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    Max,
+    /// Mean over the in-image part of the window (padding excluded).
+    Avg,
+}
+
+/// Windowed max or average pooling, NHWC.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pool2d {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub kernel: (usize, usize),
+    pub stride: usize,
+    #[serde(default)]
+    pub pad: usize,
+    pub mode: PoolMode,
+    pub dtype: DType,
+}
+
+impl Pool2d {
+    pub fn out_hw(&self) -> Result<(usize, usize)> {
+        window_out_hw("pool2d", (self.height, self.width), self.kernel, self.stride, self.pad)
+    }
+}
+
+impl OpSpec for Pool2d {
+    fn kind(&self) -> &'static str {
+        "pool2d"
+    }
+
+    fn shape(&self) -> String {
+        format!(
+            "{} {:?} n={} {}x{}x{} k{}x{} s{} p{}",
+            self.dtype,
+            self.mode,
+            self.batch,
+            self.height,
+            self.width,
+            self.channels,
+            self.kernel.0,
+            self.kernel.1,
+            self.stride,
+            self.pad
+        )
+        .to_lowercase()
+    }
+
+    fn validate(&self) -> Result<()> {
+        positive(
+            "pool2d",
+            &[("batch", self.batch), ("height", self.height), ("width", self.width), ("channels", self.channels)],
+        )?;
+        if self.pad * 2 > self.kernel.0.min(self.kernel.1) {
+            return Err(super::Error::invalid("pool2d", "padding must be at most half the window"));
+        }
+        self.out_hw().map(|_| ())
+    }
+
+    fn operands(&self) -> Vec<Operand> {
+        let (oh, ow) = self.out_hw().unwrap_or((0, 0));
+        vec![
+            Operand::input("x", self.dtype, vec![self.batch, self.height, self.width, self.channels]),
+            Operand::output("y", self.dtype, vec![self.batch, oh, ow, self.channels]),
+        ]
+    }
+
+    fn cost(&self) -> Cost {
+        let (oh, ow) = self.out_hw().unwrap_or((0, 0));
+        let out = (self.batch * oh * ow * self.channels) as f64;
+        let x = (self.batch * self.height * self.width * self.channels) as f64;
+        Cost {
+            flops: out * (self.kernel.0 * self.kernel.1) as f64,
+            dram_bytes: (x + out) * self.dtype.bytes() as f64,
+            unit: ComputeUnit::Fp32,
+        }
+    }
+
+    fn kernels(&self) -> Vec<KernelSymbol> {
+        vec![KernelSymbol::typed(KernelId::Pool2d, self.dtype)]
+    }
+
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+        let (oh, ow) = self.out_hw()?;
+        let args = KernelArgs::new()
+            .ptr(b.require("pool2d", "y")?)
+            .ptr(b.require("pool2d", "x")?)
+            .i32(self.batch as i32)
+            .i32(self.height as i32)
+            .i32(self.width as i32)
+            .i32(self.channels as i32)
+            .i32(self.kernel.0 as i32)
+            .i32(self.kernel.1 as i32)
+            .i32(self.stride as i32)
+            .i32(self.pad as i32)
+            .i32(oh as i32)
+            .i32(ow as i32)
+            .i32(match self.mode {
+                PoolMode::Max => 0,
+                PoolMode::Avg => 1,
+            })
+            .ptr(stamp);
+        env.launch_1d(
+            KernelSymbol::typed(KernelId::Pool2d, self.dtype),
+            (self.batch * oh * ow * self.channels) as u64,
+            args,
+        )
+    }
+
+    fn reference(&self, inputs: &HostTensors) -> HostTensors {
+        let (oh, ow) = self.out_hw().expect("validated");
+        let x = &inputs["x"].data;
+        let c = self.channels;
+        let mut y = vec![0.0; self.batch * oh * ow * c];
+        for n in 0..self.batch {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for ch in 0..c {
+                        let vals: Vec<f64> =
+                            window(oy, ox, self.kernel, self.stride, self.pad, self.height, self.width)
+                                .map(|(_, _, iy, ix)| x[((n * self.height + iy) * self.width + ix) * c + ch])
+                                .collect();
+                        y[((n * oh + oy) * ow + ox) * c + ch] = match self.mode {
+                            PoolMode::Max => vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                            PoolMode::Avg => vals.iter().sum::<f64>() / vals.len().max(1) as f64,
+                        };
+                    }
+                }
+            }
+        }
+        HostTensors::from([("y", HostTensor { shape: vec![self.batch, oh, ow, c], data: y })])
+    }
+
+    fn tolerance(&self) -> f64 {
+        storage_tolerance(self.dtype)
+    }
+}
+
+/// Mean over all spatial positions: [n, h, w, c] -> [n, c].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlobalAvgPool {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub dtype: DType,
+}
+
+impl OpSpec for GlobalAvgPool {
+    fn kind(&self) -> &'static str {
+        "global_avg_pool"
+    }
+
+    fn shape(&self) -> String {
+        format!("{} n={} {}x{}x{}", self.dtype, self.batch, self.height, self.width, self.channels)
+    }
+
+    fn validate(&self) -> Result<()> {
+        positive(
+            "global_avg_pool",
+            &[("batch", self.batch), ("height", self.height), ("width", self.width), ("channels", self.channels)],
+        )
+    }
+
+    fn operands(&self) -> Vec<Operand> {
+        vec![
+            Operand::input("x", self.dtype, vec![self.batch, self.height, self.width, self.channels]),
+            Operand::output("y", self.dtype, vec![self.batch, self.channels]),
+        ]
+    }
+
+    fn cost(&self) -> Cost {
+        let x = (self.batch * self.height * self.width * self.channels) as f64;
+        let y = (self.batch * self.channels) as f64;
+        Cost { flops: x + y, dram_bytes: (x + y) * self.dtype.bytes() as f64, unit: ComputeUnit::Fp32 }
+    }
+
+    fn kernels(&self) -> Vec<KernelSymbol> {
+        vec![KernelSymbol::typed(KernelId::GlobalAvgPool, self.dtype)]
+    }
+
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+        let args = KernelArgs::new()
+            .ptr(b.require("global_avg_pool", "y")?)
+            .ptr(b.require("global_avg_pool", "x")?)
+            .i32(self.batch as i32)
+            .i32((self.height * self.width) as i32)
+            .i32(self.channels as i32)
+            .ptr(stamp);
+        env.launch_1d(
+            KernelSymbol::typed(KernelId::GlobalAvgPool, self.dtype),
+            (self.batch * self.channels) as u64,
+            args,
+        )
+    }
+
+    fn reference(&self, inputs: &HostTensors) -> HostTensors {
+        let x = &inputs["x"].data;
+        let (hw, c) = (self.height * self.width, self.channels);
+        let mut y = vec![0.0; self.batch * c];
+        for n in 0..self.batch {
+            for ch in 0..c {
+                y[n * c + ch] = (0..hw).map(|p| x[(n * hw + p) * c + ch]).sum::<f64>() / hw as f64;
+            }
+        }
+        HostTensors::from([("y", HostTensor { shape: vec![self.batch, c], data: y })])
+    }
+
+    fn tolerance(&self) -> f64 {
+        storage_tolerance(self.dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: Vec<usize>, data: Vec<f64>) -> HostTensor {
+        HostTensor { shape, data }
+    }
+
+    #[test]
+    fn conv_reference_of_a_3x3_box_filter_sums_the_window() {
+        let c = Conv2d {
+            batch: 1,
+            height: 3,
+            width: 3,
+            in_ch: 1,
+            out_ch: 1,
+            kernel: (3, 3),
+            stride: 1,
+            pad: 1,
+            act: Activation::None,
+            bias: false,
+            precision: GemmPrecision::F32,
+        };
+        let x = t(vec![1, 3, 3, 1], (1..=9).map(f64::from).collect());
+        let w = t(vec![1, 9], vec![1.0; 9]);
+        let y = &c.reference(&HostTensors::from([("x", x), ("w", w)]))["y"];
+        // centre sees all nine values; the corner (0,0) sees 1+2+4+5.
+        assert_eq!(y.data[4], 45.0);
+        assert_eq!(y.data[0], 12.0);
+    }
+
+    #[test]
+    fn conv_output_size_follows_stride_and_padding() {
+        let c = Conv2d {
+            batch: 1,
+            height: 224,
+            width: 224,
+            in_ch: 3,
+            out_ch: 64,
+            kernel: (7, 7),
+            stride: 2,
+            pad: 3,
+            act: Activation::Relu,
+            bias: true,
+            precision: GemmPrecision::Bf16,
+        };
+        assert_eq!(c.out_hw().unwrap(), (112, 112));
+        let too_big = Conv2d { kernel: (300, 300), pad: 0, ..c };
+        assert!(too_big.validate().is_err());
+    }
+
+    #[test]
+    fn max_pool_reference_ignores_padding_and_avg_excludes_it() {
+        let mk = |mode| Pool2d {
+            batch: 1,
+            height: 2,
+            width: 2,
+            channels: 1,
+            kernel: (3, 3),
+            stride: 2,
+            pad: 1,
+            mode,
+            dtype: DType::F32,
+        };
+        let x = || HostTensors::from([("x", t(vec![1, 2, 2, 1], vec![-4.0, -3.0, -2.0, -1.0]))]);
+        assert_eq!(mk(PoolMode::Max).reference(&x())["y"].data, vec![-1.0]);
+        assert_eq!(mk(PoolMode::Avg).reference(&x())["y"].data, vec![-2.5]);
+    }
+
+    #[test]
+    fn depthwise_reference_applies_bias_and_relu6() {
+        let d = DepthwiseConv2d {
+            batch: 1,
+            height: 1,
+            width: 1,
+            channels: 2,
+            kernel: (1, 1),
+            stride: 1,
+            pad: 0,
+            act: Activation::Relu6,
+            dtype: DType::F32,
+        };
+        let inputs = HostTensors::from([
+            ("x", t(vec![1, 1, 1, 2], vec![2.0, -1.0])),
+            ("w", t(vec![1, 1, 2], vec![5.0, 1.0])),
+            ("bias", t(vec![2], vec![1.0, 0.5])),
+        ]);
+        assert_eq!(d.reference(&inputs)["y"].data, vec![6.0, 0.0]);
+    }
+}

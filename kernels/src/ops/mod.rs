@@ -1,0 +1,366 @@
+//! Operators of the kernel library. Each one is plain data (its shape and precision), knows
+//! its operands, its analytic FLOPs and DRAM bytes, how to launch itself on a stream, and how
+//! to compute the same result on the CPU in f64.
+//!
+//! Timing stamps: an operator writes its [first block in, last block out] into the stamp slot
+//! it is given, from every kernel of ours it launches. cuBLAS kernels cannot carry stamps; when
+//! [`LaunchEnv::bracket_library_calls`] is set, an operator that starts or ends with a cuBLAS
+//! call surrounds it with one-thread `stamp_point` kernels, so the slot still brackets the
+//! whole operator (at the cost of two tiny launches). Without it, such an operator's start is
+//! left unset and the reader takes the end of the previous operator on the stream.
+
+mod attention;
+mod cnn;
+mod elementwise;
+mod gemm;
+mod norm;
+mod stressor;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use attention::{AttentionDecode, AttentionPrefill, KvAppend};
+pub use cnn::{Conv2d, DepthwiseConv2d, GlobalAvgPool, Pool2d, PoolMode};
+pub use elementwise::{AddAct, BiasAct, Embedding, PatchTokens};
+pub use gemm::Gemm;
+pub use norm::{LayerNorm, Softmax};
+pub use stressor::{CHASE_A, CHASE_C, Stressor, StressorKind, chase_table};
+
+use crate::error::{Error, Result};
+use crate::gpu::{Blas, KernelArgs, KernelLibrary, LaunchConfig, Stream};
+use crate::id::{KernelId, KernelSymbol};
+use crate::types::{DType, ElemType};
+
+/// How an operand is used by its operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read only, produced elsewhere (activations).
+    Input,
+    /// Read only, owned by the model (weights, biases, tables).
+    Weight,
+    /// Written by the operator; every element must be written.
+    Output,
+    /// Read and written in place (caches, the L2 stressor's buffer).
+    InOut,
+    /// Scratch the operator writes and reads itself (im2col columns).
+    Workspace,
+}
+
+/// How check and bench fill an operand before a run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Init {
+    /// Uniform random in [lo, hi).
+    Uniform { lo: f32, hi: f32 },
+    /// Uniform random token ids in [0, vocab).
+    Ids { vocab: u32 },
+    /// The pointer-chase table: a single full-period cycle.
+    Chase,
+    /// Small integers `i % modulo`, exact under repeated +1.
+    Iota { modulo: u32 },
+    /// Nothing sensible: outputs and workspaces are poisoned instead.
+    Poison,
+}
+
+/// One tensor an operator reads or writes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Operand {
+    pub name: &'static str,
+    pub role: Role,
+    pub elem: ElemType,
+    pub shape: Vec<usize>,
+    pub init: Init,
+}
+
+impl Operand {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn bytes(&self) -> usize {
+        self.len() * self.elem.bytes()
+    }
+    fn new(name: &'static str, role: Role, elem: ElemType, shape: Vec<usize>, init: Init) -> Self {
+        Operand { name, role, elem, shape, init }
+    }
+    pub(crate) fn input(name: &'static str, dtype: DType, shape: Vec<usize>) -> Self {
+        Self::new(name, Role::Input, dtype.elem(), shape, Init::Uniform { lo: -1.0, hi: 1.0 })
+    }
+    pub(crate) fn weight(name: &'static str, dtype: DType, shape: Vec<usize>, scale: f32) -> Self {
+        Self::new(name, Role::Weight, dtype.elem(), shape, Init::Uniform { lo: -scale, hi: scale })
+    }
+    pub(crate) fn output(name: &'static str, dtype: DType, shape: Vec<usize>) -> Self {
+        Self::new(name, Role::Output, dtype.elem(), shape, Init::Poison)
+    }
+    pub(crate) fn with_init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+    pub(crate) fn with_role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
+    }
+}
+
+/// Analytic cost of one run of an operator, as implemented (an im2col convolution counts the
+/// bytes of its column buffer; DRAM bytes count each tensor read or written once per kernel).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    pub flops: f64,
+    pub dram_bytes: f64,
+    /// Which ceiling the FLOPs are measured against.
+    pub unit: ComputeUnit,
+}
+
+/// The execution unit whose ceiling bounds an operator's arithmetic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputeUnit {
+    /// Plain f32 FMA pipes.
+    #[default]
+    Fp32,
+    /// Tensor cores in TF32.
+    TensorTf32,
+    /// Tensor cores in bf16.
+    TensorBf16,
+}
+
+/// A tensor on the host, in f64 (exact for every device element type).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+impl HostTensor {
+    pub fn zeros(shape: Vec<usize>) -> Self {
+        let n = shape.iter().product();
+        HostTensor { shape, data: vec![0.0; n] }
+    }
+}
+
+/// Named host tensors (inputs to or outputs of a reference).
+pub type HostTensors = BTreeMap<&'static str, HostTensor>;
+
+/// Device pointers of an operator's operands, by name; an operand the operator does not have
+/// (an absent bias) reads as a null pointer.
+#[derive(Clone, Debug, Default)]
+pub struct Bindings {
+    ptrs: Vec<(&'static str, u64)>,
+}
+
+impl Bindings {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn bind(&mut self, name: &'static str, ptr: u64) {
+        self.ptrs.retain(|(n, _)| *n != name);
+        self.ptrs.push((name, ptr));
+    }
+    pub fn get(&self, name: &str) -> u64 {
+        self.ptrs.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).unwrap_or(0)
+    }
+    fn require(&self, op: &str, name: &str) -> Result<u64> {
+        match self.get(name) {
+            0 => Err(Error::invalid(op, format!("operand `{name}` is not bound to a device buffer"))),
+            p => Ok(p),
+        }
+    }
+}
+
+/// What an operator needs to launch.
+pub struct LaunchEnv<'a> {
+    pub lib: &'a KernelLibrary,
+    pub stream: &'a Stream,
+    pub blas: Option<&'a Blas>,
+    pub bracket_library_calls: bool,
+}
+
+impl LaunchEnv<'_> {
+    /// SMs of the whole device. Grids are sized for the device, not the partition, so the
+    /// same operator launches the same grid in every partition.
+    pub fn device_sms(&self) -> u32 {
+        self.lib.device().info().sm_count
+    }
+
+    pub fn launch(&self, sym: KernelSymbol, cfg: LaunchConfig, mut args: KernelArgs) -> Result<()> {
+        self.lib.kernel(sym)?.launch(self.stream, cfg, &mut args)
+    }
+
+    /// A grid-stride launch of `work` threads: at most one full wave of 256-thread blocks.
+    pub fn launch_1d(&self, sym: KernelSymbol, work: u64, args: KernelArgs) -> Result<()> {
+        let cfg = LaunchConfig::grid_stride(work, 256, self.device_sms() * 8);
+        self.launch(sym, cfg, args)
+    }
+
+    pub fn blas(&self, op: &str) -> Result<&Blas> {
+        self.blas.ok_or_else(|| Error::invalid(op, "needs a cuBLAS handle for its stream"))
+    }
+
+    /// One-thread stamp of entry (`end` = false) or exit into `stamp`.
+    pub fn stamp_point(&self, stamp: u64, end: bool) -> Result<()> {
+        if stamp == 0 {
+            return Ok(());
+        }
+        let args = KernelArgs::new().ptr(stamp).i32(end as i32);
+        self.launch(KernelSymbol::plain(KernelId::StampPoint), LaunchConfig::new((1, 1, 1), (32, 1, 1)), args)
+    }
+}
+
+/// What every operator provides.
+pub trait OpSpec {
+    /// Operator name, e.g. `conv2d`.
+    fn kind(&self) -> &'static str;
+    /// Shape and precision in one line, e.g. `bf16 n=8 56x56x64->64 k3 s1 p1 relu`.
+    fn shape(&self) -> String;
+    /// Rejects shapes the kernels cannot run, with the reason.
+    fn validate(&self) -> Result<()>;
+    fn operands(&self) -> Vec<Operand>;
+    fn cost(&self) -> Cost;
+    /// The kernels of ours it launches (cuBLAS calls are not listed).
+    fn kernels(&self) -> Vec<KernelSymbol>;
+    /// True when part of the work runs in cuBLAS.
+    fn uses_cublas(&self) -> bool {
+        false
+    }
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()>;
+    /// The outputs (Output and InOut operands, by name) computed in f64 from the inputs.
+    fn reference(&self, inputs: &HostTensors) -> HostTensors;
+    /// Largest accepted relative L2 error of the outputs against the reference.
+    fn tolerance(&self) -> f64;
+}
+
+/// Relative L2 tolerance for results stored in `dtype` after f32 arithmetic.
+pub(crate) fn storage_tolerance(dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => 1e-5,
+        DType::Bf16 => 1e-2,
+    }
+}
+
+/// Any operator of the library.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Gemm(Gemm),
+    Conv2d(Conv2d),
+    DepthwiseConv2d(DepthwiseConv2d),
+    Pool2d(Pool2d),
+    GlobalAvgPool(GlobalAvgPool),
+    BiasAct(BiasAct),
+    AddAct(AddAct),
+    LayerNorm(LayerNorm),
+    Softmax(Softmax),
+    AttentionPrefill(AttentionPrefill),
+    AttentionDecode(AttentionDecode),
+    KvAppend(KvAppend),
+    Embedding(Embedding),
+    PatchTokens(PatchTokens),
+    Stressor(Stressor),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $o:ident => $e:expr) => {
+        match $self {
+            Op::Gemm($o) => $e,
+            Op::Conv2d($o) => $e,
+            Op::DepthwiseConv2d($o) => $e,
+            Op::Pool2d($o) => $e,
+            Op::GlobalAvgPool($o) => $e,
+            Op::BiasAct($o) => $e,
+            Op::AddAct($o) => $e,
+            Op::LayerNorm($o) => $e,
+            Op::Softmax($o) => $e,
+            Op::AttentionPrefill($o) => $e,
+            Op::AttentionDecode($o) => $e,
+            Op::KvAppend($o) => $e,
+            Op::Embedding($o) => $e,
+            Op::PatchTokens($o) => $e,
+            Op::Stressor($o) => $e,
+        }
+    };
+}
+
+impl OpSpec for Op {
+    fn kind(&self) -> &'static str {
+        dispatch!(self, o => o.kind())
+    }
+    fn shape(&self) -> String {
+        dispatch!(self, o => o.shape())
+    }
+    fn validate(&self) -> Result<()> {
+        dispatch!(self, o => o.validate())
+    }
+    fn operands(&self) -> Vec<Operand> {
+        dispatch!(self, o => o.operands())
+    }
+    fn cost(&self) -> Cost {
+        dispatch!(self, o => o.cost())
+    }
+    fn kernels(&self) -> Vec<KernelSymbol> {
+        dispatch!(self, o => o.kernels())
+    }
+    fn uses_cublas(&self) -> bool {
+        dispatch!(self, o => o.uses_cublas())
+    }
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+        dispatch!(self, o => o.launch(env, b, stamp))
+    }
+    fn reference(&self, inputs: &HostTensors) -> HostTensors {
+        dispatch!(self, o => o.reference(inputs))
+    }
+    fn tolerance(&self) -> f64 {
+        dispatch!(self, o => o.tolerance())
+    }
+}
+
+impl Op {
+    /// `kind shape`, for tables.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.kind(), self.shape())
+    }
+}
+
+/// Shared validation helper: every listed dimension must be positive.
+pub(crate) fn positive(op: &str, dims: &[(&str, usize)]) -> Result<()> {
+    for (name, v) in dims {
+        if *v == 0 {
+            return Err(Error::invalid(op, format!("{name} must be at least 1")));
+        }
+    }
+    Ok(())
+}
+
+/// Element count must fit the kernels' 32-bit loop bounds where they use them.
+pub(crate) fn fits_i32(op: &str, what: &str, v: usize) -> Result<()> {
+    if v > i32::MAX as usize {
+        return Err(Error::invalid(op, format!("{what} = {v} exceeds 2^31 - 1")));
+    }
+    Ok(())
+}
+
+/// Output height and width of a strided 2-D window over an input of `hw`.
+pub(crate) fn window_out_hw(
+    op: &str,
+    hw: (usize, usize),
+    kernel: (usize, usize),
+    stride: usize,
+    pad: usize,
+) -> Result<(usize, usize)> {
+    Ok((window_out(op, hw.0, kernel.0, stride, pad)?, window_out(op, hw.1, kernel.1, stride, pad)?))
+}
+
+/// Output size of a strided window: `(input + 2 pad - window) / stride + 1`.
+pub(crate) fn window_out(op: &str, input: usize, window: usize, stride: usize, pad: usize) -> Result<usize> {
+    if stride == 0 {
+        return Err(Error::invalid(op, "stride must be at least 1"));
+    }
+    let padded = input + 2 * pad;
+    if window == 0 || window > padded {
+        return Err(Error::invalid(op, format!("window {window} does not fit input {input} with padding {pad}")));
+    }
+    Ok((padded - window) / stride + 1)
+}

@@ -1,0 +1,1 @@
+//! One self-contained HTML report with plots of measurements, predictions and schedules.

@@ -1,0 +1,141 @@
+//! Command-line options, typed.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "coloc", version, about = "Measure GPU interference between co-located ML-inference workloads")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Describe the GPU: identity, partition mechanisms, timer resolution, measured ceilings.
+    Devices(DevicesArgs),
+    /// The kernel library: list, check against CPU references, benchmark.
+    #[command(subcommand)]
+    Kernels(KernelsCommand),
+    /// Partition mechanisms: how much of the GPU each one really grants.
+    #[command(subcommand)]
+    Partitions(PartitionsCommand),
+    /// Internal: run one probe job read from stdin (an MPS client process).
+    #[command(name = "__probe-worker", hide = true)]
+    ProbeWorker,
+}
+
+#[derive(Args, Debug)]
+pub struct GpuArgs {
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub device: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct DevicesArgs {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// Skip measuring the ceilings (copy bandwidth, FMA and matrix rates).
+    #[arg(long)]
+    pub no_ceilings: bool,
+    /// Fewer sizes and repetitions for the ceilings.
+    #[arg(long)]
+    pub quick: bool,
+    /// Skip the MPS trial (starting a private daemon and one client).
+    #[arg(long)]
+    pub no_mps_trial: bool,
+    /// Also write the inventory as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KernelsCommand {
+    /// List kernels and the check and bench shapes with their analytic cost (no GPU needed).
+    List,
+    /// Check every operator on the GPU against its CPU reference on fresh random inputs.
+    Check(CheckArgs),
+    /// Benchmark every operator solo: time, spread, achieved rates, fraction of ceilings.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// Seed of the random inputs (default: a fresh one, printed so a failure can be replayed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Only operators whose label contains one of these (case-insensitive).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// Only shapes whose label contains one of these (case-insensitive).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Samples per shape.
+    #[arg(long, default_value_t = 50)]
+    pub samples: usize,
+    /// Time budget per shape, seconds (at least 10 samples are always taken).
+    #[arg(long, default_value_t = 3.0)]
+    pub max_seconds: f64,
+    /// Keep the L2 warm between samples instead of flushing it.
+    #[arg(long)]
+    pub warm_l2: bool,
+    /// Skip the instrumentation- and launch-overhead experiments.
+    #[arg(long)]
+    pub skip_overhead: bool,
+    /// Fewer repetitions when measuring the ceilings.
+    #[arg(long)]
+    pub quick: bool,
+    /// Directory for bench.json and samples.csv.
+    #[arg(long, default_value = "runs/bench")]
+    pub out: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PartitionsCommand {
+    /// Time fixed compute-bound work on the whole GPU, in green contexts and in MPS clients.
+    Scaling(ScalingArgs),
+    /// Latency of a short kernel behind a long one, at equal and at higher stream priority.
+    Priority(PriorityArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PriorityArgs {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    #[arg(long, default_value_t = 10)]
+    pub reps: usize,
+    /// Also write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScalingArgs {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// Green-context sizes, in SMs (rounded up to the chip's group size).
+    #[arg(long, value_delimiter = ',', default_values_t = [8u32, 16, 32, 48, 64, 96, 120])]
+    pub green: Vec<u32>,
+    /// MPS active-thread percentages.
+    #[arg(long, value_delimiter = ',', default_values_t = [12u32, 25, 50, 75, 100])]
+    pub mps: Vec<u32>,
+    /// Timed repetitions per row.
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Also write the table as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}

@@ -1,0 +1,64 @@
+//! One module per command; each turns typed options into library calls and prints.
+
+mod devices;
+mod kernels;
+mod partitions;
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use coloc_kernels::gpu::{Device, KernelLibrary, libs};
+use coloc_kernels::partition::probe::{self, WorkerCommand};
+
+use crate::cli::{Cli, Command, GpuArgs, KernelsCommand, PartitionsCommand};
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Devices(a) => devices::run(&a),
+        Command::Kernels(KernelsCommand::List) => kernels::list(),
+        Command::Kernels(KernelsCommand::Check(a)) => kernels::check(&a),
+        Command::Kernels(KernelsCommand::Bench(a)) => kernels::bench(&a),
+        Command::Partitions(PartitionsCommand::Scaling(a)) => partitions::scaling(&a),
+        Command::Partitions(PartitionsCommand::Priority(a)) => partitions::priority(&a),
+        Command::ProbeWorker => {
+            let mut job = String::new();
+            std::io::stdin().read_to_string(&mut job).context("reading the probe job from stdin")?;
+            println!("{}", probe::worker(&job)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// An opened GPU with its kernel library, after checking that every CUDA library a command
+/// needs is present (so a missing one is reported before any work starts).
+pub struct Gpu {
+    pub device: Arc<Device>,
+    pub lib: Arc<KernelLibrary>,
+}
+
+pub fn open_gpu(args: &GpuArgs) -> anyhow::Result<Gpu> {
+    let device = Device::open(args.device)?;
+    libs::require_nvrtc()?;
+    libs::require_cublas()?;
+    let lib = KernelLibrary::new(&device);
+    Ok(Gpu { device, lib })
+}
+
+/// This executable's hidden worker command, for MPS client processes.
+pub fn worker_command() -> Option<WorkerCommand> {
+    std::env::current_exe().ok().map(|program| WorkerCommand { program, args: vec!["__probe-worker".into()] })
+}
+
+pub fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(value).context("serialising")?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}

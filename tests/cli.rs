@@ -1,0 +1,55 @@
+//! The `coloc` binary: commands that need no GPU work anywhere; commands that need one fail
+//! with exactly one clear line when none is usable. `CUDA_VISIBLE_DEVICES=""` hides every GPU,
+//! so these hold on GPU machines as well as on the CPU-only CI.
+
+use std::process::Command;
+
+fn coloc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_coloc"))
+        .args(args)
+        .env("CUDA_VISIBLE_DEVICES", "")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("coloc runs")
+}
+
+#[test]
+fn gpu_commands_without_a_usable_gpu_fail_with_one_line() {
+    for args in [
+        vec!["devices"],
+        vec!["kernels", "check"],
+        vec!["kernels", "bench", "--out", "target/never-written"],
+        vec!["partitions", "scaling"],
+        vec!["partitions", "priority"],
+    ] {
+        let out = coloc(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded without a GPU");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?} printed more than one line:\n{stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("NVIDIA driver") || stderr.contains("no CUDA device"),
+            "{args:?} does not say why: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+}
+
+#[test]
+fn kernels_list_needs_no_gpu_and_names_every_kernel() {
+    let out = coloc(&["kernels", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for name in ["bias_act_bf16", "attention_decode_f32_d128", "stress_chase", "tensor_peak_tf32", "im2col_f32"] {
+        assert!(stdout.contains(name), "kernels list lacks {name}");
+    }
+    assert!(stdout.contains("gemm bf16 m=8192 n=8192 k=8192"), "bench shapes missing");
+}
+
+#[test]
+fn an_unknown_command_is_a_usage_error() {
+    let out = coloc(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
+}

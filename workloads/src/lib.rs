@@ -1,0 +1,1 @@
+//! Model graphs, arrival processes, co-location scenarios and suites, read from TOML files.
