@@ -21,6 +21,12 @@ pub enum Command {
     /// Partition mechanisms: how much of the GPU each one really grants.
     #[command(subcommand)]
     Partitions(PartitionsCommand),
+    /// Model graphs: list, show their operators and totals, run them on the GPU.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Suites of co-location scenarios: validate and expand (no GPU needed).
+    #[command(subcommand)]
+    Suite(SuiteCommand),
     /// Internal: run one probe job read from stdin (an MPS client process).
     #[command(name = "__probe-worker", hide = true)]
     ProbeWorker,
@@ -138,4 +144,70 @@ pub struct ScalingArgs {
     /// Also write the table as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// The shipped models with their totals at batch 1 (no GPU needed).
+    List,
+    /// Per-operator kernels, FLOPs, parameters and memory of one model at a batch size.
+    Show(ShowArgs),
+    /// Run models on the GPU once per batch size and time them (graph replay and eager).
+    Run(RunModelsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ShapeArgs {
+    /// Sequence length (token models).
+    #[arg(long)]
+    pub seq: Option<usize>,
+    /// Tokens already in the KV cache (decode models).
+    #[arg(long)]
+    pub context: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// A shipped model's name, or a model file's path.
+    pub model: String,
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunModelsArgs {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// Shipped model names or model file paths (default: every shipped model).
+    pub models: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8])]
+    pub batch: Vec<usize>,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+    /// Timed replays per model and batch.
+    #[arg(long, default_value_t = 50)]
+    pub reps: usize,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SuiteCommand {
+    /// Parse, expand and check every scenario of a suite file.
+    Validate(SuiteArgs),
+    /// Print the scenarios of a suite file, one line each, with the count.
+    Expand(SuiteArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SuiteArgs {
+    /// The suite file.
+    pub file: PathBuf,
+    /// Device the shares are checked against: `h200` (the lent card, no GPU needed) or
+    /// `current` (read from GPU 0).
+    #[arg(long, default_value = "h200")]
+    pub device: String,
 }

@@ -21,26 +21,31 @@ __device__ __forceinline__ NhwcIndex nhwc_index(long long i, int c, int ow, int 
 }
 
 // col[(n*OH + oh)*OW + ow, (kh*KW + kw)*C + c] = x[n, oh*s - p + kh*d, ow*s - p + kw*d, c], or 0
-// outside the image.
+// outside the image. Rows of col are `col_stride` elements (KH*KW*C rounded up to a multiple
+// of 8) and the padding columns are written as zeros: the GEMM then runs over the padded K
+// with 16-byte aligned rows, which keeps cuBLAS on its tensor-core kernels, and the padding
+// adds nothing to the products.
 template <typename T>
 __device__ __forceinline__ void im2col_body(T* __restrict__ col, const T* __restrict__ x, int n, int h,
                                             int w, int c, int kh, int kw, int stride, int pad,
-                                            int dilation, int oh, int ow, u64* stamp) {
+                                            int dilation, int oh, int ow, int col_stride, u64* stamp) {
     STAMP_IN(stamp);
-    const long long kcols = (long long)kh * kw * c;
-    const long long total = (long long)n * oh * ow * kcols;
+    const int kcols = kh * kw * c;
+    const long long total = (long long)n * oh * ow * col_stride;
     for (long long i = global_tid(); i < total; i += grid_stride()) {
-        const long long row = i / kcols;
-        const int k = (int)(i % kcols);
-        const int ci = k % c, kk = k / c;
-        const int kx = kk % kw, ky = kk / kw;
-        const int ox = (int)(row % ow);
-        const long long rest = row / ow;
-        const int oy = (int)(rest % oh);
-        const long long b = rest / oh;
-        const int iy = oy * stride - pad + ky * dilation, ix = ox * stride - pad + kx * dilation;
+        const long long row = i / col_stride;
+        const int k = (int)(i % col_stride);
         T v = from_f<T>(0.0f);
-        if (iy >= 0 && iy < h && ix >= 0 && ix < w) v = x[((b * h + iy) * w + ix) * c + ci];
+        if (k < kcols) {
+            const int ci = k % c, kk = k / c;
+            const int kx = kk % kw, ky = kk / kw;
+            const int ox = (int)(row % ow);
+            const long long rest = row / ow;
+            const int oy = (int)(rest % oh);
+            const long long b = rest / oh;
+            const int iy = oy * stride - pad + ky * dilation, ix = ox * stride - pad + kx * dilation;
+            if (iy >= 0 && iy < h && ix >= 0 && ix < w) v = x[((b * h + iy) * w + ix) * c + ci];
+        }
         col[i] = v;
     }
     STAMP_OUT(stamp);
@@ -49,8 +54,8 @@ __device__ __forceinline__ void im2col_body(T* __restrict__ col, const T* __rest
 #define IM2COL(sfx, T)                                                                         \
     extern "C" __global__ void __launch_bounds__(256) im2col_##sfx(                            \
         T* col, const T* x, int n, int h, int w, int c, int kh, int kw, int stride, int pad,   \
-        int dilation, int oh, int ow, u64* stamp) {                                            \
-        im2col_body<T>(col, x, n, h, w, c, kh, kw, stride, pad, dilation, oh, ow, stamp);      \
+        int dilation, int oh, int ow, int col_stride, u64* stamp) {                            \
+        im2col_body<T>(col, x, n, h, w, c, kh, kw, stride, pad, dilation, oh, ow, col_stride, stamp); \
     }
 COLOC_FOR_DTYPES(IM2COL)
 

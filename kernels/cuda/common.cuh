@@ -65,6 +65,7 @@ __device__ __forceinline__ bool coloc_block_leader() {
 #define ACT_GELU 3
 #define ACT_GELU_TANH 4
 #define ACT_SILU 5
+#define ACT_TANH 6
 
 __device__ __forceinline__ float apply_act(float v, int act) {
     switch (act) {
@@ -76,6 +77,7 @@ __device__ __forceinline__ float apply_act(float v, int act) {
             return 0.5f * v * (1.0f + tanhf(inner));
         }
         case ACT_SILU: return v / (1.0f + expf(-v));
+        case ACT_TANH: return tanhf(v);
         default: return v;
     }
 }

@@ -4,7 +4,7 @@ use crate::ceilings::Ceilings;
 use crate::gpu::{DeviceInfo, GemmPrecision};
 use crate::ops::{
     AddAct, AttentionDecode, AttentionPrefill, BiasAct, Conv2d, DepthwiseConv2d, Embedding, Gemm, GlobalAvgPool,
-    KvAppend, LayerNorm, Op, PatchTokens, Pool2d, PoolMode, Softmax, Stressor, StressorKind,
+    KvAppend, LayerNorm, Linear, Op, PatchTokens, Pool2d, PoolMode, Softmax, Stressor, StressorKind,
 };
 use crate::types::{Activation, DType};
 
@@ -52,6 +52,33 @@ pub fn check_cases() -> Vec<Op> {
         gemm(64, 48, 80, 3, P::Tf32, false),
         gemm(130, 72, 96, 2, P::Bf16, true),
         gemm(33, 100, 17, 1, P::Bf16, false),
+        Op::Linear(Linear {
+            rows: 37,
+            in_features: 29,
+            out_features: 41,
+            row_stride: 0,
+            act: Gelu,
+            bias: true,
+            precision: P::F32,
+        }),
+        Op::Linear(Linear {
+            rows: 3,
+            in_features: 64,
+            out_features: 48,
+            row_stride: 320,
+            act: Tanh,
+            bias: true,
+            precision: P::Bf16,
+        }),
+        Op::Linear(Linear {
+            rows: 16,
+            in_features: 96,
+            out_features: 80,
+            row_stride: 0,
+            act: None,
+            bias: false,
+            precision: P::Tf32,
+        }),
         conv(2, 9, 11, 5, 7, 3, 1, 1, Relu, P::F32),
         conv(1, 15, 15, 3, 16, 7, 2, 3, Relu, P::Bf16),
         conv(2, 7, 7, 16, 24, 1, 1, 0, None, P::Tf32),
@@ -183,7 +210,18 @@ pub fn bench_cases(info: &DeviceInfo) -> Vec<BenchCase> {
         c(gemm(4096, 4096, 4096, 1, P::Bf16, false), "bf16 GEMM, mid size"),
         c(gemm(8192, 8192, 8192, 1, P::Tf32, false), "tf32 GEMM"),
         c(gemm(4096, 4096, 4096, 1, P::F32, false), "f32 GEMM (no tensor cores)"),
-        c(gemm(1024, 3072, 768, 1, P::Bf16, true), "BERT-base FFN up-projection, batch 8 x seq 128"),
+        c(
+            Op::Linear(Linear {
+                rows: 1024,
+                in_features: 768,
+                out_features: 3072,
+                row_stride: 0,
+                act: Gelu,
+                bias: true,
+                precision: P::Bf16,
+            }),
+            "BERT-base FFN up-projection + GELU, batch 8 x seq 128",
+        ),
         c(gemm(128, 128, 64, 96, P::Bf16, false), "strided-batched, attention-sized"),
         c(conv(8, 224, 224, 3, 64, 7, 2, 3, Relu, P::Bf16), "ResNet-50 stem"),
         c(conv(8, 56, 56, 64, 64, 3, 1, 1, Relu, P::Bf16), "ResNet-50 3x3 in stage 1"),

@@ -81,14 +81,15 @@ pub fn download(t: &Tensor) -> Result<HostTensor> {
     Ok(HostTensor { shape: t.operand.shape.clone(), data: t.operand.elem.decode(&raw) })
 }
 
-pub(crate) fn splitmix64(mut x: u64) -> u64 {
+pub fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
 }
 
-fn fill_operand(env: &LaunchEnv, o: &Operand, buf: &DeviceBuffer, seed: u64) -> Result<()> {
+/// Fills one buffer as operand `o` asks (random, ids, chase table, small integers, or poison).
+pub fn fill_operand(env: &LaunchEnv, o: &Operand, buf: &DeviceBuffer, seed: u64) -> Result<()> {
     let n = o.len() as u64;
     match (o.init, o.role) {
         (_, Role::Output | Role::Workspace) | (Init::Poison, _) => buf.fill_bytes_async(0xff, env.stream),

@@ -100,6 +100,8 @@ pub enum Activation {
     /// tanh-approximated GELU, as in GPT-2.
     GeluTanh,
     Silu,
+    /// As in BERT's pooler.
+    Tanh,
 }
 
 impl Activation {
@@ -111,6 +113,7 @@ impl Activation {
             Activation::Gelu => 3,
             Activation::GeluTanh => 4,
             Activation::Silu => 5,
+            Activation::Tanh => 6,
         }
     }
 
@@ -126,6 +129,7 @@ impl Activation {
                 0.5 * v * (1.0 + inner.tanh())
             }
             Activation::Silu => v / (1.0 + (-v).exp()),
+            Activation::Tanh => v.tanh(),
         }
     }
 
@@ -139,6 +143,7 @@ impl Activation {
             Activation::Gelu => 5.0,
             Activation::GeluTanh => 8.0,
             Activation::Silu => 4.0,
+            Activation::Tanh => 4.0,
         }
     }
 }

@@ -2,7 +2,9 @@
 
 mod devices;
 mod kernels;
+mod models;
 mod partitions;
+mod suite;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -12,7 +14,7 @@ use anyhow::Context;
 use coloc_kernels::gpu::{Device, KernelLibrary, libs};
 use coloc_kernels::partition::probe::{self, WorkerCommand};
 
-use crate::cli::{Cli, Command, GpuArgs, KernelsCommand, PartitionsCommand};
+use crate::cli::{Cli, Command, GpuArgs, KernelsCommand, ModelsCommand, PartitionsCommand, SuiteCommand};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -22,6 +24,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kernels(KernelsCommand::Bench(a)) => kernels::bench(&a),
         Command::Partitions(PartitionsCommand::Scaling(a)) => partitions::scaling(&a),
         Command::Partitions(PartitionsCommand::Priority(a)) => partitions::priority(&a),
+        Command::Models(ModelsCommand::List) => models::list(),
+        Command::Models(ModelsCommand::Show(a)) => models::show(&a),
+        Command::Models(ModelsCommand::Run(a)) => models::run(&a),
+        Command::Suite(SuiteCommand::Validate(a)) => suite::validate(&a),
+        Command::Suite(SuiteCommand::Expand(a)) => suite::expand(&a),
         Command::ProbeWorker => {
             let mut job = String::new();
             std::io::stdin().read_to_string(&mut job).context("reading the probe job from stdin")?;

@@ -59,11 +59,49 @@ pub struct GemmCall {
     pub a: u64,
     pub b: u64,
     pub c: u64,
+    /// Elements between consecutive rows of A (at least k).
+    pub lda: usize,
+    /// Elements between consecutive rows of B as stored (at least n, or k when transposed).
+    pub ldb: usize,
     pub stride_a: usize,
     pub stride_b: usize,
     pub stride_c: usize,
     pub alpha: f32,
     pub beta: f32,
+}
+
+impl GemmCall {
+    /// A dense single GEMM: rows of A and B packed, alpha 1, beta 0.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dense(
+        m: usize,
+        n: usize,
+        k: usize,
+        b_transposed: bool,
+        precision: GemmPrecision,
+        a: u64,
+        b: u64,
+        c: u64,
+    ) -> Self {
+        GemmCall {
+            m,
+            n,
+            k,
+            batch: 1,
+            b_transposed,
+            precision,
+            a,
+            b,
+            c,
+            lda: k,
+            ldb: if b_transposed { k } else { n },
+            stride_a: m * k,
+            stride_b: k * n,
+            stride_c: m * n,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
 }
 
 /// Workspace handed to cuBLAS so that it never allocates (which would break graph capture).
@@ -127,7 +165,7 @@ impl Blas {
             }
             GemmPrecision::Bf16 => (cublas::cudaDataType::CUDA_R_16BF, cublas::cublasComputeType_t::CUBLAS_COMPUTE_32F),
         };
-        let (trans_b, ld_b) = if g.b_transposed { (CUBLAS_OP_T, g.k) } else { (CUBLAS_OP_N, g.n) };
+        let trans_b = if g.b_transposed { CUBLAS_OP_T } else { CUBLAS_OP_N };
         let s = unsafe {
             cublas::cublasGemmStridedBatchedEx(
                 self.handle,
@@ -139,11 +177,11 @@ impl Blas {
                 &g.alpha as *const f32 as *const c_void,
                 g.b as *const c_void,
                 data,
-                ld_b as i32,
+                g.ldb as i32,
                 g.stride_b as i64,
                 g.a as *const c_void,
                 data,
-                g.k as i32,
+                g.lda as i32,
                 g.stride_a as i64,
                 &g.beta as *const f32 as *const c_void,
                 g.c as *mut c_void,

@@ -96,6 +96,7 @@ impl OpSpec for AttentionPrefill {
         let (b, s, h, d) = (self.batch as f64, self.seq as f64, self.heads as f64, self.head_dim as f64);
         let pairs = if self.causal { s * (s + 1.0) / 2.0 } else { s * s };
         Cost {
+            macs: 2.0 * b * h * pairs * d,
             flops: 4.0 * b * h * pairs * d,
             dram_bytes: 4.0 * b * s * h * d * self.dtype.bytes() as f64,
             unit: ComputeUnit::Fp32,
@@ -186,6 +187,7 @@ impl OpSpec for AttentionDecode {
     fn cost(&self) -> Cost {
         let (b, h, d, l) = (self.batch as f64, self.heads as f64, self.head_dim as f64, self.len as f64);
         Cost {
+            macs: 2.0 * b * h * l * d,
             flops: 4.0 * b * h * l * d,
             dram_bytes: (2.0 * b * h * l * d + 2.0 * b * h * d) * self.dtype.bytes() as f64,
             unit: ComputeUnit::Fp32,
@@ -272,7 +274,7 @@ impl OpSpec for KvAppend {
     }
     fn cost(&self) -> Cost {
         let n = (self.batch * self.heads * self.head_dim) as f64;
-        Cost { flops: 0.0, dram_bytes: 4.0 * n * self.dtype.bytes() as f64, unit: ComputeUnit::Fp32 }
+        Cost { macs: 0.0, flops: 0.0, dram_bytes: 4.0 * n * self.dtype.bytes() as f64, unit: ComputeUnit::Fp32 }
     }
     fn kernels(&self) -> Vec<KernelSymbol> {
         vec![KernelSymbol::typed(KernelId::KvAppend, self.dtype)]

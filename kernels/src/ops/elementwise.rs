@@ -59,6 +59,7 @@ impl OpSpec for BiasAct {
         let n = (self.rows * self.channels) as f64;
         let bias = if self.bias { self.channels as f64 } else { 0.0 };
         Cost {
+            macs: 0.0,
             flops: n * (self.bias as u8 as f64 + self.act.flops()),
             dram_bytes: (2.0 * n + bias) * self.dtype.bytes() as f64,
             unit: ComputeUnit::Fp32,
@@ -113,6 +114,7 @@ impl OpSpec for AddAct {
     fn cost(&self) -> Cost {
         let n = self.elements as f64;
         Cost {
+            macs: 0.0,
             flops: n * (1.0 + self.act.flops()),
             dram_bytes: 3.0 * n * self.dtype.bytes() as f64,
             unit: ComputeUnit::Fp32,
@@ -203,6 +205,7 @@ impl OpSpec for Embedding {
         let n = (self.rows * self.dim) as f64;
         let reads = if self.max_positions > 0 { 2.0 } else { 1.0 };
         Cost {
+            macs: 0.0,
             flops: if self.max_positions > 0 { n } else { 0.0 },
             dram_bytes: (reads + 1.0) * n * self.dtype.bytes() as f64 + 4.0 * self.rows as f64,
             unit: ComputeUnit::Fp32,
@@ -273,7 +276,7 @@ impl OpSpec for PatchTokens {
     }
     fn cost(&self) -> Cost {
         let out = (self.batch * (self.patches + 1) * self.dim) as f64;
-        Cost { flops: out, dram_bytes: 3.0 * out * self.dtype.bytes() as f64, unit: ComputeUnit::Fp32 }
+        Cost { macs: 0.0, flops: out, dram_bytes: 3.0 * out * self.dtype.bytes() as f64, unit: ComputeUnit::Fp32 }
     }
     fn kernels(&self) -> Vec<KernelSymbol> {
         vec![KernelSymbol::typed(KernelId::PatchTokens, self.dtype)]

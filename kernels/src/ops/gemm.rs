@@ -37,6 +37,8 @@ impl Gemm {
             a,
             b,
             c,
+            lda: self.k,
+            ldb: if self.b_transposed { self.k } else { self.n },
             stride_a: self.m * self.k,
             stride_b: self.k * self.n,
             stride_c: self.m * self.n,
@@ -116,6 +118,7 @@ impl OpSpec for Gemm {
     fn cost(&self) -> Cost {
         let (m, n, k, b) = (self.m as f64, self.n as f64, self.k as f64, self.batch as f64);
         Cost {
+            macs: m * n * k * b,
             flops: 2.0 * m * n * k * b,
             dram_bytes: (m * k + k * n + m * n) * b * self.precision.elem_bytes() as f64,
             unit: gemm_unit(self.precision),

@@ -13,6 +13,7 @@ mod attention;
 mod cnn;
 mod elementwise;
 mod gemm;
+mod linear;
 mod norm;
 mod stressor;
 
@@ -24,6 +25,7 @@ pub use attention::{AttentionDecode, AttentionPrefill, KvAppend};
 pub use cnn::{Conv2d, DepthwiseConv2d, GlobalAvgPool, Pool2d, PoolMode};
 pub use elementwise::{AddAct, BiasAct, Embedding, PatchTokens};
 pub use gemm::Gemm;
+pub use linear::Linear;
 pub use norm::{LayerNorm, Softmax};
 pub use stressor::{CHASE_A, CHASE_C, Stressor, StressorKind, chase_table};
 
@@ -71,6 +73,9 @@ pub struct Operand {
     pub elem: ElemType,
     pub shape: Vec<usize>,
     pub init: Init,
+    /// Elements that carry data; fewer than `len()` when rows are padded for alignment (a
+    /// padded weight counts only these as parameters).
+    pub logical_len: usize,
 }
 
 impl Operand {
@@ -83,8 +88,14 @@ impl Operand {
     pub fn bytes(&self) -> usize {
         self.len() * self.elem.bytes()
     }
-    fn new(name: &'static str, role: Role, elem: ElemType, shape: Vec<usize>, init: Init) -> Self {
-        Operand { name, role, elem, shape, init }
+    /// An operand description for code outside an operator (filling a model's tensors).
+    pub fn describe(name: &'static str, role: Role, elem: ElemType, shape: Vec<usize>, init: Init) -> Self {
+        Self::new(name, role, elem, shape, init)
+    }
+
+    pub(crate) fn new(name: &'static str, role: Role, elem: ElemType, shape: Vec<usize>, init: Init) -> Self {
+        let logical_len = shape.iter().product();
+        Operand { name, role, elem, shape, init, logical_len }
     }
     pub(crate) fn input(name: &'static str, dtype: DType, shape: Vec<usize>) -> Self {
         Self::new(name, Role::Input, dtype.elem(), shape, Init::Uniform { lo: -1.0, hi: 1.0 })
@@ -103,6 +114,10 @@ impl Operand {
         self.role = role;
         self
     }
+    pub(crate) fn with_logical_len(mut self, n: usize) -> Self {
+        self.logical_len = n;
+        self
+    }
 }
 
 /// Analytic cost of one run of an operator, as implemented (an im2col convolution counts the
@@ -110,6 +125,9 @@ impl Operand {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cost {
     pub flops: f64,
+    /// Multiply-accumulates of the matrix-like part (GEMMs, convolutions, attention products),
+    /// as model MAC counts are quoted; zero for element-wise work.
+    pub macs: f64,
     pub dram_bytes: f64,
     /// Which ceiling the FLOPs are measured against.
     pub unit: ComputeUnit,
@@ -246,6 +264,7 @@ pub(crate) fn storage_tolerance(dtype: DType) -> f64 {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     Gemm(Gemm),
+    Linear(Linear),
     Conv2d(Conv2d),
     DepthwiseConv2d(DepthwiseConv2d),
     Pool2d(Pool2d),
@@ -266,6 +285,7 @@ macro_rules! dispatch {
     ($self:expr, $o:ident => $e:expr) => {
         match $self {
             Op::Gemm($o) => $e,
+            Op::Linear($o) => $e,
             Op::Conv2d($o) => $e,
             Op::DepthwiseConv2d($o) => $e,
             Op::Pool2d($o) => $e,

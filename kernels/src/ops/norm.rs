@@ -56,6 +56,7 @@ impl OpSpec for LayerNorm {
     fn cost(&self) -> Cost {
         let n = (self.rows * self.dim) as f64;
         Cost {
+            macs: 0.0,
             flops: 8.0 * n,
             dram_bytes: (2.0 * n + 2.0 * self.dim as f64) * self.dtype.bytes() as f64,
             unit: ComputeUnit::Fp32,
@@ -131,7 +132,7 @@ impl OpSpec for Softmax {
     }
     fn cost(&self) -> Cost {
         let n = (self.rows * self.len) as f64;
-        Cost { flops: 5.0 * n, dram_bytes: 2.0 * n * self.dtype.bytes() as f64, unit: ComputeUnit::Fp32 }
+        Cost { macs: 0.0, flops: 5.0 * n, dram_bytes: 2.0 * n * self.dtype.bytes() as f64, unit: ComputeUnit::Fp32 }
     }
     fn kernels(&self) -> Vec<KernelSymbol> {
         vec![KernelSymbol::typed(KernelId::Softmax, self.dtype)]

@@ -78,7 +78,7 @@ impl Stressor {
 }
 
 fn f32_operand(name: &'static str, role: Role, len: usize, init: Init) -> Operand {
-    Operand { name, role, elem: ElemType::F32, shape: vec![len], init }
+    Operand::new(name, role, ElemType::F32, vec![len], init)
 }
 
 impl OpSpec for Stressor {
@@ -134,14 +134,8 @@ impl OpSpec for Stressor {
                 vec![f32_operand("buf", Role::InOut, (bytes / 4) as usize, Init::Iota { modulo: 1024 })]
             }
             StressorKind::Chase { entries, .. } => vec![
-                Operand {
-                    name: "next",
-                    role: Role::Input,
-                    elem: ElemType::U32,
-                    shape: vec![entries as usize],
-                    init: Init::Chase,
-                },
-                Operand { name: "out", role: Role::Output, elem: ElemType::U32, shape: vec![t], init: Init::Poison },
+                Operand::new("next", Role::Input, ElemType::U32, vec![entries as usize], Init::Chase),
+                Operand::new("out", Role::Output, ElemType::U32, vec![t], Init::Poison),
             ],
         }
     }
@@ -158,7 +152,7 @@ impl OpSpec for Stressor {
             // One 32-byte DRAM sector per dependent load once the table is far larger than L2.
             StressorKind::Chase { steps, .. } => (0.0, 32.0 * steps as f64 * t),
         };
-        Cost { flops, dram_bytes, unit: ComputeUnit::Fp32 }
+        Cost { macs: 0.0, flops, dram_bytes, unit: ComputeUnit::Fp32 }
     }
 
     fn kernels(&self) -> Vec<KernelSymbol> {

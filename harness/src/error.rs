@@ -1,0 +1,22 @@
+//! The one error type of this crate.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kernels(#[from] coloc_kernels::Error),
+
+    #[error(transparent)]
+    Workloads(#[from] coloc_workloads::Error),
+
+    /// A model, scenario or run that cannot go ahead as asked; `context` names it.
+    #[error("{context}: {message}")]
+    Invalid { context: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid { context: context.into(), message: message.into() }
+    }
+}

@@ -1,0 +1,202 @@
+//! A linear layer: one cuBLAS GEMM against a [out, in] weight, then bias and activation in one
+//! pass over the output (the same epilogue as a convolution).
+
+use serde::{Deserialize, Serialize};
+
+use super::cnn::launch_bias_act;
+use super::gemm::{gemm_tolerance, gemm_unit};
+use super::{Bindings, Cost, HostTensor, HostTensors, LaunchEnv, OpSpec, Operand, fits_i32, positive};
+use crate::error::{Error, Result};
+use crate::gpu::{GemmCall, GemmPrecision};
+use crate::id::{KernelId, KernelSymbol};
+use crate::types::Activation;
+
+/// `y[r] = act(x[r * row_stride .. + in_features] * w^T + bias)` for r in 0..rows. A row stride
+/// larger than `in_features` reads every n-th row of a larger tensor in place (the first
+/// token of each sequence, for a pooler or a classification head).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Linear {
+    pub rows: usize,
+    pub in_features: usize,
+    pub out_features: usize,
+    /// Elements between consecutive input rows; 0 means `in_features` (packed rows).
+    #[serde(default)]
+    pub row_stride: usize,
+    #[serde(default)]
+    pub act: Activation,
+    #[serde(default = "yes")]
+    pub bias: bool,
+    pub precision: GemmPrecision,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Linear {
+    fn stride(&self) -> usize {
+        if self.row_stride == 0 { self.in_features } else { self.row_stride }
+    }
+    fn has_epilogue(&self) -> bool {
+        self.bias || self.act != Activation::None
+    }
+}
+
+impl OpSpec for Linear {
+    fn kind(&self) -> &'static str {
+        "linear"
+    }
+
+    fn shape(&self) -> String {
+        let stride =
+            if self.stride() != self.in_features { format!(" row_stride={}", self.stride()) } else { String::new() };
+        let bias = if self.bias { "" } else { " no-bias" };
+        format!(
+            "{} {}x{}->{}{stride} {:?}{bias}",
+            self.precision.name(),
+            self.rows,
+            self.in_features,
+            self.out_features,
+            self.act
+        )
+        .to_lowercase()
+    }
+
+    fn validate(&self) -> Result<()> {
+        positive(
+            "linear",
+            &[("rows", self.rows), ("in_features", self.in_features), ("out_features", self.out_features)],
+        )?;
+        if self.stride() < self.in_features {
+            return Err(Error::invalid(
+                "linear",
+                format!("row_stride {} is below in_features {}", self.stride(), self.in_features),
+            ));
+        }
+        for (what, v) in [
+            ("rows", self.rows),
+            ("in_features", self.in_features),
+            ("out_features", self.out_features),
+            ("row_stride", self.stride()),
+        ] {
+            fits_i32("linear", what, v)?;
+        }
+        Ok(())
+    }
+
+    fn operands(&self) -> Vec<Operand> {
+        let d = self.precision.dtype();
+        let mut v = vec![
+            Operand::input("x", d, vec![self.rows, self.stride()]),
+            Operand::weight("w", d, vec![self.out_features, self.in_features], 1.0 / (self.in_features as f32).sqrt()),
+        ];
+        if self.bias {
+            v.push(Operand::weight("bias", d, vec![self.out_features], 0.5));
+        }
+        v.push(Operand::output("y", d, vec![self.rows, self.out_features]));
+        v
+    }
+
+    fn cost(&self) -> Cost {
+        let (m, n, k) = (self.rows as f64, self.out_features as f64, self.in_features as f64);
+        let e = self.precision.elem_bytes() as f64;
+        let mut flops = 2.0 * m * n * k;
+        let mut bytes = (m * k + n * k + m * n) * e;
+        if self.has_epilogue() {
+            flops += m * n * (self.bias as u8 as f64 + self.act.flops());
+            bytes += (2.0 * m * n + if self.bias { n } else { 0.0 }) * e;
+        }
+        Cost { macs: m * n * k, flops, dram_bytes: bytes, unit: gemm_unit(self.precision) }
+    }
+
+    fn kernels(&self) -> Vec<KernelSymbol> {
+        if self.has_epilogue() {
+            vec![KernelSymbol::typed(KernelId::BiasAct, self.precision.dtype())]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn uses_cublas(&self) -> bool {
+        true
+    }
+
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+        let (x, w, y) = (b.require("linear", "x")?, b.require("linear", "w")?, b.require("linear", "y")?);
+        let call = GemmCall {
+            lda: self.stride(),
+            ..GemmCall::dense(self.rows, self.out_features, self.in_features, true, self.precision, x, w, y)
+        };
+        if env.bracket_library_calls {
+            env.stamp_point(stamp, false)?;
+        }
+        env.blas("linear")?.gemm(&call)?;
+        if self.has_epilogue() {
+            let n = self.rows * self.out_features;
+            launch_bias_act(env, self.precision.dtype(), y, y, b.get("bias"), n, self.out_features, self.act, stamp)
+        } else if env.bracket_library_calls {
+            env.stamp_point(stamp, true)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn reference(&self, inputs: &HostTensors) -> HostTensors {
+        let (x, w) = (&inputs["x"].data, &inputs["w"].data);
+        let bias = inputs.get("bias").map(|t| &t.data);
+        let (k, n, s) = (self.in_features, self.out_features, self.stride());
+        let mut y = vec![0.0; self.rows * n];
+        for r in 0..self.rows {
+            let row = &x[r * s..r * s + k];
+            for o in 0..n {
+                let dot: f64 = row.iter().zip(&w[o * k..(o + 1) * k]).map(|(a, b)| a * b).sum();
+                y[r * n + o] = self.act.apply(dot + bias.map_or(0.0, |b| b[o]));
+            }
+        }
+        HostTensors::from([("y", HostTensor { shape: vec![self.rows, n], data: y })])
+    }
+
+    fn tolerance(&self) -> f64 {
+        gemm_tolerance(self.precision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_stride_reads_the_first_token_of_each_sequence() {
+        // two sequences of two tokens, width 2: rows 0 and 2 are the first tokens
+        let op = Linear {
+            rows: 2,
+            in_features: 2,
+            out_features: 1,
+            row_stride: 4,
+            act: Activation::None,
+            bias: true,
+            precision: GemmPrecision::F32,
+        };
+        let inputs = HostTensors::from([
+            ("x", HostTensor { shape: vec![2, 4], data: vec![1.0, 2.0, 9.0, 9.0, 3.0, 4.0, 9.0, 9.0] }),
+            ("w", HostTensor { shape: vec![1, 2], data: vec![10.0, 1.0] }),
+            ("bias", HostTensor { shape: vec![1], data: vec![0.5] }),
+        ]);
+        assert_eq!(op.reference(&inputs)["y"].data, vec![12.5, 34.5]);
+        assert_eq!(op.cost().macs, 4.0);
+    }
+
+    #[test]
+    fn a_stride_below_the_width_is_rejected() {
+        let op = Linear {
+            rows: 2,
+            in_features: 8,
+            out_features: 1,
+            row_stride: 4,
+            act: Activation::None,
+            bias: false,
+            precision: GemmPrecision::Bf16,
+        };
+        assert!(op.validate().unwrap_err().to_string().contains("row_stride 4"));
+    }
+}

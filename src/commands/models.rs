@@ -1,0 +1,226 @@
+//! `coloc models list | show | run`
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use coloc_harness::model::ModelInstance;
+use coloc_kernels::gpu::{Blas, Event, ExecContext};
+use coloc_kernels::ops::{LaunchEnv, OpSpec, Role};
+use coloc_kernels::stats::Summary;
+use coloc_workloads::graph::{BuildOptions, ModelGraph};
+use coloc_workloads::model::{BUILTIN, ModelSpec};
+use serde::Serialize;
+
+use super::{open_gpu, write_json};
+use crate::cli::{RunModelsArgs, ShapeArgs, ShowArgs};
+use crate::table::{Table, sig3};
+
+fn options(batch: usize, shape: &ShapeArgs) -> BuildOptions {
+    BuildOptions { batch, seq: shape.seq, context: shape.context }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+}
+
+pub fn list() -> anyhow::Result<ExitCode> {
+    let mut t = Table::new(&["<model", "<input", "params M", "GMAC/sample", "published M / GMAC", "<description"]);
+    for (name, _) in BUILTIN {
+        let (spec, _) = ModelSpec::resolve(name, Path::new("."))?;
+        let g = ModelGraph::build(&spec, &BuildOptions { batch: 1, ..Default::default() })?;
+        let tot = g.totals();
+        let published = spec.published.as_ref().map_or("-".to_string(), |p| {
+            format!("{:.2} / {}", p.params as f64 / 1e6, p.macs.map_or("-".into(), |m| format!("{:.2}", m / 1e9)))
+        });
+        t.row(vec![
+            name.to_string(),
+            format!("{:?}", spec.input).to_lowercase(),
+            format!("{:.2}", tot.params as f64 / 1e6),
+            format!("{:.3}", tot.macs / 1e9),
+            published,
+            spec.description.clone(),
+        ]);
+    }
+    println!("{}", t.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let (spec, source) = ModelSpec::resolve(&args.model, Path::new("."))?;
+    let g = ModelGraph::build(&spec, &options(args.batch, &args.shape))?;
+    println!("{}: {} ({source:?})", spec.name, spec.description);
+    let shape = match (g.seq, g.context) {
+        (Some(s), _) => format!(", sequence {s}"),
+        (_, Some(c)) => format!(", context {c}"),
+        _ => String::new(),
+    };
+    println!("batch {}{shape}, {} operators, storage {}", g.batch, g.ops.len(), g.dtype);
+    let params = g.params_per_op();
+    let mut t = Table::new(&["#", "<layer", "<operator", "<kernels", "GFLOP", "MMAC", "params", "<output"]);
+    for (i, op) in g.ops.iter().enumerate() {
+        let mut kernels: Vec<String> = Vec::new();
+        if op.op.uses_cublas() {
+            kernels.push("cuBLAS".into());
+        }
+        kernels.extend(op.op.kernels().iter().map(|k| k.c_name()));
+        let output = op.op.operands().into_iter().find(|o| o.role == Role::Output).map(|o| o.name);
+        let out = output
+            .and_then(|name| op.bindings.iter().find(|(n, _)| *n == name))
+            .map_or("-".to_string(), |(_, t)| format!("{:?}", g.tensors[*t].shape));
+        let c = op.op.cost();
+        t.row(vec![
+            (i + 1).to_string(),
+            op.name.clone(),
+            op.op.label(),
+            kernels.join(" + "),
+            format!("{:.3}", c.flops / 1e9),
+            format!("{:.1}", c.macs / 1e6),
+            params[i].to_string(),
+            out,
+        ]);
+    }
+    println!("{}", t.render());
+    let tot = g.totals();
+    let per = g.batch as f64;
+    println!(
+        "totals: {:.3} M parameters, {:.3} GMAC ({:.3} per sample), {:.3} GFLOP, {} of analytic DRAM traffic",
+        tot.params as f64 / 1e6,
+        tot.macs / 1e9,
+        tot.macs / 1e9 / per,
+        tot.flops / 1e9,
+        mib(tot.dram_bytes as u64)
+    );
+    if let Some(p) = &spec.published {
+        println!(
+            "published: {:.3} M parameters{} ({})",
+            p.params as f64 / 1e6,
+            p.macs.map_or(String::new(), |m| format!(", {:.3} GMAC per sample", m / 1e9)),
+            p.source
+        );
+    }
+    println!(
+        "memory: weights {}, inputs {}, activations {} allocated ({} live at peak), KV cache {}, scratch {}: {} in all",
+        mib(tot.weight_bytes),
+        mib(tot.input_bytes),
+        mib(tot.activation_bytes),
+        mib(tot.peak_activation_bytes),
+        mib(tot.state_bytes),
+        mib(tot.scratch_bytes),
+        mib(tot.allocated_bytes())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct RunResult {
+    model: String,
+    batch: usize,
+    ops: usize,
+    device_mib: f64,
+    graph_gpu_ms: Summary,
+    graph_host_ms: Summary,
+    eager_gpu_ms: Summary,
+    /// First operator's entry to last operator's exit, from the stamps of the last replay.
+    kernel_span_ms: f64,
+    output_finite: bool,
+    /// For a softmax output: the largest deviation of a row sum from 1.
+    softmax_row_error: Option<f64>,
+}
+
+pub fn run(args: &RunModelsArgs) -> anyhow::Result<ExitCode> {
+    let names: Vec<String> =
+        if args.models.is_empty() { BUILTIN.iter().map(|(n, _)| n.to_string()).collect() } else { args.models.clone() };
+    let specs: Vec<ModelSpec> =
+        names.iter().map(|n| ModelSpec::resolve(n, Path::new(".")).map(|(s, _)| s)).collect::<Result<_, _>>()?;
+    let gpu = open_gpu(&args.gpu)?;
+    let ctx = ExecContext::primary(&gpu.device);
+    let stream = ctx.new_stream(0)?;
+    let blas = Blas::new(&stream)?;
+    let env = LaunchEnv { lib: &gpu.lib, stream: &stream, blas: Some(&blas), bracket_library_calls: false };
+    let (start, end) = (Event::new(&ctx)?, Event::new(&ctx)?);
+    let mut results = Vec::new();
+    let mut t =
+        Table::new(&["<model", "batch", "ops", "MiB", "graph ms", "p95", "host ms", "eager ms", "span ms", "<output"]);
+    let mut failed = false;
+    for spec in &specs {
+        for &batch in &args.batch {
+            let graph = ModelGraph::build(spec, &options(batch, &args.shape))?;
+            let mut inst = ModelInstance::allocate(&gpu.device, graph)?;
+            inst.initialize(&env, 1, 2)?;
+            inst.launch_eager(&env, false)?;
+            stream.synchronize().with_context(|| format!("{} at batch {batch}", spec.name))?;
+            inst.capture(&env)?;
+            let time = |f: &dyn Fn() -> anyhow::Result<()>, n: usize| -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+                let (mut gpu_ms, mut host_ms) = (Vec::new(), Vec::new());
+                for _ in 0..n {
+                    let t0 = Instant::now();
+                    start.record(&stream)?;
+                    f()?;
+                    end.record(&stream)?;
+                    end.synchronize()?;
+                    host_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                    gpu_ms.push(end.elapsed_ms_since(&start)? as f64);
+                }
+                Ok((gpu_ms, host_ms))
+            };
+            let replay = || -> anyhow::Result<()> { Ok(inst.launch(&stream)?) };
+            time(&replay, 3)?;
+            let (graph_gpu, graph_host) = time(&replay, args.reps)?;
+            let stamps = inst.op_stamps()?;
+            let span = match (stamps.iter().find_map(|s| s.start_ns), stamps.iter().rev().find_map(|s| s.end_ns)) {
+                (Some(a), Some(b)) => (b.saturating_sub(a)) as f64 / 1e6,
+                _ => f64::NAN,
+            };
+            let eager = || -> anyhow::Result<()> { Ok(inst.launch_eager(&env, false)?) };
+            let (eager_gpu, _) = time(&eager, args.reps.div_ceil(3))?;
+            let out = inst.output()?;
+            let finite = out.iter().all(|v| v.is_finite());
+            let softmax_row_error = (inst.graph.ops.last().map(|o| o.op.kind()) == Some("softmax")).then(|| {
+                let width = *inst.graph.tensors[inst.graph.output].shape.last().unwrap_or(&1);
+                out.chunks(width).map(|r| (r.iter().sum::<f64>() - 1.0).abs()).fold(0.0, f64::max)
+            });
+            let ok = finite && softmax_row_error.is_none_or(|e| e < 0.02);
+            failed |= !ok;
+            let r = RunResult {
+                model: spec.name.clone(),
+                batch,
+                ops: inst.graph.ops.len(),
+                device_mib: inst.device_bytes() as f64 / (1 << 20) as f64,
+                graph_gpu_ms: Summary::of(&graph_gpu).context("no samples")?,
+                graph_host_ms: Summary::of(&graph_host).context("no samples")?,
+                eager_gpu_ms: Summary::of(&eager_gpu).context("no samples")?,
+                kernel_span_ms: span,
+                output_finite: finite,
+                softmax_row_error,
+            };
+            t.row(vec![
+                r.model.clone(),
+                batch.to_string(),
+                r.ops.to_string(),
+                format!("{:.0}", r.device_mib),
+                sig3(r.graph_gpu_ms.median),
+                sig3(r.graph_gpu_ms.p95),
+                sig3(r.graph_host_ms.median),
+                sig3(r.eager_gpu_ms.median),
+                sig3(r.kernel_span_ms),
+                match (finite, softmax_row_error) {
+                    (false, _) => "NOT FINITE".into(),
+                    (true, Some(e)) if e >= 0.02 => format!("softmax rows off by {e:.3}"),
+                    (true, Some(e)) => format!("ok (softmax rows within {e:.1e})"),
+                    (true, None) => "ok (finite)".into(),
+                },
+            ]);
+            results.push(r);
+        }
+    }
+    println!("{}", t.render());
+    println!(
+        "graph: median GPU time of a CUDA-graph replay (events); host: launch to completion on the host clock; eager: the same operators launched one by one; span: first kernel in to last kernel out (stamps)"
+    );
+    if let Some(path) = &args.json {
+        write_json(path, &serde_json::json!({ "device": gpu.device.info(), "results": results }))?;
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
