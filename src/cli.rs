@@ -27,6 +27,18 @@ pub enum Command {
     /// Suites of co-location scenarios: validate and expand (no GPU needed).
     #[command(subcommand)]
     Suite(SuiteCommand),
+    /// Measure a suite on the GPU: solo profiles, then every scenario; Parquet tables, a
+    /// manifest and a VALID/INVALID summary in --out.
+    Measure(MeasureArgs),
+    /// Read a measured dataset back.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Internal: one MPS client of a measured run (job on stdin).
+    #[command(name = "__run-worker", hide = true)]
+    RunWorker,
+    /// Internal: one model's operators under ncu (`measure --ncu`).
+    #[command(name = "__ncu-solo", hide = true)]
+    NcuSolo { model: String, batch: usize },
     /// Internal: run one probe job read from stdin (an MPS client process).
     #[command(name = "__probe-worker", hide = true)]
     ProbeWorker,
@@ -210,4 +222,43 @@ pub struct SuiteArgs {
     /// `current` (read from GPU 0).
     #[arg(long, default_value = "h200")]
     pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct MeasureArgs {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// The suite file (e.g. suites/smoke.toml).
+    pub suite: PathBuf,
+    /// Directory for the dataset (must not hold a run unless --resume).
+    #[arg(long, default_value = "runs/measure")]
+    pub out: PathBuf,
+    /// Continue a run in --out: finished runs are kept and skipped.
+    #[arg(long)]
+    pub resume: bool,
+    /// Only scenarios whose name contains one of these (case-insensitive).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Also collect hardware counters of every solo kernel with ncu (Nsight Compute).
+    #[arg(long)]
+    pub ncu: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatasetCommand {
+    /// Per run: how long kernels of different tenants ran at the same time, the kernels that
+    /// overlapped most, and each tenant's kernel slowdown against solo.
+    Overlap(OverlapArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct OverlapArgs {
+    /// A directory written by `coloc measure`.
+    pub dir: PathBuf,
+    /// Only runs whose key contains one of these (case-insensitive).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Overlapping kernel pairs to show per tenant pair.
+    #[arg(long, default_value_t = 3)]
+    pub top: usize,
 }

@@ -6,10 +6,11 @@
 
 use std::sync::Arc;
 
-use coloc_kernels::gpu::{Device, DeviceBuffer, Graph, GraphExec, Stream};
+use coloc_kernels::gpu::memory::download_async;
+use coloc_kernels::gpu::{Device, DeviceBuffer, Graph, GraphExec, PinnedBuffer, Stream};
 use coloc_kernels::instance::splitmix64;
 use coloc_kernels::ops::{Bindings, Init, LaunchEnv, OpSpec, Operand, Role};
-use coloc_kernels::timing::{Stamp, StampArena};
+use coloc_kernels::timing::{SLOT_BYTES, Stamp, StampArena};
 use coloc_workloads::graph::{ModelGraph, TensorKind};
 
 use crate::error::{Error, Result};
@@ -70,24 +71,25 @@ impl ModelInstance {
 
     /// Launches every operator in order; `stamped` gives each its stamp slot.
     pub fn launch_eager(&self, env: &LaunchEnv, stamped: bool) -> Result<()> {
-        for (i, op) in self.graph.ops.iter().enumerate() {
-            let slot = if stamped { self.stamps.slot(i) } else { 0 };
-            op.op
-                .launch(env, &self.bindings[i], slot)
-                .map_err(|e| Error::invalid(format!("{} op {}", self.graph.model, op.name), e.to_string()))?;
+        for i in 0..self.graph.ops.len() {
+            self.launch_op(env, i, stamped).map_err(|e| {
+                Error::invalid(format!("{} op {}", self.graph.model, self.graph.ops[i].name), e.to_string())
+            })?;
         }
         Ok(())
+    }
+
+    /// Launches operator `i` alone.
+    pub fn launch_op(&self, env: &LaunchEnv, i: usize, stamped: bool) -> Result<(), coloc_kernels::Error> {
+        let slot = if stamped { self.stamps.slot(i) } else { 0 };
+        self.graph.ops[i].op.launch(env, &self.bindings[i], slot)
     }
 
     /// Captures the stamped operator sequence as a CUDA graph for replay on `env.stream`'s
     /// context.
     pub fn capture(&mut self, env: &LaunchEnv) -> Result<()> {
-        let graph = Graph::capture(env.stream, |_| {
-            self.launch_eager(env, true).map_err(|e| match e {
-                Error::Kernels(k) => k,
-                other => coloc_kernels::Error::Measurement(other.to_string()),
-            })
-        })?;
+        let graph =
+            Graph::capture(env.stream, |_| (0..self.graph.ops.len()).try_for_each(|i| self.launch_op(env, i, true)))?;
         self.exec = Some(graph.instantiate()?);
         Ok(())
     }
@@ -100,15 +102,19 @@ impl ModelInstance {
         Ok(())
     }
 
-    /// Per-operator stamps of the last completed launch; an operator without an entry stamp
-    /// (it starts in cuBLAS) gets the previous operator's exit.
+    /// Queues a copy of every operator's stamp slot into `pinned` (at byte `offset`) behind the
+    /// last launch on `stream`; read it with [`stamps_from`] once the launch has completed.
+    pub fn queue_stamp_readback(&self, stream: &Stream, pinned: &PinnedBuffer, offset: usize) -> Result<()> {
+        let bytes = self.graph.ops.len() * SLOT_BYTES;
+        download_async(pinned, offset, self.stamps.slot(0), bytes, stream)?;
+        Ok(())
+    }
+
+    /// Per-operator stamps of the last completed launch (synchronous read), starts filled in
+    /// as [`fill_inferred_starts`] does.
     pub fn op_stamps(&self) -> Result<Vec<Stamp>> {
         let mut s = self.stamps.read(self.graph.ops.len())?;
-        for i in 1..s.len() {
-            if s[i].start_ns.is_none() {
-                s[i].start_ns = s[i - 1].end_ns;
-            }
-        }
+        fill_inferred_starts(&mut s);
         Ok(s)
     }
 
@@ -146,4 +152,42 @@ fn fill(
     let operand = Operand::describe("tensor", Role::Input, elem, shape.to_vec(), init);
     coloc_kernels::instance::fill_operand(env, &operand, buf, seed)?;
     Ok(())
+}
+
+/// Decodes `ops` stamp slots from pinned memory at byte `offset` (see
+/// [`ModelInstance::queue_stamp_readback`]), starts filled in as [`fill_inferred_starts`] does.
+pub fn stamps_from(pinned: &PinnedBuffer, offset: usize, ops: usize) -> Vec<Stamp> {
+    let first = offset / 8;
+    let mut s: Vec<Stamp> = (0..ops)
+        .map(|i| Stamp::from_words(pinned.read::<u64>(first + 2 * i), pinned.read::<u64>(first + 2 * i + 1)))
+        .collect();
+    fill_inferred_starts(&mut s);
+    s
+}
+
+/// An operator that starts in cuBLAS has no entry stamp: its start is the previous operator's
+/// exit (the stream runs them back to back).
+pub fn fill_inferred_starts(stamps: &mut [Stamp]) {
+    for i in 1..stamps.len() {
+        if stamps[i].start_ns.is_none() {
+            stamps[i].start_ns = stamps[i - 1].end_ns;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_entry_stamp_takes_the_previous_exit() {
+        let mut s = vec![
+            Stamp { start_ns: Some(10), end_ns: Some(20) },
+            Stamp { start_ns: None, end_ns: Some(35) },
+            Stamp { start_ns: Some(36), end_ns: Some(40) },
+        ];
+        fill_inferred_starts(&mut s);
+        assert_eq!(s[1].start_ns, Some(20));
+        assert_eq!(s[2].start_ns, Some(36));
+    }
 }

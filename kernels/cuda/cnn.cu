@@ -22,7 +22,7 @@ __device__ __forceinline__ NhwcIndex nhwc_index(long long i, int c, int ow, int 
 
 // col[(n*OH + oh)*OW + ow, (kh*KW + kw)*C + c] = x[n, oh*s - p + kh*d, ow*s - p + kw*d, c], or 0
 // outside the image. Rows of col are `col_stride` elements (KH*KW*C rounded up to a multiple
-// of 8) and the padding columns are written as zeros: the GEMM then runs over the padded K
+// of 64) and the padding columns are written as zeros: the GEMM then runs over the padded K
 // with 16-byte aligned rows, which keeps cuBLAS on its tensor-core kernels, and the padding
 // adds nothing to the products.
 template <typename T>

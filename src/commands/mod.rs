@@ -1,7 +1,9 @@
 //! One module per command; each turns typed options into library calls and prints.
 
+mod dataset;
 mod devices;
 mod kernels;
+mod measure;
 mod models;
 mod partitions;
 mod suite;
@@ -14,7 +16,9 @@ use anyhow::Context;
 use coloc_kernels::gpu::{Device, KernelLibrary, libs};
 use coloc_kernels::partition::probe::{self, WorkerCommand};
 
-use crate::cli::{Cli, Command, GpuArgs, KernelsCommand, ModelsCommand, PartitionsCommand, SuiteCommand};
+use crate::cli::{
+    Cli, Command, DatasetCommand, GpuArgs, KernelsCommand, ModelsCommand, PartitionsCommand, SuiteCommand,
+};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -29,6 +33,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(ModelsCommand::Run(a)) => models::run(&a),
         Command::Suite(SuiteCommand::Validate(a)) => suite::validate(&a),
         Command::Suite(SuiteCommand::Expand(a)) => suite::expand(&a),
+        Command::Measure(a) => measure::run(&a),
+        Command::Dataset(DatasetCommand::Overlap(a)) => dataset::overlap(&a),
+        Command::NcuSolo { model, batch } => {
+            coloc_harness::ncu::solo_worker(&model, batch)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RunWorker => {
+            let stdin = std::io::stdin();
+            coloc_harness::run::worker_main(&mut stdin.lock(), &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ProbeWorker => {
             let mut job = String::new();
             std::io::stdin().read_to_string(&mut job).context("reading the probe job from stdin")?;

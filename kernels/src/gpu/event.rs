@@ -23,7 +23,18 @@ impl Event {
     }
 
     pub fn record(&self, stream: &Stream) -> Result<()> {
+        stream.context().bind()?;
         cu!(cuEventRecord(self.raw, stream.raw()))
+    }
+
+    /// True when the work before the last record has finished (never blocks).
+    pub fn is_complete(&self) -> Result<bool> {
+        let r = unsafe { sys::cuEventQuery(self.raw) };
+        if r == sys::CUresult::CUDA_ERROR_NOT_READY {
+            return Ok(false);
+        }
+        super::driver::check(r, "cuEventQuery")?;
+        Ok(true)
     }
 
     pub fn synchronize(&self) -> Result<()> {

@@ -133,6 +133,7 @@ impl Drop for Graph {
 
 impl GraphExec {
     pub fn launch(&self, stream: &Stream) -> Result<()> {
+        stream.context().bind()?;
         cu!(cuGraphLaunch(self.raw, stream.raw()))
     }
 }

@@ -133,6 +133,10 @@ impl OpSpec for Gemm {
         true
     }
 
+    fn starts_in_library(&self) -> bool {
+        true
+    }
+
     fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
         let call = self.call(b.require("gemm", "a")?, b.require("gemm", "b")?, b.require("gemm", "c")?);
         let blas = env.blas("gemm")?;

@@ -121,6 +121,10 @@ impl OpSpec for Linear {
         true
     }
 
+    fn starts_in_library(&self) -> bool {
+        true
+    }
+
     fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
         let (x, w, y) = (b.require("linear", "x")?, b.require("linear", "w")?, b.require("linear", "y")?);
         let call = GemmCall {

@@ -244,6 +244,11 @@ pub trait OpSpec {
     fn uses_cublas(&self) -> bool {
         false
     }
+    /// True when the first kernel is cuBLAS's, so the operator writes no entry stamp of its
+    /// own (unless library calls are bracketed).
+    fn starts_in_library(&self) -> bool {
+        false
+    }
     fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()>;
     /// The outputs (Output and InOut operands, by name) computed in f64 from the inputs.
     fn reference(&self, inputs: &HostTensors) -> HostTensors;
@@ -325,6 +330,9 @@ impl OpSpec for Op {
     }
     fn uses_cublas(&self) -> bool {
         dispatch!(self, o => o.uses_cublas())
+    }
+    fn starts_in_library(&self) -> bool {
+        dispatch!(self, o => o.starts_in_library())
     }
     fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
         dispatch!(self, o => o.launch(env, b, stamp))
