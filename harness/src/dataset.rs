@@ -95,7 +95,16 @@ pub fn read_progress(dir: &Path) -> Result<Vec<ProgressLine>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io(&path, e)),
     };
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        match serde_json::from_str(l) {
+            Ok(p) => out.push(p),
+            Err(_) if i + 1 == lines.len() => {} // torn by a kill mid-write: that run is redone
+            Err(e) => return Err(Error::invalid(format!("{}:{}", path.display(), i + 1), e.to_string())),
+        }
+    }
+    Ok(out)
 }
 
 /// Removes parts that have no progress line (a run killed between writing and recording).

@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod clock;
 pub mod dataset;
 pub mod error;
+pub mod float;
 pub mod limits;
 pub mod measure;
 pub mod model;

@@ -179,6 +179,16 @@ pub fn measure(
         if m["device"]["uuid"].as_str() != Some(device.info().uuid.as_str()) {
             return Err(Error::invalid(out.display().to_string(), "this run was started on another GPU"));
         }
+        if m["tool"]["git_commit"].as_str() != Some(opts.tool.git_commit.as_str()) {
+            return Err(Error::invalid(
+                out.display().to_string(),
+                format!(
+                    "this run was started by coloc {}, this binary is {}; resume with the same build so one dataset has one provenance",
+                    m["tool"]["git_commit"].as_str().unwrap_or("?"),
+                    opts.tool.git_commit
+                ),
+            ));
+        }
         let solo: SoloProfiles = serde_json::from_value(read_json(&out.join("solo.json"))?)
             .map_err(|e| Error::invalid(out.join("solo.json").display().to_string(), e.to_string()))?;
         let done = dataset::read_progress(out)?;

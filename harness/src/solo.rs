@@ -30,8 +30,10 @@ pub struct SoloModel {
     /// GPU time of one graph replay (events), microseconds.
     pub latency_us: Summary,
     /// The same operators launched one by one.
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub eager_us: f64,
     /// Requests per second at this batch, alone: batch / median latency.
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub capacity_rps: f64,
 }
 
@@ -45,13 +47,21 @@ pub struct SoloOp {
     pub kind: String,
     pub shape: String,
     pub kernels: String,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub flops: f64,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub macs: f64,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub dram_bytes: f64,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub time_us: f64,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub tflops: f64,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub gbps: f64,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub compute_fraction: f64,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub memory_fraction: f64,
     pub start_inferred: bool,
 }

@@ -37,16 +37,24 @@ pub struct TenantStats {
     /// Requests that arrived in the measured window.
     pub measured: usize,
     pub completed: usize,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub p50_ms: f64,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub p90_ms: f64,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub p99_ms: f64,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub slo_ms: f64,
     /// Measured requests that completed within the SLO, over all measured requests.
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub slo_attainment: f64,
     /// Completed measured requests per second of window.
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub throughput_rps: f64,
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub mean_batch: f64,
     /// Median GPU time of a full batch over the solo latency at that batch.
+    #[serde(deserialize_with = "crate::float::nan_if_null")]
     pub slowdown: f64,
 }
 

@@ -21,10 +21,8 @@ __device__ __forceinline__ NhwcIndex nhwc_index(long long i, int c, int ow, int 
 }
 
 // col[(n*OH + oh)*OW + ow, (kh*KW + kw)*C + c] = x[n, oh*s - p + kh*d, ow*s - p + kw*d, c], or 0
-// outside the image. Rows of col are `col_stride` elements (KH*KW*C rounded up to a multiple
-// of 64) and the padding columns are written as zeros: the GEMM then runs over the padded K
-// with 16-byte aligned rows, which keeps cuBLAS on its tensor-core kernels, and the padding
-// adds nothing to the products.
+// outside the image. Rows of col are `col_stride` elements apart (at least KH*KW*C); any
+// padding columns are written as zeros, so a GEMM over the padded width adds nothing.
 template <typename T>
 __device__ __forceinline__ void im2col_body(T* __restrict__ col, const T* __restrict__ x, int n, int h,
                                             int w, int c, int kh, int kw, int stride, int pad,

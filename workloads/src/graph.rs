@@ -40,7 +40,7 @@ pub struct TensorDecl {
     pub elem: ElemType,
     pub shape: Vec<usize>,
     pub init: Init,
-    /// Elements that are model parameters (weights only; padding excluded).
+    /// Elements that are model parameters (weights only).
     pub params: usize,
 }
 
@@ -340,17 +340,13 @@ impl<'a> Builder<'a> {
                 *t
             } else {
                 match operand.role {
-                    Role::Weight => {
-                        let t = self.tensor(
-                            &format!("{name}.{}", operand.name),
-                            TensorKind::Weight,
-                            operand.elem,
-                            operand.shape.clone(),
-                            operand.init,
-                        );
-                        self.tensors[t].params = operand.logical_len;
-                        t
-                    }
+                    Role::Weight => self.tensor(
+                        &format!("{name}.{}", operand.name),
+                        TensorKind::Weight,
+                        operand.elem,
+                        operand.shape.clone(),
+                        operand.init,
+                    ),
                     Role::Output => self.tensor(
                         &format!("{name}.{}", operand.name),
                         TensorKind::Activation,

@@ -52,14 +52,6 @@ impl Conv2d {
     fn k_dim(&self) -> usize {
         self.kernel.0 * self.kernel.1 * self.in_ch
     }
-    /// Row stride of the weights and columns: K rounded up to a multiple of 64. The GEMM runs
-    /// over this padded K (the column padding is zero, so the weights' padding never
-    /// contributes). At K = 147 (the ResNet stem) cuBLAS fell to an sm75 kernel at 11 TFLOP/s,
-    /// and still did at K = 152; every other convolution of the shipped models already has K a
-    /// multiple of 64, so only stems pay the extra products. The direct 1x1 path is unpadded.
-    fn k_stride(&self) -> usize {
-        if self.direct() { self.k_dim() } else { self.k_dim().next_multiple_of(64) }
-    }
     fn dims(&self) -> (usize, usize, usize) {
         let (oh, ow) = self.out_hw().unwrap_or((0, 0));
         (self.batch * oh * ow, self.out_ch, self.k_dim())
@@ -117,17 +109,16 @@ impl OpSpec for Conv2d {
         let d = self.dtype();
         let (oh, ow) = self.out_hw().unwrap_or((0, 0));
         let (m, _, k) = self.dims();
-        let ks = self.k_stride();
         let mut v = vec![
             Operand::input("x", d, vec![self.batch, self.height, self.width, self.in_ch]),
-            Operand::weight("w", d, vec![self.out_ch, ks], 1.0 / (k as f32).sqrt()).with_logical_len(self.out_ch * k),
+            Operand::weight("w", d, vec![self.out_ch, k], 1.0 / (k as f32).sqrt()),
         ];
         if self.bias {
             v.push(Operand::weight("bias", d, vec![self.out_ch], 0.5));
         }
         v.push(Operand::output("y", d, vec![self.batch, oh, ow, self.out_ch]));
         if !self.direct() {
-            v.push(Operand::output("col", d, vec![m, ks]).with_role(Role::Workspace));
+            v.push(Operand::output("col", d, vec![m, k]).with_role(Role::Workspace));
         }
         v
     }
@@ -195,24 +186,17 @@ impl OpSpec for Conv2d {
                 .i32(1)
                 .i32(oh as i32)
                 .i32(ow as i32)
-                .i32(self.k_stride() as i32)
+                .i32(k as i32)
                 .ptr(stamp);
-            env.launch_1d(KernelSymbol::typed(KernelId::Im2col, d), (m * self.k_stride()) as u64, args)?;
+            env.launch_1d(KernelSymbol::typed(KernelId::Im2col, d), (m * k) as u64, args)?;
             col
         };
-        let ks = self.k_stride();
-        let call = GemmCall {
-            lda: ks,
-            ldb: ks,
-            ..GemmCall::dense(m, n, k, true, self.precision, a, b.require("conv2d", "w")?, y)
-        };
+        let call = GemmCall::dense(m, n, k, true, self.precision, a, b.require("conv2d", "w")?, y);
         env.blas("conv2d")?.gemm(&call)?;
         if self.has_epilogue() {
             launch_bias_act(env, d, y, y, b.get("bias"), m * n, n, self.act, stamp)
-        } else if env.bracket_library_calls {
-            env.stamp_point(stamp, true)
         } else {
-            Ok(())
+            env.stamp_point(stamp, true)
         }
     }
 
@@ -222,7 +206,7 @@ impl OpSpec for Conv2d {
         let bias = inputs.get("bias").map(|t| &t.data);
         let (h, wd, ci, co) = (self.height, self.width, self.in_ch, self.out_ch);
         let kw = self.kernel.1;
-        let ks = self.k_stride();
+        let ks = self.k_dim(); // weights are [out_ch, K] rows
         let mut y = vec![0.0; self.batch * oh * ow * co];
         for n in 0..self.batch {
             for oy in 0..oh {

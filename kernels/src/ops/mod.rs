@@ -3,11 +3,12 @@
 //! to compute the same result on the CPU in f64.
 //!
 //! Timing stamps: an operator writes its [first block in, last block out] into the stamp slot
-//! it is given, from every kernel of ours it launches. cuBLAS kernels cannot carry stamps; when
-//! [`LaunchEnv::bracket_library_calls`] is set, an operator that starts or ends with a cuBLAS
-//! call surrounds it with one-thread `stamp_point` kernels, so the slot still brackets the
-//! whole operator (at the cost of two tiny launches). Without it, such an operator's start is
-//! left unset and the reader takes the end of the previous operator on the stream.
+//! it is given, from every kernel of ours it launches. cuBLAS kernels cannot carry stamps, so an
+//! operator that ends with a cuBLAS call (a GEMM without epilogue) always follows it with a
+//! one-thread `stamp_point` kernel that writes its end. An operator that starts with a cuBLAS
+//! call writes an entry stamp the same way only when [`LaunchEnv::bracket_library_calls`] is set
+//! (check, bench); without it (model graphs) its start is left unset and the reader takes the
+//! end of the previous operator on the stream.
 
 mod attention;
 mod cnn;
@@ -73,9 +74,6 @@ pub struct Operand {
     pub elem: ElemType,
     pub shape: Vec<usize>,
     pub init: Init,
-    /// Elements that carry data; fewer than `len()` when rows are padded for alignment (a
-    /// padded weight counts only these as parameters).
-    pub logical_len: usize,
 }
 
 impl Operand {
@@ -94,8 +92,7 @@ impl Operand {
     }
 
     pub(crate) fn new(name: &'static str, role: Role, elem: ElemType, shape: Vec<usize>, init: Init) -> Self {
-        let logical_len = shape.iter().product();
-        Operand { name, role, elem, shape, init, logical_len }
+        Operand { name, role, elem, shape, init }
     }
     pub(crate) fn input(name: &'static str, dtype: DType, shape: Vec<usize>) -> Self {
         Self::new(name, Role::Input, dtype.elem(), shape, Init::Uniform { lo: -1.0, hi: 1.0 })
@@ -112,10 +109,6 @@ impl Operand {
     }
     pub(crate) fn with_role(mut self, role: Role) -> Self {
         self.role = role;
-        self
-    }
-    pub(crate) fn with_logical_len(mut self, n: usize) -> Self {
-        self.logical_len = n;
         self
     }
 }
