@@ -152,8 +152,12 @@ pub fn kernel_spans(dir: &Path) -> Result<BTreeMap<String, Vec<Span>>> {
 
 /// Names of tenants per run, and the model and solo per-op time of each (model, op) used.
 pub struct Lookup {
+    /// (run, tenant) -> (name, model or aggressor work, max batch)
     pub tenant_model: BTreeMap<(String, u16), (String, String, u32)>,
+    /// (model, batch, op) -> (layer, kind, solo time in us)
     pub op_name: BTreeMap<(String, u32, u16), (String, String, f64)>,
+    /// (run, tenant, batch) -> the batch size of the graph that ran it
+    pub bucket: BTreeMap<(String, u16, u32), u32>,
     pub partition: BTreeMap<String, String>,
 }
 
@@ -185,17 +189,23 @@ pub fn lookup(dir: &Path) -> Result<Lookup> {
     for i in 0..model.len() {
         op_name.insert((model[i].clone(), batch[i] as u32, op[i] as u16), (layer[i].clone(), kind[i].clone(), time[i]));
     }
+    let b = read_parquet(&dir.join("batches.parquet"))?;
+    let (run, tenant, batch, size) = (strs(&b, "run")?, i64s(&b, "tenant")?, i64s(&b, "batch")?, i64s(&b, "bucket")?);
+    let bucket =
+        (0..run.len()).map(|i| ((run[i].clone(), tenant[i] as u16, batch[i] as u32), size[i] as u32)).collect();
     let r = read_parquet(&dir.join("runs.parquet"))?;
     let partition = strs(&r, "run")?.into_iter().zip(strs(&r, "partition")?).collect();
-    Ok(Lookup { tenant_model, op_name, partition })
+    Ok(Lookup { tenant_model, op_name, bucket, partition })
 }
 
-/// Median ratio of each tenant's kernel durations to the same operator alone.
+/// Median ratio of each tenant's kernel durations to the same operator alone at the same batch
+/// size.
 pub fn kernel_slowdown(run: &str, spans: &[Span], lk: &Lookup) -> BTreeMap<u16, f64> {
     let mut ratios: BTreeMap<u16, Vec<f64>> = BTreeMap::new();
     for s in spans {
-        let Some((_, model, batch)) = lk.tenant_model.get(&(run.to_string(), s.tenant)) else { continue };
-        let Some((_, _, solo_us)) = lk.op_name.get(&(model.clone(), *batch, s.op)) else { continue };
+        let Some((_, model, _)) = lk.tenant_model.get(&(run.to_string(), s.tenant)) else { continue };
+        let Some(bucket) = lk.bucket.get(&(run.to_string(), s.tenant, s.batch)) else { continue };
+        let Some((_, _, solo_us)) = lk.op_name.get(&(model.clone(), *bucket, s.op)) else { continue };
         if *solo_us > 0.0 {
             ratios.entry(s.tenant).or_default().push((s.end_ns - s.start_ns) as f64 / 1e3 / solo_us);
         }

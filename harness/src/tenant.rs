@@ -52,17 +52,9 @@ pub struct TenantPlan {
 }
 
 impl TenantPlan {
-    /// Batch sizes with a captured graph: the fixed size, or powers of two up to the dynamic
-    /// maximum (and the maximum itself).
+    /// Batch sizes with a captured graph (see [`Batching::buckets`]).
     pub fn buckets(&self) -> Vec<usize> {
-        match self.batching {
-            Batching::Fixed { batch } => vec![batch],
-            Batching::Dynamic { max_batch, .. } => {
-                let mut b: Vec<usize> = (0..).map(|i| 1usize << i).take_while(|s| *s < max_batch).collect();
-                b.push(max_batch);
-                b
-            }
-        }
+        self.batching.buckets()
     }
 
     pub fn graph(&self, batch: usize) -> Result<ModelGraph> {

@@ -69,6 +69,19 @@ impl Batching {
         }
     }
 
+    /// Batch sizes with a graph of their own: the fixed size, or powers of two up to the dynamic
+    /// maximum and the maximum itself (a partial batch runs in the next size up).
+    pub fn buckets(&self) -> Vec<usize> {
+        match self {
+            Batching::Fixed { batch } => vec![*batch],
+            Batching::Dynamic { max_batch, .. } => {
+                let mut b: Vec<usize> = (0..).map(|i| 1usize << i).take_while(|s| s < max_batch).collect();
+                b.push(*max_batch);
+                b
+            }
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Batching::Fixed { batch } => format!("b{batch}"),
@@ -223,7 +236,7 @@ impl DeviceLimits {
 pub struct Footprint {
     /// Device memory of every tenant's and aggressor's model at its largest batch.
     pub memory_bytes: u64,
-    /// Distinct (model, batch) pairs that need solo profiles.
+    /// Distinct (model, batch) pairs that need solo profiles (every bucket of dynamic batching).
     pub solo_profiles: BTreeSet<(String, usize)>,
 }
 
@@ -261,7 +274,9 @@ impl Scenario {
             let graph = ModelGraph::build(&spec, &BuildOptions { batch: max_batch, seq: t.seq, context: t.context })
                 .map_err(|e| in_context(&tctx, e))?;
             footprint.memory_bytes += graph.totals().allocated_bytes();
-            footprint.solo_profiles.insert((t.model.clone(), max_batch));
+            for bucket in t.batching.buckets() {
+                footprint.solo_profiles.insert((t.model.clone(), bucket));
+            }
             if let Batching::Dynamic { timeout_ms, .. } = t.batching {
                 if !(timeout_ms.is_finite() && timeout_ms >= 0.0) {
                     return Err(Error::invalid(tctx, format!("timeout_ms = {timeout_ms} must be >= 0")));
