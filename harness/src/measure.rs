@@ -353,6 +353,18 @@ pub fn summary(manifest: &serde_json::Value, suite: &Suite, lines: &[ProgressLin
         o["kernel_us"].as_f64().unwrap_or(f64::NAN),
         o["solo_kernel_us"].as_f64().unwrap_or(f64::NAN),
     ));
+    if let (Some(map), Some(check)) = (o["clock"].as_object(), o["clock_check"].as_object()) {
+        let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        s.push_str(&format!(
+            "host/GPU clock: offset known within {:.2} us; {} of {} bracketed launches outside it (launch to stamp {:.1} us, stamp to return {:.1} us, tightest margin {:.2} us)\n",
+            f(&map["uncertainty_ns"]) / 1e3,
+            check["outside"],
+            check["launches"],
+            f(&check["launch_to_stamp_us"]),
+            f(&check["stamp_to_return_us"]),
+            f(&check["tightest_margin_us"]),
+        ));
+    }
     let count = |st: Status| lines.iter().filter(|l| l.verdict.status == st).count();
     s.push_str(&format!(
         "runs: {} VALID, {} INVALID, {} FAILED\n\n",

@@ -15,7 +15,7 @@ use coloc_workloads::model::ModelSpec;
 use coloc_workloads::scenario::Batching;
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{calibrate, mono_ns};
+use crate::clock::{self, CALIBRATION_PINGS, ClockCheck, ClockMap, calibrate, mono_ns};
 use crate::error::{Error, Result};
 use crate::solo::{self, SoloTarget};
 use crate::tenant::{Arrivals, TenantPlan, TenantRunner};
@@ -31,6 +31,9 @@ max_batch = 1
 type = "global_avg_pool"
 "#;
 
+/// Bracketed launches that check the clock calibration.
+const CLOCK_CHECK_LAUNCHES: usize = 50;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HarnessOverhead {
     pub requests: usize,
@@ -44,6 +47,11 @@ pub struct HarnessOverhead {
     pub dispatch_us: f64,
     /// Kernel end to the host noticing the completion.
     pub notice_us: f64,
+    /// The calibration the loop ran with, and its check against bracketed launches.
+    #[serde(default)]
+    pub clock: Option<ClockMap>,
+    #[serde(default)]
+    pub clock_check: Option<ClockCheck>,
 }
 
 impl HarnessOverhead {
@@ -89,7 +97,8 @@ pub fn measure(lib: &Arc<KernelLibrary>, ceilings: &Ceilings) -> Result<HarnessO
     let device = lib.device().clone();
     let stream = Arc::new(ExecContext::primary(&device).new_stream(0)?);
     let mut runner = TenantRunner::prepare(lib, stream.clone(), plan, device.info().sm_count)?;
-    let clock = calibrate(lib, &stream, 25)?;
+    let clock = calibrate(lib, &stream, CALIBRATION_PINGS)?;
+    let clock_check = clock::check(lib, &stream, &clock, CLOCK_CHECK_LAUNCHES)?;
     let out = runner.run(mono_ns() + 20_000_000, &clock)?;
     let measured: Vec<_> = out.requests.iter().filter(|r| !r.warmup && r.end_ns.is_some()).collect();
     if measured.is_empty() {
@@ -106,5 +115,7 @@ pub fn measure(lib: &Arc<KernelLibrary>, ceilings: &Ceilings) -> Result<HarnessO
         latency_us: med(measured.iter().filter_map(|r| r.latency_ns()).map(|l| l as f64 / 1e3).collect()),
         dispatch_us: med(measured.iter().filter_map(|r| r.queue_ns()).map(|q| q as f64 / 1e3).collect()),
         notice_us: med(notice),
+        clock: Some(clock),
+        clock_check: Some(clock_check),
     })
 }

@@ -22,7 +22,7 @@ use coloc_workloads::scenario::{AggressorWork, DeviceLimits, PartitionKind, Scen
 use serde::{Deserialize, Serialize};
 
 use crate::aggressor::{AggressorLoad, AggressorPlan, AggressorRunner};
-use crate::clock::{ClockMap, calibrate, mono_ns};
+use crate::clock::{CALIBRATION_PINGS, ClockMap, calibrate, mono_ns};
 use crate::error::{Error, Result};
 use crate::record::TenantOutput;
 use crate::sampler::{DeviceSampleRow, sample_until};
@@ -294,7 +294,7 @@ fn run_in_process(
     for (plan, (stream, sms)) in aplans.into_iter().zip(&streams[runners.len()..]) {
         aggressors.push(AggressorRunner::prepare(env.lib, stream.clone(), plan, *sms)?);
     }
-    let clock = calibrate(env.lib, &streams[0].0, 25)?;
+    let clock = calibrate(env.lib, &streams[0].0, CALIBRATION_PINGS)?;
     let run_start = mono_ns() + 50_000_000;
     let stop = Arc::new(AtomicBool::new(false));
     let (touts, aouts, samples) = std::thread::scope(|s| {
@@ -440,7 +440,7 @@ pub fn worker_main(input: &mut dyn BufRead, output: &mut dyn Write) -> Result<()
         WorkerJob::Tenant(p) => Runner::T(TenantRunner::prepare(&lib, stream.clone(), p, sms)?),
         WorkerJob::Aggressor(p) => Runner::A(AggressorRunner::prepare(&lib, stream.clone(), p, sms)?),
     };
-    let clock = calibrate(&lib, &stream, 25)?;
+    let clock = calibrate(&lib, &stream, CALIBRATION_PINGS)?;
     writeln!(output, "ready {sms}")
         .and_then(|_| output.flush())
         .map_err(|e| Error::invalid("worker", e.to_string()))?;

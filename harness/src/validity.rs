@@ -77,7 +77,7 @@ const INVALIDATING: [&str; 4] =
     ["HW_SLOWDOWN", "SW_THERMAL_SLOWDOWN", "HW_THERMAL_SLOWDOWN", "HW_POWER_BRAKE_SLOWDOWN"];
 
 /// Clock calibrations coarser than this are noted.
-const CLOCK_NOTE_NS: i64 = 50_000;
+const CLOCK_NOTE_NS: i64 = 10_000;
 
 pub fn judge(scenario: &Scenario, data: &RunData) -> Verdict {
     let mut reasons = Vec::new();

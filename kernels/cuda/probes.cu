@@ -24,6 +24,26 @@ extern "C" __global__ void block_until(const volatile int* flag, u64 timeout_ns,
     }
 }
 
+// Answers the host's pings for the host/GPU clock calibration. For round r = 1..rounds it
+// waits for the host to write r into *ping (host-mapped memory), reads %globaltimer into
+// stamps[r - 1] and echoes r into *pong. A round trip then costs two PCIe crossings instead of
+// a launch and a synchronisation, whose unequal halves would bias the midpoint. Gives up when
+// no ping comes for timeout_ns.
+extern "C" __global__ void clock_ping(const volatile int* ping, volatile int* pong, volatile u64* stamps,
+                                      int rounds, u64 timeout_ns) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    for (int r = 1; r <= rounds; ++r) {
+        const u64 t0 = coloc_now();
+        while (*ping != r) {
+            if (coloc_now() - t0 > timeout_ns) return;
+        }
+        stamps[r - 1] = coloc_now();
+        __threadfence_system();
+        *pong = r;
+        __threadfence_system();
+    }
+}
+
 // Each block counts itself on the SM it runs on, then holds that SM for spin_ns so that the
 // blocks of one launch spread over every SM the context may use.
 extern "C" __global__ void sm_census(unsigned* counts, u64 spin_ns, u64* stamp) {

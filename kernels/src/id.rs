@@ -91,6 +91,7 @@ pub enum KernelId {
     StressChase,
     StampPoint,
     BlockUntil,
+    ClockPing,
     SmCensus,
     TimerResolution,
     FillUniform,
@@ -104,7 +105,7 @@ pub enum KernelId {
 pub const ATTENTION_HEAD_DIMS: [u32; 3] = [32, 64, 128];
 
 impl KernelId {
-    pub const ALL: [KernelId; 27] = [
+    pub const ALL: [KernelId; 28] = [
         KernelId::BiasAct,
         KernelId::AddAct,
         KernelId::Embedding,
@@ -125,6 +126,7 @@ impl KernelId {
         KernelId::StressChase,
         KernelId::StampPoint,
         KernelId::BlockUntil,
+        KernelId::ClockPing,
         KernelId::SmCensus,
         KernelId::TimerResolution,
         KernelId::FillUniform,
@@ -142,7 +144,7 @@ impl KernelId {
             LayerNorm | Softmax => CudaModule::Norm,
             AttentionPrefill | AttentionDecode => CudaModule::Attention,
             StressFma | StressStream | StressL2 | StressSmem | StressChase => CudaModule::Stressors,
-            StampPoint | BlockUntil | SmCensus | TimerResolution | FillUniform | FillIds | FillChase => {
+            StampPoint | BlockUntil | ClockPing | SmCensus | TimerResolution | FillUniform | FillIds | FillChase => {
                 CudaModule::Probes
             }
             TensorPeakBf16 | TensorPeakTf32 => CudaModule::TensorPeak,
@@ -173,6 +175,7 @@ impl KernelId {
             StressChase => "stress_chase",
             StampPoint => "stamp_point",
             BlockUntil => "block_until",
+            ClockPing => "clock_ping",
             SmCensus => "sm_census",
             TimerResolution => "timer_resolution",
             FillUniform => "fill_uniform",
