@@ -33,7 +33,7 @@ if command -v ncu >/dev/null 2>&1; then
         --kernel-name 'regex:^(stress_stream|layer_norm_bf16|attention_prefill_bf16_d64|softmax_bf16)$' \
         --log-file "$out/ncu.csv" \
         "$coloc" kernels bench --only "stress_stream bytes=1073741824" --only layer_norm --only attention_prefill \
-        --only softmax --samples 20 --skip-overhead --quick --out "$out/ncu-bench"
+        --only softmax --samples 20 --skip-overhead --quick --no-targets --out "$out/ncu-bench"
     step ncu-compare python3 "$here/ncu_compare.py" "$out/ncu.csv" "$out/bench/bench.json"
 else
     echo "ncu not found: timing cross-check with ncu skipped"

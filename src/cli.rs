@@ -116,6 +116,10 @@ pub struct BenchArgs {
     /// Fewer repetitions when measuring the ceilings.
     #[arg(long)]
     pub quick: bool,
+    /// Print the performance targets without judging them (the exit status ignores them):
+    /// for runs under a profiler such as ncu, which serialises and slows every kernel.
+    #[arg(long)]
+    pub no_targets: bool,
     /// Directory for bench.json and samples.csv.
     #[arg(long, default_value = "runs/bench")]
     pub out: PathBuf,
@@ -249,6 +253,15 @@ pub enum DatasetCommand {
     /// Per run: how long kernels of different tenants ran at the same time, the kernels that
     /// overlapped most, and each tenant's kernel slowdown against solo.
     Overlap(OverlapArgs),
+    /// Is the dataset whole: every run of its suite recorded exactly once, every table row
+    /// belonging to a recorded run, request times agreeing? Exits non-zero if not.
+    Check(DatasetCheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DatasetCheckArgs {
+    /// A directory written by `coloc measure`.
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]

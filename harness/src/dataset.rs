@@ -107,6 +107,24 @@ pub fn read_progress(dir: &Path) -> Result<Vec<ProgressLine>> {
     Ok(out)
 }
 
+/// Before resuming: cuts a torn last line (a kill mid-write) off `progress.jsonl`, so that
+/// the next line appended starts on a line of its own, and returns the finished runs.
+pub fn recover_progress(dir: &Path) -> Result<Vec<ProgressLine>> {
+    let path = dir.join("progress.jsonl");
+    match std::fs::read(&path) {
+        Ok(bytes) if !bytes.is_empty() && bytes.last() != Some(&b'\n') => {
+            let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| io(&path, e))?;
+            f.set_len(keep as u64).map_err(|e| io(&path, e))?;
+            f.sync_all().map_err(|e| io(&path, e))?;
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&path, e)),
+    }
+    read_progress(dir)
+}
+
 /// Removes parts that have no progress line (a run killed between writing and recording).
 pub fn remove_stale_parts(dir: &Path, done: &[ProgressLine]) -> Result<Vec<String>> {
     let parts = dir.join("parts");
@@ -366,9 +384,25 @@ pub fn consolidate(dir: &Path, lines: &[ProgressLine]) -> Result<()> {
     }
     let path = dir.join("runs.parquet");
     write_parquet(&path, &mut runs_table(&path, lines)?)?;
+    // Renamed first, in one step: a kill while deleting must not leave some parts behind for a
+    // later --resume to consolidate again over the complete tables.
     let parts = dir.join("parts");
+    let retired = dir.join(RETIRED_PARTS);
     if parts.exists() {
-        std::fs::remove_dir_all(&parts).map_err(|e| io(&parts, e))?;
+        let _ = std::fs::remove_dir_all(&retired);
+        std::fs::rename(&parts, &retired).map_err(|e| io(&parts, e))?;
+    }
+    remove_retired_parts(dir)
+}
+
+/// Where consolidated parts go before they are deleted.
+const RETIRED_PARTS: &str = "parts.consolidated";
+
+/// Deletes parts left by a consolidation that was killed while deleting them.
+pub fn remove_retired_parts(dir: &Path) -> Result<()> {
+    let retired = dir.join(RETIRED_PARTS);
+    if retired.exists() {
+        std::fs::remove_dir_all(&retired).map_err(|e| io(&retired, e))?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod dataset;
 pub mod error;
 pub mod float;
+pub mod integrity;
 pub mod limits;
 pub mod measure;
 pub mod model;

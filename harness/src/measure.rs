@@ -86,6 +86,8 @@ struct SuiteInfo {
     fnv64: String,
     scenarios: usize,
     runs: usize,
+    /// `--only` patterns that chose the runs (none: every run of the suite).
+    only: Vec<String>,
 }
 
 pub fn unix_now() -> f64 {
@@ -112,6 +114,26 @@ pub fn utc(unix_s: f64) -> String {
 fn fnv64(text: &str) -> String {
     let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
     format!("{h:016x}")
+}
+
+/// The repetitions a run measures, in order: (scenario index, scenario, repetition), for the
+/// scenarios whose name contains one of `only` (case-insensitive; none: all of them).
+pub fn selected_runs<'a>(scenarios: &'a [Scenario], only: &[String]) -> Vec<(usize, &'a Scenario, usize)> {
+    scenarios
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| only.is_empty() || only.iter().any(|p| s.name.to_lowercase().contains(&p.to_lowercase())))
+        .flat_map(|(i, s)| (1..=s.repetitions).map(move |r| (i, s, r)))
+        .collect()
+}
+
+/// The runs of `runs` that `done` (the progress log) does not list yet.
+pub fn pending<'r, 's>(
+    runs: &'r [(usize, &'s Scenario, usize)],
+    done: &[ProgressLine],
+) -> Vec<&'r (usize, &'s Scenario, usize)> {
+    let finished: BTreeSet<&str> = done.iter().map(|d| d.run.as_str()).collect();
+    runs.iter().filter(|(i, s, r)| !finished.contains(run_key(*i, s, *r).as_str())).collect()
 }
 
 /// The key of one repetition: its position in the suite, a file-safe name and the repetition.
@@ -157,15 +179,7 @@ pub fn measure(
         std::fs::read_to_string(&opts.suite).map_err(|e| Error::Kernels(coloc_kernels::Error::io(&opts.suite, e)))?;
     let suite = Suite::parse(&suite_text, &opts.suite, &limits)?;
     let check = suite.validate(&limits)?;
-    let runs: Vec<(usize, &Scenario, usize)> = suite
-        .scenarios
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| {
-            opts.only.is_empty() || opts.only.iter().any(|p| s.name.to_lowercase().contains(&p.to_lowercase()))
-        })
-        .flat_map(|(i, s)| (1..=s.repetitions).map(move |r| (i, s, r)))
-        .collect();
+    let runs = selected_runs(&suite.scenarios, &opts.only);
     let nvml = NvmlDevice::open(&device.info().uuid).ok();
 
     let (solo, mut done) = if opts.resume {
@@ -189,9 +203,17 @@ pub fn measure(
                 ),
             ));
         }
+        let recorded_only: Vec<String> = serde_json::from_value(m["suite"]["only"].clone()).unwrap_or_default();
+        if recorded_only != opts.only {
+            return Err(Error::invalid(
+                out.display().to_string(),
+                format!("this run was started with --only {recorded_only:?}; resume with the same selection"),
+            ));
+        }
         let solo: SoloProfiles = serde_json::from_value(read_json(&out.join("solo.json"))?)
             .map_err(|e| Error::invalid(out.join("solo.json").display().to_string(), e.to_string()))?;
-        let done = dataset::read_progress(out)?;
+        let done = dataset::recover_progress(out)?;
+        dataset::remove_retired_parts(out)?;
         let stale = dataset::remove_stale_parts(out, &done)?;
         if !stale.is_empty() {
             progress.phase(&format!("removed {} unfinished part(s): {}", stale.len(), stale.join(", ")));
@@ -229,6 +251,7 @@ pub fn measure(
                 fnv64: fnv64(&suite_text),
                 scenarios: suite.scenarios.len(),
                 runs: runs.len(),
+                only: opts.only.clone(),
             },
             seeds_note: "each scenario's seeds are in scenarios.json: `schedule` drives arrivals, `inputs` request data; repetitions reuse them",
         };
@@ -266,8 +289,7 @@ pub fn measure(
     };
 
     let per_run_s: f64 = check.estimated_seconds / runs.len().max(1) as f64;
-    let todo: Vec<&(usize, &Scenario, usize)> =
-        runs.iter().filter(|(i, s, r)| !done.iter().any(|d| d.run == run_key(*i, s, *r))).collect();
+    let todo = pending(&runs, &done);
     progress.runs(runs.len(), runs.len() - todo.len(), todo.len() as f64 * per_run_s);
     let env = RunEnv {
         lib,

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -350,9 +350,8 @@ fn run_mps(
         let mut clients = Vec::new();
         for ((name, job), (_, share)) in jobs.into_iter().zip(&shares) {
             let output = dir.join(format!("{}.json", clients.len()));
-            let mut child = Command::new(&worker.program)
-                .args(&worker.args)
-                .envs(daemon.client_env(share.mps_percent))
+            let mut child = daemon
+                .client_command(worker, share.mps_percent)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

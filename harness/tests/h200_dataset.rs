@@ -57,6 +57,23 @@ fn the_manifest_names_the_device_the_code_and_the_suite() {
 }
 
 #[test]
+fn the_host_and_gpu_clocks_agree_within_the_calibration() {
+    let o = &json("manifest.json")["harness_overhead"];
+    let map = &o["clock"];
+    let check = &o["clock_check"];
+    // Ping-pong through mapped memory bounds the offset within a few microseconds.
+    let uncertainty_us = map["uncertainty_ns"].as_f64().unwrap() / 1e3;
+    assert!(uncertainty_us > 0.0 && uncertainty_us < 5.0, "{map}");
+    // Every bracketed launch's stamp lies between its host readings.
+    assert!(check["launches"].as_u64().unwrap() >= 20, "{check}");
+    assert_eq!(check["outside"].as_u64(), Some(0), "{check}");
+    assert!(check["launch_to_stamp_us"].as_f64().unwrap() > 0.0, "{check}");
+    assert!(check["stamp_to_return_us"].as_f64().unwrap() > 0.0, "{check}");
+    // So the null workload's completions are noticed after its kernels end, not before.
+    assert!(o["notice_us"].as_f64().unwrap() > 0.0, "{o}");
+}
+
+#[test]
 fn every_run_of_the_suite_is_there_once() {
     let scenarios = json("scenarios.json");
     let expected: usize =
@@ -70,6 +87,9 @@ fn every_run_of_the_suite_is_there_once() {
         assert!(["VALID", "INVALID", "FAILED"].contains(&status.as_str()));
         assert!(summary.contains(scenario.as_str()), "{scenario} is not in summary.txt");
     }
+    let whole = coloc_harness::integrity::check(&dir()).unwrap();
+    assert!(whole.is_whole(), "{:?}", whole.problems);
+    assert_eq!(whole.recorded_runs, expected);
     let valid = strs(&runs, "status").iter().filter(|s| *s == "VALID").count();
     assert!(valid * 10 >= keys.len() * 9, "only {valid} of {} runs are valid", keys.len());
 }

@@ -1,10 +1,11 @@
-//! `coloc dataset overlap DIR`
+//! `coloc dataset overlap DIR` and `coloc dataset check DIR`
 
 use std::process::ExitCode;
 
 use coloc_harness::analysis::{self, Span};
+use coloc_harness::integrity;
 
-use crate::cli::OverlapArgs;
+use crate::cli::{DatasetCheckArgs, OverlapArgs};
 
 pub fn overlap(args: &OverlapArgs) -> anyhow::Result<ExitCode> {
     let spans = analysis::kernel_spans(&args.dir)?;
@@ -45,4 +46,31 @@ pub fn overlap(args: &OverlapArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn check(args: &DatasetCheckArgs) -> anyhow::Result<ExitCode> {
+    let r = integrity::check(&args.dir)?;
+    let verdict = if r.is_whole() {
+        "whole"
+    } else if r.consolidated {
+        "NOT WHOLE"
+    } else {
+        "UNFINISHED (resume it with coloc measure --resume)"
+    };
+    println!("{}: {verdict}", args.dir.display());
+    if r.consolidated {
+        println!(
+            "  runs: {} expected, {} in runs.parquet, {} lines in progress.jsonl",
+            r.expected_runs, r.recorded_runs, r.progress_lines
+        );
+        let rows: Vec<String> = r.table_rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        println!("  rows: {}", rows.join(", "));
+        println!("  completed requests whose times were checked: {}", r.requests_checked);
+    } else {
+        println!("  runs: {} of {} finished (progress.jsonl)", r.progress_lines, r.expected_runs);
+    }
+    for p in &r.problems {
+        println!("  problem: {p}");
+    }
+    Ok(if r.is_whole() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

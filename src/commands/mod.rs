@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Suite(SuiteCommand::Expand(a)) => suite::expand(&a),
         Command::Measure(a) => measure::run(&a),
         Command::Dataset(DatasetCommand::Overlap(a)) => dataset::overlap(&a),
+        Command::Dataset(DatasetCommand::Check(a)) => dataset::check(&a),
         Command::NcuSolo { model, batch } => {
             coloc_harness::ncu::solo_worker(&model, batch)?;
             Ok(ExitCode::SUCCESS)

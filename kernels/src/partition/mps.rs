@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::probe::WorkerCommand;
 use crate::error::{Error, Result};
 
 pub const CONTROL_BINARY: &str = "nvidia-cuda-mps-control";
@@ -37,8 +38,10 @@ pub struct MpsDaemon {
 }
 
 impl MpsDaemon {
-    /// Starts a daemon with private pipe and log directories under the system temp dir.
+    /// Starts a daemon with private pipe and log directories under the system temp dir, after
+    /// quitting any that coloc processes killed outright left behind ([`reap_orphans`]).
     pub fn start() -> Result<MpsDaemon> {
+        reap_orphans();
         let bin = control_binary().ok_or_else(|| {
             Error::Mps(format!(
                 "{CONTROL_BINARY} not found on PATH, /usr/bin or /usr/local/nvidia/bin; MPS is not available"
@@ -46,7 +49,7 @@ impl MpsDaemon {
         })?;
         let stamp =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let root = std::env::temp_dir().join(format!("coloc-mps-{}-{stamp}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("{ROOT_PREFIX}{}-{stamp}", std::process::id()));
         let (pipe, log) = (root.join("pipe"), root.join("log"));
         for d in [&pipe, &log] {
             std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
@@ -93,6 +96,26 @@ impl MpsDaemon {
             env.push((THREAD_PERCENTAGE_ENV.into(), p.to_string().into()));
         }
         env
+    }
+
+    /// A command for a client process of this daemon: its environment, and a parent-death
+    /// signal, so that a client never outlives the coloc process that started it (not even one
+    /// killed with SIGKILL). The client must be spawned and waited for on one thread: the
+    /// signal follows the spawning thread.
+    pub fn client_command(&self, worker: &WorkerCommand, active_thread_percentage: Option<u32>) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(&worker.program);
+        cmd.args(&worker.args).envs(self.client_env(active_thread_percentage));
+        // SAFETY: prctl is async-signal-safe and touches nothing of the parent's state.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
     }
 
     /// The last lines of the control and server logs, for error messages.
@@ -172,6 +195,43 @@ fn tail_logs(log: &Path) -> String {
     if lines.is_empty() { "(no log)".into() } else { lines.join(" | ") }
 }
 
+/// Prefix of the directories daemons live in: `coloc-mps-<pid>-<nanos>` under the temp dir.
+const ROOT_PREFIX: &str = "coloc-mps-";
+
+/// The pid in a daemon root's name, if the name is one of ours.
+fn root_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(ROOT_PREFIX)?;
+    let (pid, stamp) = rest.split_once('-')?;
+    if stamp.is_empty() || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Quits daemons left running by coloc processes that no longer exist (killed with SIGKILL,
+/// which no handler sees), and removes their directories. Returns the directories reaped.
+pub fn reap_orphans() -> Vec<PathBuf> {
+    let mut reaped = Vec::new();
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return reaped };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(owner) = root_owner(&name) else { continue };
+        if Path::new(&format!("/proc/{owner}")).exists() {
+            continue; // its process still runs (and owns the daemon)
+        }
+        let root = e.path();
+        let (pipe, log) = (root.join("pipe"), root.join("log"));
+        if pipe.join("control").exists()
+            && let Some(bin) = control_binary()
+        {
+            let _ = quit(&bin, &pipe, &log);
+        }
+        let _ = std::fs::remove_dir_all(&root);
+        reaped.push(root);
+    }
+    reaped
+}
+
 /// Quits every daemon this process started; for signal handlers, before exiting.
 pub fn stop_all() {
     let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner()));
@@ -183,6 +243,30 @@ pub fn stop_all() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_daemon_directories_name_an_owner() {
+        assert_eq!(root_owner("coloc-mps-4242-1795239709123456789"), Some(4242));
+        assert_eq!(root_owner("coloc-mps-4242-"), None);
+        assert_eq!(root_owner("coloc-mps-x-17"), None);
+        assert_eq!(root_owner("coloc-mps-4242-17a"), None);
+        assert_eq!(root_owner("other-4242-17"), None);
+    }
+
+    #[test]
+    fn a_dead_owners_directory_is_reaped_and_a_live_ones_is_kept() {
+        // pid 0 is never a process directory under /proc; ours is alive.
+        let tmp = std::env::temp_dir();
+        let dead = tmp.join(format!("{ROOT_PREFIX}0-{}", std::process::id()));
+        let live = tmp.join(format!("{ROOT_PREFIX}{}-1", std::process::id()));
+        for d in [&dead, &live] {
+            std::fs::create_dir_all(d.join("log")).unwrap();
+        }
+        let reaped = reap_orphans();
+        assert!(reaped.contains(&dead) && !dead.exists());
+        assert!(!reaped.contains(&live) && live.exists());
+        std::fs::remove_dir_all(&live).unwrap();
+    }
 
     #[test]
     fn control_pid_is_read_from_the_daemon_log() {

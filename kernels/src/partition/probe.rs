@@ -106,10 +106,9 @@ pub fn run_in_mps_client(
     worker: &WorkerCommand,
 ) -> Result<ProbeResult> {
     use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(&worker.program)
-        .args(&worker.args)
-        .envs(daemon.client_env(percentage))
+    use std::process::Stdio;
+    let mut child = daemon
+        .client_command(worker, percentage)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
