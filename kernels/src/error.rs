@@ -43,8 +43,8 @@ pub enum Error {
     OutOfMemory { what: String, bytes: usize },
 
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
 
     /// A measurement could not be taken as asked (timeouts, invalid samples).
     #[error("measurement: {0}")]
@@ -54,8 +54,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Error::Io { path: path.into(), error }
     }
 
     pub fn invalid(op: impl Into<String>, reason: impl Into<String>) -> Self {

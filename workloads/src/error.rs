@@ -16,8 +16,8 @@ pub enum Error {
     #[error("unknown {what} `{name}`{}", suggestion(suggestions))]
     Unknown { what: &'static str, name: String, suggestions: Vec<String> },
 
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
 
     #[error(transparent)]
     Kernels(#[from] coloc_kernels::Error),
@@ -40,8 +40,8 @@ impl Error {
         Error::Invalid { context: context.into(), message: message.into() }
     }
 
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Error::Io { path: path.into(), error }
     }
 
     /// An unknown name, with up to three valid names closest to it by edit distance.
