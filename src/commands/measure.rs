@@ -1,7 +1,9 @@
 //! `coloc measure SUITE --out DIR`
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use coloc_harness::dataset::ProgressLine;
 use coloc_harness::measure::{self, MeasureOptions, Progress, ToolInfo};
@@ -12,33 +14,87 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::open_gpu;
 use crate::cli::MeasureArgs;
 
+/// Progress on stderr: a bar with ETA on a terminal; otherwise (CI, `nohup`, a pipe) one plain
+/// line per phase and per finished run, since a hidden bar would say nothing at all.
 struct Bar {
     bar: ProgressBar,
+    interactive: bool,
+    state: Mutex<RunCount>,
+}
+
+#[derive(Default)]
+struct RunCount {
+    total: usize,
+    done: usize,
+    /// Runs finished by this process, and when the first of them started.
+    finished_here: usize,
+    since: Option<Instant>,
+    estimated_per_run_s: f64,
+}
+
+impl Bar {
+    fn new() -> Bar {
+        let interactive = std::io::stderr().is_terminal();
+        let bar = if interactive { ProgressBar::new(0) } else { ProgressBar::hidden() };
+        Bar { bar, interactive, state: Mutex::new(RunCount::default()) }
+    }
+
+    fn say(&self, message: &str) {
+        if self.interactive { self.bar.println(message) } else { eprintln!("{message}") }
+    }
 }
 
 impl Progress for Bar {
     fn phase(&self, message: &str) {
-        self.bar.println(message);
+        self.say(message);
     }
 
     fn runs(&self, total: usize, done: usize, estimated_s: f64) {
+        {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.total = total;
+            st.done = done;
+            st.since = Some(Instant::now());
+            st.estimated_per_run_s = estimated_s / (total - done).max(1) as f64;
+        }
         self.bar.set_length(total as u64);
         self.bar.set_position(done as u64);
         self.bar.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} elapsed, ETA {eta} {msg}")
                 .expect("a valid template"),
         );
-        self.bar.println(format!("{} runs to go, about {:.1} min", total - done, estimated_s / 60.0));
-        self.bar.enable_steady_tick(Duration::from_millis(500));
+        self.say(&format!("{} runs to go, about {:.1} min", total - done, estimated_s / 60.0));
+        if self.interactive {
+            self.bar.enable_steady_tick(Duration::from_millis(500));
+        }
     }
 
     fn run_done(&self, line: &ProgressLine) {
         self.bar.inc(1);
         let why = line.verdict.reasons.first().map(|r| format!(": {r}")).unwrap_or_default();
-        if line.verdict.status != Status::Valid {
-            self.bar.println(format!("{} {} r{}{why}", line.verdict.status.word(), line.scenario, line.rep));
+        if self.interactive {
+            if line.verdict.status != Status::Valid {
+                self.bar.println(format!("{} {} r{}{why}", line.verdict.status.word(), line.scenario, line.rep));
+            }
+            self.bar.set_message(line.scenario.clone());
+            return;
         }
-        self.bar.set_message(line.scenario.clone());
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.done += 1;
+        st.finished_here += 1;
+        let per_run_s =
+            st.since.map_or(st.estimated_per_run_s, |t| t.elapsed().as_secs_f64() / st.finished_here as f64);
+        let left_s = per_run_s * st.total.saturating_sub(st.done) as f64;
+        eprintln!(
+            "[{}/{}] {} {} r{} ({:.1} s){why}; ETA {:.0} s",
+            st.done,
+            st.total,
+            line.verdict.status.word(),
+            line.scenario,
+            line.rep,
+            line.wall_s,
+            left_s
+        );
     }
 }
 
@@ -59,7 +115,7 @@ pub fn run(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
             command: std::env::args().collect::<Vec<_>>().join(" "),
         },
     };
-    let bar = Bar { bar: ProgressBar::new(0) };
+    let bar = Bar::new();
     let lines = measure::measure(&gpu.device, &gpu.lib, &opts, &bar)?;
     bar.bar.finish_and_clear();
     let count = |s: Status| lines.iter().filter(|l| l.verdict.status == s).count();
