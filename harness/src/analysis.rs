@@ -9,7 +9,7 @@ use std::path::Path;
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::dataset::read_parquet;
+use crate::dataset::{bools, opt_i64s, read_parquet, strs};
 use crate::error::{Error, Result};
 
 /// One kernel record.
@@ -106,20 +106,9 @@ pub fn overlaps(spans: &[Span], top: usize) -> Vec<PairOverlap> {
     out
 }
 
+/// A column as integers, nulls as `i64::MIN` (only optional columns have them).
 fn i64s(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
-    let c = df.column(name).map_err(|e| Error::invalid(name, e.to_string()))?;
-    let c = c.cast(&DataType::Int64).map_err(|e| Error::invalid(name, e.to_string()))?;
-    Ok(c.i64().map_err(|e| Error::invalid(name, e.to_string()))?.iter().map(|v| v.unwrap_or(i64::MIN)).collect())
-}
-
-fn strs(df: &DataFrame, name: &str) -> Result<Vec<String>> {
-    let c = df.column(name).map_err(|e| Error::invalid(name, e.to_string()))?;
-    Ok(c.str().map_err(|e| Error::invalid(name, e.to_string()))?.iter().map(|v| v.unwrap_or("").to_string()).collect())
-}
-
-fn bools(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
-    let c = df.column(name).map_err(|e| Error::invalid(name, e.to_string()))?;
-    Ok(c.bool().map_err(|e| Error::invalid(name, e.to_string()))?.iter().map(|v| v.unwrap_or(false)).collect())
+    Ok(opt_i64s(df, name)?.into_iter().map(|v| v.unwrap_or(i64::MIN)).collect())
 }
 
 /// Every run's kernel spans (inferred starts left out), by run key.

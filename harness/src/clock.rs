@@ -67,7 +67,7 @@ impl Ping {
 
 /// The map from the ping with the shortest round trip: its midpoint, within half of it.
 pub fn fit(pings: &[Ping]) -> Option<ClockMap> {
-    let best = pings.iter().filter(|p| p.round_trip_ns() >= 0).min_by_key(|p| p.round_trip_ns())?;
+    let best = pings.iter().min_by_key(|p| p.round_trip_ns())?;
     let mid = best.host_before_ns + best.round_trip_ns() / 2;
     Some(ClockMap { offset_ns: best.gpu_ns as i64 - mid, uncertainty_ns: (best.round_trip_ns() + 1) / 2 })
 }

@@ -21,10 +21,6 @@ use crate::validity::Verdict;
 pub const RUN_TABLES: [&str; 6] = ["requests", "batches", "kernels", "device_samples", "tenants", "aggressors"];
 pub const SOLO_TABLES: [&str; 4] = ["solo_models", "solo_ops", "solo_launches", "solo_counters"];
 
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Kernels(coloc_kernels::Error::io(path, e))
-}
-
 fn pe(path: &Path, e: PolarsError) -> Error {
     Error::invalid(path.display().to_string(), e.to_string())
 }
@@ -42,14 +38,42 @@ pub struct ProgressLine {
 }
 
 pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
-    let file = File::create(path).map_err(|e| io(path, e))?;
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
     ParquetWriter::new(file).with_compression(ParquetCompression::Zstd(None)).finish(df).map_err(|e| pe(path, e))?;
     Ok(())
 }
 
 pub fn read_parquet(path: &Path) -> Result<DataFrame> {
-    let file = File::open(path).map_err(|e| io(path, e))?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
     ParquetReader::new(file).finish().map_err(|e| pe(path, e))
+}
+
+/// A JSON file of the dataset (manifest, scenarios, solo profiles).
+pub fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))
+}
+
+fn column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Column> {
+    df.column(name).map_err(|e| Error::invalid(name, e.to_string()))
+}
+
+/// A column as integers (null: None).
+pub fn opt_i64s(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>> {
+    let c = column(df, name)?.cast(&DataType::Int64).map_err(|e| Error::invalid(name, e.to_string()))?;
+    Ok(c.i64().map_err(|e| Error::invalid(name, e.to_string()))?.iter().collect())
+}
+
+/// A column as strings (null: empty).
+pub fn strs(df: &DataFrame, name: &str) -> Result<Vec<String>> {
+    let c = column(df, name)?.str().map_err(|e| Error::invalid(name, e.to_string()))?;
+    Ok(c.iter().map(|v| v.unwrap_or("").to_string()).collect())
+}
+
+/// A column as booleans (null: false).
+pub fn bools(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
+    let c = column(df, name)?.bool().map_err(|e| Error::invalid(name, e.to_string()))?;
+    Ok(c.iter().map(|v| v.unwrap_or(false)).collect())
 }
 
 fn frame(path: &Path, columns: Vec<Column>) -> Result<DataFrame> {
@@ -69,7 +93,7 @@ pub fn write_run(dir: &Path, line: &ProgressLine, data: Option<&RunData>) -> Res
     let parts = dir.join("parts");
     let tmp = parts.join(format!(".tmp-{}", line.run));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     if let Some(data) = data {
         let run = line.run.as_str();
         for (name, mut df) in run_tables(run, data, &tmp)? {
@@ -78,11 +102,13 @@ pub fn write_run(dir: &Path, line: &ProgressLine, data: Option<&RunData>) -> Res
     }
     let target = parts.join(&line.run);
     let _ = std::fs::remove_dir_all(&target);
-    std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))?;
+    std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
     let progress = dir.join("progress.jsonl");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&progress).map_err(|e| io(&progress, e))?;
-    writeln!(f, "{}", serde_json::to_string(line).expect("progress serialises")).map_err(|e| io(&progress, e))?;
-    f.sync_all().map_err(|e| io(&progress, e))?;
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(&progress).map_err(|e| Error::io(&progress, e))?;
+    writeln!(f, "{}", serde_json::to_string(line).expect("progress serialises"))
+        .map_err(|e| Error::io(&progress, e))?;
+    f.sync_all().map_err(|e| Error::io(&progress, e))?;
     Ok(())
 }
 
@@ -93,7 +119,7 @@ pub fn read_progress(dir: &Path) -> Result<Vec<ProgressLine>> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io(&path, e)),
+        Err(e) => return Err(Error::io(&path, e)),
     };
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut out = Vec::new();
@@ -114,13 +140,13 @@ pub fn recover_progress(dir: &Path) -> Result<Vec<ProgressLine>> {
     match std::fs::read(&path) {
         Ok(bytes) if !bytes.is_empty() && bytes.last() != Some(&b'\n') => {
             let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| io(&path, e))?;
-            f.set_len(keep as u64).map_err(|e| io(&path, e))?;
-            f.sync_all().map_err(|e| io(&path, e))?;
+            let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+            f.set_len(keep as u64).map_err(|e| Error::io(&path, e))?;
+            f.sync_all().map_err(|e| Error::io(&path, e))?;
         }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(&path, e)),
+        Err(e) => return Err(Error::io(&path, e)),
     }
     read_progress(dir)
 }
@@ -133,7 +159,7 @@ pub fn remove_stale_parts(dir: &Path, done: &[ProgressLine]) -> Result<Vec<Strin
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if !done.iter().any(|d| d.run == name) {
-            std::fs::remove_dir_all(e.path()).map_err(|err| io(&e.path(), err))?;
+            std::fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
             removed.push(name);
         }
     }
@@ -199,13 +225,13 @@ fn run_tables(run: &str, d: &RunData, path: &Path) -> Result<Vec<(&'static str, 
         vec![
             col("run", vec![run; s.len()]),
             col("t_ns", s.iter().map(|x| x.t_ns).collect::<Vec<_>>()),
-            col("sm_clock_mhz", s.iter().map(|x| x.sm_clock_mhz).collect::<Vec<_>>()),
-            col("mem_clock_mhz", s.iter().map(|x| x.mem_clock_mhz).collect::<Vec<_>>()),
-            col("power_w", s.iter().map(|x| x.power_w).collect::<Vec<_>>()),
-            col("temperature_c", s.iter().map(|x| x.temperature_c).collect::<Vec<_>>()),
-            col("gpu_util_pct", s.iter().map(|x| x.gpu_util_pct).collect::<Vec<_>>()),
-            col("mem_util_pct", s.iter().map(|x| x.mem_util_pct).collect::<Vec<_>>()),
-            col("throttle", s.iter().map(|x| x.throttle.clone()).collect::<Vec<_>>()),
+            col("sm_clock_mhz", s.iter().map(|x| x.sample.sm_clock_mhz).collect::<Vec<_>>()),
+            col("mem_clock_mhz", s.iter().map(|x| x.sample.mem_clock_mhz).collect::<Vec<_>>()),
+            col("power_w", s.iter().map(|x| x.sample.power_w).collect::<Vec<_>>()),
+            col("temperature_c", s.iter().map(|x| x.sample.temperature_c).collect::<Vec<_>>()),
+            col("gpu_util_pct", s.iter().map(|x| x.sample.gpu_util_pct).collect::<Vec<_>>()),
+            col("mem_util_pct", s.iter().map(|x| x.sample.mem_util_pct).collect::<Vec<_>>()),
+            col("throttle", s.iter().map(|x| x.sample.throttle_reasons.join(",")).collect::<Vec<_>>()),
         ],
     )?;
     let t = &d.tenants;
@@ -390,7 +416,7 @@ pub fn consolidate(dir: &Path, lines: &[ProgressLine]) -> Result<()> {
     let retired = dir.join(RETIRED_PARTS);
     if parts.exists() {
         let _ = std::fs::remove_dir_all(&retired);
-        std::fs::rename(&parts, &retired).map_err(|e| io(&parts, e))?;
+        std::fs::rename(&parts, &retired).map_err(|e| Error::io(&parts, e))?;
     }
     remove_retired_parts(dir)
 }
@@ -402,7 +428,7 @@ const RETIRED_PARTS: &str = "parts.consolidated";
 pub fn remove_retired_parts(dir: &Path) -> Result<()> {
     let retired = dir.join(RETIRED_PARTS);
     if retired.exists() {
-        std::fs::remove_dir_all(&retired).map_err(|e| io(&retired, e))?;
+        std::fs::remove_dir_all(&retired).map_err(|e| Error::io(&retired, e))?;
     }
     Ok(())
 }

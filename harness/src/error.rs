@@ -19,4 +19,9 @@ impl Error {
     pub fn invalid(context: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Invalid { context: context.into(), message: message.into() }
     }
+
+    /// A file that could not be read or written, named.
+    pub fn io(path: impl Into<std::path::PathBuf>, error: std::io::Error) -> Self {
+        Error::Kernels(coloc_kernels::Error::io(path, error))
+    }
 }

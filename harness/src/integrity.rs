@@ -10,7 +10,7 @@ use coloc_workloads::scenario::Scenario;
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::dataset::{self, RUN_TABLES, read_parquet};
+use crate::dataset::{self, RUN_TABLES, opt_i64s, read_json, read_parquet, strs};
 use crate::error::{Error, Result};
 use crate::measure::{run_key, selected_runs};
 
@@ -75,26 +75,14 @@ fn compare_keys(what: &str, found: &[String], expected: &BTreeSet<String>, probl
     }
 }
 
-fn strings(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<String>> {
-    let c = df.column(name).map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))?;
-    let s = c.str().map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))?;
-    Ok(s.iter().map(|v| v.unwrap_or_default().to_string()).collect())
-}
-
-fn int64s(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<Option<i64>>> {
-    let bad = |e: PolarsError| Error::invalid(path.display().to_string(), format!("column {name}: {e}"));
-    let c = df.column(name).map_err(bad)?.cast(&DataType::Int64).map_err(bad)?;
-    Ok(c.i64().map_err(bad)?.iter().collect())
-}
-
 /// Counts completed requests whose times disagree; returns (checked, inconsistent, first bad).
-fn check_requests(df: &DataFrame, path: &Path) -> Result<(usize, usize, Option<String>)> {
-    let arrival = int64s(df, "arrival_ns", path)?;
-    let start = int64s(df, "start_ns", path)?;
-    let end = int64s(df, "end_ns", path)?;
-    let queue = int64s(df, "queue_ns", path)?;
-    let latency = int64s(df, "latency_ns", path)?;
-    let runs = strings(df, "run", path)?;
+fn check_requests(df: &DataFrame) -> Result<(usize, usize, Option<String>)> {
+    let arrival = opt_i64s(df, "arrival_ns")?;
+    let start = opt_i64s(df, "start_ns")?;
+    let end = opt_i64s(df, "end_ns")?;
+    let queue = opt_i64s(df, "queue_ns")?;
+    let latency = opt_i64s(df, "latency_ns")?;
+    let runs = strs(df, "run")?;
     let (mut checked, mut bad, mut first) = (0, 0, None);
     for i in 0..arrival.len() {
         let (Some(a), Some(s), Some(e)) = (arrival[i], start[i], end[i]) else { continue };
@@ -135,7 +123,7 @@ pub fn check(dir: &Path) -> Result<IntegrityReport> {
     }
     compare_keys("progress.jsonl", &progress_keys, &expected, &mut report.problems);
     let runs = read_parquet(&runs_path)?;
-    let run_keys = strings(&runs, "run", &runs_path)?;
+    let run_keys = strs(&runs, "run")?;
     report.recorded_runs = run_keys.len();
     compare_keys("runs.parquet", &run_keys, &expected, &mut report.problems);
     let recorded: BTreeSet<&String> = run_keys.iter().collect();
@@ -148,7 +136,7 @@ pub fn check(dir: &Path) -> Result<IntegrityReport> {
         }
         let df = read_parquet(&path)?;
         report.table_rows.insert(table.to_string(), df.height());
-        let keys = strings(&df, "run", &path)?;
+        let keys = strs(&df, "run")?;
         let orphans: BTreeSet<String> = keys.iter().filter(|k| !recorded.contains(k)).cloned().collect();
         if !orphans.is_empty() {
             let rows = keys.iter().filter(|k| orphans.contains(*k)).count();
@@ -158,7 +146,7 @@ pub fn check(dir: &Path) -> Result<IntegrityReport> {
                 .push(format!("{table}.parquet: {rows} row(s) of run(s) not in runs.parquet: {}", listed(&orphans)));
         }
         if table == "requests" {
-            let (checked, bad, first) = check_requests(&df, &path)?;
+            let (checked, bad, first) = check_requests(&df)?;
             report.requests_checked = checked;
             if bad > 0 {
                 report.problems.push(format!(
@@ -169,11 +157,6 @@ pub fn check(dir: &Path) -> Result<IntegrityReport> {
         }
     }
     Ok(report)
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Kernels(coloc_kernels::Error::io(path, e)))?;
-    serde_json::from_str(&text).map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))
 }
 
 #[cfg(test)]
@@ -222,7 +205,7 @@ mod tests {
         )
         .unwrap();
         // Row 1: latency should be 30 - 10 = 20.
-        let (checked, bad, first) = check_requests(&df, Path::new("requests.parquet")).unwrap();
+        let (checked, bad, first) = check_requests(&df).unwrap();
         assert_eq!((checked, bad), (2, 1));
         assert_eq!(first.as_deref(), Some("a row 1"));
     }

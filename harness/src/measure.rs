@@ -24,7 +24,7 @@ use coloc_workloads::scenario::{DeviceLimits, Scenario};
 use coloc_workloads::suite::Suite;
 use serde::Serialize;
 
-use crate::dataset::{self, ProgressLine};
+use crate::dataset::{self, ProgressLine, read_json};
 use crate::error::{Error, Result};
 use crate::overhead::{self, HarnessOverhead};
 use crate::run::{self, RunEnv};
@@ -146,13 +146,8 @@ pub fn run_key(index: usize, scenario: &Scenario, rep: usize) -> String {
     format!("{index:03}_{slug}__r{rep}")
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Kernels(coloc_kernels::Error::io(path, e)))?;
-    serde_json::from_str(&text).map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))
-}
-
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::Kernels(coloc_kernels::Error::io(path, e)))
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
 /// Runs `opts.suite` on GPU 0 into `opts.out`.
@@ -173,10 +168,9 @@ pub fn measure(
             "already holds a run; pass --resume to continue it, or choose another --out",
         ));
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::Kernels(coloc_kernels::Error::io(out, e)))?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let limits = crate::limits::of_device(device)?;
-    let suite_text =
-        std::fs::read_to_string(&opts.suite).map_err(|e| Error::Kernels(coloc_kernels::Error::io(&opts.suite, e)))?;
+    let suite_text = std::fs::read_to_string(&opts.suite).map_err(|e| Error::io(&opts.suite, e))?;
     let suite = Suite::parse(&suite_text, &opts.suite, &limits)?;
     let check = suite.validate(&limits)?;
     let runs = selected_runs(&suite.scenarios, &opts.only);

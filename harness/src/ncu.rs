@@ -90,7 +90,7 @@ pub fn profile(
             err.lines().last().unwrap_or("failed").to_string(),
         ));
     }
-    let text = std::fs::read_to_string(&log).map_err(|e| Error::Kernels(coloc_kernels::Error::io(&log, e)))?;
+    let text = std::fs::read_to_string(&log).map_err(|e| Error::io(&log, e))?;
     parse(&text, &name, batch, launches)
 }
 

@@ -339,7 +339,7 @@ fn run_mps(
     let worker = env.worker.ok_or_else(|| Error::invalid(&scenario.name, "MPS runs need a worker command"))?;
     let mut daemon = MpsDaemon::start()?;
     let dir = std::env::temp_dir().join(format!("coloc-run-{}-{}", std::process::id(), mono_ns()));
-    std::fs::create_dir_all(&dir).map_err(|e| coloc_kernels::Error::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let result = (|| {
         let shares = scenario.shares();
         let jobs: Vec<(String, WorkerJob)> = plans
@@ -455,9 +455,8 @@ pub fn worker_main(input: &mut dyn BufRead, output: &mut dyn Write) -> Result<()
         Runner::A(r) => r.run(run_start, &clock)?,
     };
     let tmp = request.output.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&out).expect("records serialise"))
-        .map_err(|e| coloc_kernels::Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &request.output).map_err(|e| coloc_kernels::Error::io(&request.output, e))?;
+    std::fs::write(&tmp, serde_json::to_vec(&out).expect("records serialise")).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &request.output).map_err(|e| Error::io(&request.output, e))?;
     writeln!(output, "done").map_err(|e| Error::invalid("worker", e.to_string()))?;
     Ok(())
 }

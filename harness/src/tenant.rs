@@ -211,32 +211,23 @@ impl TenantRunner {
             }
             std::hint::spin_loop();
         }
-        for (id, arrival, _) in queue {
-            out.requests.push(RequestRecord {
-                tenant: self.plan.index,
-                request: id,
-                batch: u32::MAX,
-                arrival_ns: rel(arrival),
-                formed_ns: None,
-                start_ns: None,
-                end_ns: None,
-                warmup: arrival < window,
-            });
-        }
+        // Requests still queued, and open-loop arrivals never admitted: recorded as not served.
+        let tenant = self.plan.index;
+        let unserved = |request: u32, arrival: i64| RequestRecord {
+            tenant,
+            request,
+            batch: u32::MAX,
+            arrival_ns: rel(arrival),
+            formed_ns: None,
+            start_ns: None,
+            end_ns: None,
+            warmup: arrival < window,
+        };
+        out.requests.extend(queue.into_iter().map(|(id, arrival, _)| unserved(id, arrival)));
         if let Arrivals::Open(times) = &self.plan.arrivals {
-            for (i, t) in times.iter().enumerate().skip(next_open) {
-                let arrival = run_start + t;
-                out.requests.push(RequestRecord {
-                    tenant: self.plan.index,
-                    request: (next_request as usize + i - next_open) as u32,
-                    batch: u32::MAX,
-                    arrival_ns: rel(arrival),
-                    formed_ns: None,
-                    start_ns: None,
-                    end_ns: None,
-                    warmup: arrival < window,
-                });
-            }
+            let late = times.iter().enumerate().skip(next_open);
+            out.requests
+                .extend(late.map(|(i, t)| unserved((next_request as usize + i - next_open) as u32, run_start + t)));
         }
         Ok(out)
     }

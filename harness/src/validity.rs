@@ -145,14 +145,14 @@ pub fn judge(scenario: &Scenario, data: &RunData) -> Verdict {
         notes.push("no device samples (NVML unavailable)".into());
     } else {
         for reason in INVALIDATING {
-            let n = window.iter().filter(|s| s.throttle.split(',').any(|r| r == reason)).count();
+            let n = window.iter().filter(|s| s.sample.throttle_reasons.iter().any(|r| r == reason)).count();
             if n > 0 {
                 reasons.push(format!("clocks throttled ({reason}) in {n} of {} device samples", window.len()));
             }
         }
-        let capped = window.iter().filter(|s| s.throttle.split(',').any(|r| r == "SW_POWER_CAP")).count();
+        let capped = window.iter().filter(|s| s.sample.throttle_reasons.iter().any(|r| r == "SW_POWER_CAP")).count();
         if capped > 0 {
-            let min_clock = window.iter().filter_map(|s| s.sm_clock_mhz).min().unwrap_or(0);
+            let min_clock = window.iter().filter_map(|s| s.sample.sm_clock_mhz).min().unwrap_or(0);
             notes.push(format!(
                 "power-capped in {capped} of {} device samples (lowest SM clock {min_clock} MHz)",
                 window.len()
