@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Kill-and-resume check of `coloc measure` on a GPU machine:
+# Interrupt-and-resume check of `coloc measure` on a GPU machine:
 #   ci/gpu-resume-check.sh COLOC_BINARY OUT_DIR
-# Starts the smoke suite, kills it with SIGKILL (no handler runs) while the MPS pair is being
-# measured, checks that the killed run is UNFINISHED and that no MPS client outlived it,
-# resumes it, and checks that the dataset is whole: every run once, none lost. The resumed run
-# must also have quit the daemon the killed one left behind. Exit status: failed checks.
+# Starts the smoke suite and interrupts it with SIGINT (Ctrl-C) while a run's client processes
+# (MPS or plain) are up: coloc must exit 130, record nothing for the run in flight and leave no
+# MPS daemon. Resumes it and kills that with SIGKILL (no handler runs) during the next such run:
+# no client may outlive it. Resumes again: the dataset must be whole, every run once, none
+# FAILED, and no MPS process of coloc left. Exit status: failed checks.
 set -u
 coloc=${1:?usage: gpu-resume-check.sh COLOC_BINARY OUT_DIR}
 out=${2:?usage: gpu-resume-check.sh COLOC_BINARY OUT_DIR}
@@ -15,18 +16,39 @@ ok() { echo "ok:   $*"; }
 bad() { echo "FAIL: $*"; failed=$((failed + 1)); }
 lines() { [ -f "$data/progress.jsonl" ] && wc -l < "$data/progress.jsonl" || echo 0; }
 mps_processes() { pgrep -f 'nvidia-cuda-mps-(control|server)' | wc -l; }
+workers() { pgrep -f -- "__run-worker" | wc -l; }
 before=$(mps_processes)
 
-# The smoke suite's sixth run is its MPS pair: kill 1.5 s after the fifth finished.
+# Waits until a run with client processes has started and measured for a moment, then sends
+# signal $2 to pid $1; fails if coloc ended first.
+hit() {
+    local pid=$1 sig=$2 t0=$SECONDS
+    while [ "$(workers)" -eq 0 ] && kill -0 "$pid" 2>/dev/null && [ $((SECONDS - t0)) -lt 300 ]; do sleep 0.05; done
+    sleep 1.0
+    kill "-$sig" "$pid" 2>/dev/null && ok "sent SIG$sig with $(lines) runs done and $(workers) client(s) up" || bad "coloc measure ended before SIG$sig"
+}
+
 "$coloc" measure suites/smoke.toml --out "$data" > "$out/first.log" 2>&1 &
 pid=$!
-while [ "$(lines)" -lt 5 ] && kill -0 $pid 2>/dev/null; do sleep 0.1; done
-sleep 1.5
-kill -KILL $pid 2>/dev/null && ok "killed coloc measure with $(lines) of 7 runs done" || bad "coloc measure ended before the kill"
+hit $pid INT
+wait $pid
+rc=$?
+[ $rc -eq 130 ] && ok "SIGINT: coloc exited 130" || bad "SIGINT: coloc exited $rc"
+grep -q "resume" "$out/first.log" && ok "SIGINT: it says how to resume" || bad "SIGINT: no word of --resume: $(tail -2 "$out/first.log")"
+grep -q '"FAILED"' "$data/progress.jsonl" 2>/dev/null && bad "SIGINT: a run was recorded FAILED" || ok "SIGINT: no run recorded FAILED"
+sleep 0.5
+[ "$(workers)" -eq 0 ] && ok "SIGINT: no client outlived coloc" || bad "SIGINT: $(workers) client(s) outlived coloc"
+[ $(($(mps_processes) - before)) -eq 0 ] && ok "SIGINT: no MPS process left" || bad "SIGINT: $(($(mps_processes) - before)) MPS process(es) left"
+after_int=$(lines)
+
+"$coloc" measure suites/smoke.toml --out "$data" --resume > "$out/second.log" 2>&1 &
+pid=$!
+# let the resumed run get past the runs with clients it redoes first
+while [ "$(lines)" -le "$after_int" ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done
+hit $pid KILL
 wait $pid 2>/dev/null
 sleep 0.5
-workers=$(pgrep -f -- "__run-worker" | wc -l)
-[ "$workers" -eq 0 ] && ok "no MPS client outlived the killed run" || bad "$workers MPS client(s) outlived the killed run"
+[ "$(workers)" -eq 0 ] && ok "SIGKILL: no client outlived coloc" || bad "SIGKILL: $(workers) client(s) outlived coloc"
 echo "MPS processes left by the kill: $(($(mps_processes) - before))"
 "$coloc" dataset check "$data" > "$out/check-killed.txt" 2>&1
 rc=$?
@@ -37,6 +59,7 @@ cat "$out/check-killed.txt"
 grep -E "resuming|removed" "$out/resume.log"
 "$coloc" dataset check "$data" > "$out/check-resumed.txt" 2>&1 && ok "the resumed dataset is whole" || bad "the resumed dataset is not whole"
 cat "$out/check-resumed.txt"
+grep -q '"FAILED"' "$data/progress.jsonl" && bad "a run is recorded FAILED" || ok "no run is recorded FAILED"
 left=$(($(mps_processes) - before))
 [ "$left" -eq 0 ] && ok "no MPS process of coloc left running" || bad "$left MPS process(es) of coloc left running"
 cp "$data/summary.txt" "$data/progress.jsonl" "$out/"

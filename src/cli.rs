@@ -240,6 +240,9 @@ pub struct MeasureArgs {
     /// Continue a run in --out: finished runs are kept and skipped.
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: measure the runs that FAILED again.
+    #[arg(long, requires = "resume")]
+    pub retry_failed: bool,
     /// Only scenarios whose name contains one of these (case-insensitive).
     #[arg(long)]
     pub only: Vec<String>,
@@ -253,9 +256,15 @@ pub enum DatasetCommand {
     /// Per run: how long kernels of different tenants ran at the same time, the kernels that
     /// overlapped most, and each tenant's kernel slowdown against solo.
     Overlap(OverlapArgs),
-    /// Is the dataset whole: every run of its suite recorded exactly once, every table row
-    /// belonging to a recorded run, request times agreeing? Exits non-zero if not.
+    /// Is the dataset whole, and does every figure fit what the device and the clocks allow?
+    /// Every run once, request times adding up, nothing faster than the measured ceilings,
+    /// every kernel launch present, nothing noticed before it happened, fresh arrivals in
+    /// every run, solo profiles at every share, no VALID run with a growing queue. Exits
+    /// non-zero if not.
     Check(DatasetCheckArgs),
+    /// coloc's solo launch times against Nsight Compute's durations of the same kernels (a
+    /// dataset measured with --ncu).
+    Timing(DatasetCheckArgs),
 }
 
 #[derive(Args, Debug)]

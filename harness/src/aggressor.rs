@@ -1,21 +1,21 @@
 //! An aggressor: work launched back to back on its own stream from `start` to `stop`, at most
-//! two launches in flight so it stops promptly, every launch stamped (its kernels' overlap with
-//! the tenants' is then known exactly).
+//! two launches in flight so it stops promptly, every kernel launch stamped (its overlap with
+//! the tenants' kernels is then known exactly).
 
 use std::sync::Arc;
 
 use coloc_kernels::gpu::{Event, KernelLibrary, PinnedBuffer, Stream};
 use coloc_kernels::instance::OpInstance;
-use coloc_kernels::ops::{LaunchEnv, Op, Stressor};
-use coloc_kernels::timing::{SLOT_BYTES, StampArena};
+use coloc_kernels::ops::{LaunchEnv, Op, OpSpec, Stressor};
+use coloc_kernels::timing::{SLOT_BYTES, StampArena, span_of};
 use coloc_workloads::graph::{BuildOptions, ModelGraph};
 use coloc_workloads::model::ModelSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{ClockMap, mono_ns};
+use crate::clock::mono_ns;
 use crate::error::{Error, Result};
 use crate::model::{ModelInstance, stamps_from};
-use crate::record::{AGGRESSOR_ID_BASE, KernelRecord, TenantOutput};
+use crate::record::{LaunchId, RawAggressor, RawAggressorLaunch, launch_ids};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum AggressorLoad {
@@ -53,7 +53,9 @@ pub struct AggressorRunner {
     work: Work,
     readback: PinnedBuffer,
     events: [Event; 2],
-    ops: usize,
+    /// Stamp slots of one launch of the work.
+    slots: usize,
+    ids: Vec<LaunchId>,
     pub granted_sms: u32,
 }
 
@@ -66,42 +68,50 @@ impl AggressorRunner {
     ) -> Result<AggressorRunner> {
         let device = lib.device().clone();
         let env = LaunchEnv { lib, stream: &stream, blas: None, bracket_library_calls: false };
-        let (work, ops) = match &plan.load {
+        let (work, ids) = match &plan.load {
             AggressorLoad::Stressor(s) => {
-                let inst = OpInstance::allocate(&device, Op::Stressor(s.clone()))?;
+                let op = Op::Stressor(s.clone());
+                let ids = launch_ids(&op.launches().into_iter().map(|l| (0, l)).collect::<Vec<_>>());
+                let inst = OpInstance::allocate(&device, op)?;
                 coloc_kernels::instance::prepare(&env, &inst.op)?;
                 inst.fill(&env, 7)?;
-                (Work::Stressor { inst, arena: StampArena::new(&device, 2)? }, 1)
+                (Work::Stressor { inst, arena: StampArena::new(&device, 2 * ids.len())? }, ids)
             }
             AggressorLoad::Model { model, batch } => {
                 let graph = ModelGraph::build(model, &BuildOptions { batch: *batch, ..Default::default() })?;
-                let ops = graph.ops.len();
                 let blas = coloc_kernels::gpu::Blas::new(&stream)?;
                 let mut inst = ModelInstance::allocate(&device, graph)?;
-                let env = LaunchEnv { lib, stream: &stream, blas: Some(&blas), bracket_library_calls: false };
+                let env = LaunchEnv { blas: Some(&blas), ..env };
                 inst.initialize(&env, 7, 8)?;
                 inst.capture(&env)?;
-                (Work::Model { inst, _blas: blas }, ops)
+                let ids = launch_ids(inst.launches());
+                (Work::Model { inst, _blas: blas }, ids)
             }
         };
         stream.synchronize()?;
-        let readback = PinnedBuffer::alloc(&device, 2 * ops * SLOT_BYTES)?;
+        let slots = ids.len();
+        let readback = PinnedBuffer::alloc(&device, 2 * slots * SLOT_BYTES)?;
         let events = [Event::new(stream.context())?, Event::new(stream.context())?];
-        Ok(AggressorRunner { plan, lib: lib.clone(), stream, work, readback, events, ops, granted_sms })
+        Ok(AggressorRunner { plan, lib: lib.clone(), stream, work, readback, events, slots, ids, granted_sms })
+    }
+
+    pub fn plan(&self) -> &AggressorPlan {
+        &self.plan
     }
 
     fn launch(&self, slot: usize) -> Result<()> {
-        let offset = slot * self.ops * SLOT_BYTES;
+        let offset = slot * self.slots * SLOT_BYTES;
         match &self.work {
             Work::Stressor { inst, arena } => {
                 let env = LaunchEnv { lib: &self.lib, stream: &self.stream, blas: None, bracket_library_calls: false };
-                coloc_kernels::gpu::memory::zero_words_async(arena.slot(slot), SLOT_BYTES / 4, &self.stream)?;
-                inst.launch(&env, arena.slot(slot))?;
+                let first = arena.slot(slot * self.slots);
+                coloc_kernels::gpu::memory::zero_words_async(first, self.slots * SLOT_BYTES / 4, &self.stream)?;
+                inst.launch(&env, arena.op_slots(slot * self.slots))?;
                 coloc_kernels::gpu::memory::download_async(
                     &self.readback,
                     offset,
-                    arena.slot(slot),
-                    SLOT_BYTES,
+                    first,
+                    self.slots * SLOT_BYTES,
                     &self.stream,
                 )?;
             }
@@ -114,38 +124,30 @@ impl AggressorRunner {
         Ok(())
     }
 
-    pub fn run(&mut self, run_start: i64, clock: &ClockMap) -> Result<TenantOutput> {
-        let window = run_start + self.plan.warmup_ns;
+    pub fn run(&mut self, run_start: i64) -> Result<RawAggressor> {
         let (start, stop) = (run_start + self.plan.start_ns, run_start + self.plan.stop_ns);
-        let mut out = TenantOutput {
-            granted_sms: self.granted_sms,
-            clock_uncertainty_ns: clock.uncertainty_ns,
-            ..TenantOutput::default()
-        };
+        let mut raw = RawAggressor { aggressor: self.plan.index, launch_ids: self.ids.clone(), launches: Vec::new() };
         while mono_ns() < start {
+            if crate::control::interrupted() {
+                return Err(Error::Interrupted);
+            }
             std::hint::spin_loop();
         }
         let mut inflight: [Option<u32>; 2] = [None, None];
         let mut launches = 0u32;
         loop {
+            if crate::control::interrupted() {
+                return Err(Error::Interrupted);
+            }
             let now = mono_ns();
             for (slot, pending) in inflight.iter_mut().enumerate() {
                 if let Some(n) = *pending {
                     if self.events[slot].is_complete()? {
-                        let s = stamps_from(&self.readback, slot * self.ops * SLOT_BYTES, self.ops);
-                        let first = s.iter().find_map(|x| x.start_ns);
-                        let last = s.iter().filter_map(|x| x.end_ns).max();
-                        let (Some(a), Some(b)) = (first, last) else {
+                        let stamps = stamps_from(&self.readback, slot * self.slots * SLOT_BYTES, self.slots);
+                        if span_of(&stamps).duration_ns().is_none() {
                             return Err(Error::invalid(&self.plan.name, format!("launch {n} has no timing stamps")));
-                        };
-                        out.kernels.push(KernelRecord {
-                            tenant: AGGRESSOR_ID_BASE + self.plan.index,
-                            batch: n,
-                            op: 0,
-                            start_ns: clock.to_host(a) - window,
-                            end_ns: clock.to_host(b) - window,
-                            start_inferred: false,
-                        });
+                        }
+                        raw.launches.push(RawAggressorLaunch { number: n, launches: stamps });
                         *pending = None;
                     }
                 }
@@ -163,6 +165,6 @@ impl AggressorRunner {
             }
             std::hint::spin_loop();
         }
-        Ok(out)
+        Ok(raw)
     }
 }

@@ -8,6 +8,13 @@ pub enum Error {
     #[error(transparent)]
     Workloads(#[from] coloc_workloads::Error),
 
+    #[error(transparent)]
+    Dataset(#[from] coloc_dataset::Error),
+
+    /// Ctrl-C stopped the measurement; the run in flight was not recorded.
+    #[error("interrupted")]
+    Interrupted,
+
     /// A model, scenario or run that cannot go ahead as asked; `context` names it.
     #[error("{context}: {message}")]
     Invalid { context: String, message: String },

@@ -1,23 +1,25 @@
-//! Runs co-located inference on the GPU under a partition setting and records per-kernel and
-//! per-request timings into Parquet datasets with a run manifest.
+//! Runs co-located inference on the GPU under a partition setting and records every kernel
+//! launch and every request on one clock, into a dataset (`coloc-dataset`) with a manifest.
 
 pub mod aggressor;
-pub mod analysis;
 pub mod clock;
-pub mod dataset;
+pub mod control;
 pub mod error;
-pub mod float;
-pub mod integrity;
 pub mod limits;
+pub mod local;
 pub mod measure;
 pub mod model;
 pub mod ncu;
 pub mod overhead;
+pub mod parts;
+pub mod plan;
 pub mod record;
 pub mod run;
 pub mod sampler;
 pub mod solo;
+pub mod summary;
 pub mod tenant;
 pub mod validity;
+pub mod worker;
 
 pub use error::{Error, Result};

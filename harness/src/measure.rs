@@ -1,48 +1,51 @@
 //! `coloc measure SUITE --out DIR`: the whole measurement of a suite.
 //!
 //! 1. Manifest: device, driver, CUDA libraries, MPS/MIG state, clocks, ceilings, the suite
-//!    (copied, with its expanded scenarios), coloc's version and commit.
-//! 2. Harness overhead, from a null workload.
-//! 3. Solo profiles of every (model, batch) the scenarios use.
-//! 4. Every repetition of every scenario, each written out as it finishes; a failed run is
-//!    recorded with its reason and the suite goes on. `--resume` skips finished runs.
+//!    (copied, with its expanded scenarios and seeds), the run order's seed, coloc's commit.
+//! 2. Harness overhead, from a null workload; the host/GPU clock map checked.
+//! 3. Solo profiles of every (model, batch) the scenarios use, on the whole GPU and at every
+//!    share a tenant runs at.
+//! 4. Every run, in an order shuffled by a recorded seed with the drift reference in between,
+//!    each written out as it finishes; a failed run is recorded with its reason and the suite
+//!    goes on; Ctrl-C stops after dropping the run in flight. `--resume` skips finished runs.
 //! 5. Consolidation into one Parquet file per table, and `summary.txt`.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use coloc_dataset::manifest::{Manifest, SuiteInfo, ToolInfo};
+use coloc_dataset::rows::{RunRow, Status};
+use coloc_dataset::{MANIFEST, SCENARIOS, SUITE, progress, store};
 use coloc_kernels::ceilings::{self, Ceilings};
 use coloc_kernels::gpu::{Blas, Device, ExecContext, KernelLibrary, nvrtc};
 use coloc_kernels::nvml::NvmlDevice;
+use coloc_kernels::partition::mps::MpsDaemon;
 use coloc_kernels::partition::probe::WorkerCommand;
-use coloc_kernels::partition::{green, mig, mps};
+use coloc_kernels::partition::{SmSplit, green, mig, mps};
 use coloc_workloads::graph::BuildOptions;
 use coloc_workloads::model::ModelSpec;
-use coloc_workloads::scenario::{DeviceLimits, Scenario};
+use coloc_workloads::order::{PlannedRun, plan_runs};
+use coloc_workloads::scenario::SoloShare;
 use coloc_workloads::suite::Suite;
-use serde::Serialize;
 
-use crate::dataset::{self, ProgressLine, read_json};
 use crate::error::{Error, Result};
-use crate::overhead::{self, HarnessOverhead};
-use crate::run::{self, RunEnv};
-use crate::solo::{self, SoloProfiles, SoloTarget};
-use crate::validity::{self, Status, Verdict};
+use crate::run::RunEnv;
+use crate::solo::{SoloProfiles, SoloTarget};
+use crate::validity::{self, Verdict};
+use crate::worker::{Clients, solo_in_client};
+use crate::{overhead, parts};
 
-/// What built this binary, for the manifest.
-#[derive(Clone, Debug, Serialize)]
-pub struct ToolInfo {
-    pub version: String,
-    pub git_commit: String,
-    pub command: String,
-}
+/// The harness's own record of the solo profiles, to resume with.
+const SOLO_STATE: &str = "solo.json";
 
 pub struct MeasureOptions {
     pub suite: PathBuf,
     pub out: PathBuf,
     pub resume: bool,
+    /// With `resume`: measure FAILED runs again.
+    pub retry_failed: bool,
     /// Case-insensitive substrings of scenario names to run (empty: all).
     pub only: Vec<String>,
     /// Add hardware counters of every solo kernel from ncu.
@@ -55,39 +58,7 @@ pub struct MeasureOptions {
 pub trait Progress {
     fn phase(&self, message: &str);
     fn runs(&self, total: usize, done: usize, estimated_s: f64);
-    fn run_done(&self, line: &ProgressLine);
-}
-
-#[derive(Serialize)]
-struct Manifest<'a> {
-    tool: &'a ToolInfo,
-    started_unix_s: f64,
-    started_utc: String,
-    host: String,
-    device: &'a coloc_kernels::gpu::DeviceInfo,
-    nvml_settings: Option<coloc_kernels::nvml::DeviceSettings>,
-    nvml_at_start: Option<coloc_kernels::nvml::DeviceSample>,
-    nvrtc_version: String,
-    cublas_version: i32,
-    mps_control: Option<String>,
-    mig: mig::MigStatus,
-    green_contexts: green::GreenSupport,
-    limits: &'a DeviceLimits,
-    ceilings: &'a Ceilings,
-    harness_overhead: &'a HarnessOverhead,
-    suite: SuiteInfo,
-    seeds_note: &'static str,
-}
-
-#[derive(Serialize)]
-struct SuiteInfo {
-    name: String,
-    path: String,
-    fnv64: String,
-    scenarios: usize,
-    runs: usize,
-    /// `--only` patterns that chose the runs (none: every run of the suite).
-    only: Vec<String>,
+    fn run_done(&self, row: &RunRow);
 }
 
 pub fn unix_now() -> f64 {
@@ -112,53 +83,57 @@ pub fn utc(unix_s: f64) -> String {
 }
 
 fn fnv64(text: &str) -> String {
-    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-    format!("{h:016x}")
+    format!("{:016x}", coloc_workloads::scenario::fnv64(text.as_bytes()))
 }
 
-/// The repetitions a run measures, in order: (scenario index, scenario, repetition), for the
-/// scenarios whose name contains one of `only` (case-insensitive; none: all of them).
-pub fn selected_runs<'a>(scenarios: &'a [Scenario], only: &[String]) -> Vec<(usize, &'a Scenario, usize)> {
-    scenarios
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| only.is_empty() || only.iter().any(|p| s.name.to_lowercase().contains(&p.to_lowercase())))
-        .flat_map(|(i, s)| (1..=s.repetitions).map(move |r| (i, s, r)))
-        .collect()
-}
-
-/// The runs of `runs` that `done` (the progress log) does not list yet.
-pub fn pending<'r, 's>(
-    runs: &'r [(usize, &'s Scenario, usize)],
-    done: &[ProgressLine],
-) -> Vec<&'r (usize, &'s Scenario, usize)> {
+/// The runs of `runs` that `done` does not list yet.
+pub fn pending<'r, 's>(runs: &'r [PlannedRun<'s>], done: &[RunRow]) -> Vec<(usize, &'r PlannedRun<'s>)> {
     let finished: BTreeSet<&str> = done.iter().map(|d| d.run.as_str()).collect();
-    runs.iter().filter(|(i, s, r)| !finished.contains(run_key(*i, s, *r).as_str())).collect()
+    runs.iter().enumerate().filter(|(_, r)| !finished.contains(r.key().as_str())).collect()
 }
 
-/// The key of one repetition: its position in the suite, a file-safe name and the repetition.
-pub fn run_key(index: usize, scenario: &Scenario, rep: usize) -> String {
-    let slug: String = scenario
-        .name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
-        .collect();
-    format!("{index:03}_{slug}__r{rep}")
+/// Checks that a run being resumed was started the same way.
+fn check_resumable(m: &Manifest, opts: &MeasureOptions, device: &Device, suite_text: &str) -> Result<()> {
+    let out = opts.out.display().to_string();
+    if m.suite.fnv64 != fnv64(suite_text) {
+        return Err(Error::invalid(
+            opts.suite.display().to_string(),
+            "the suite changed since this run started; resume with the same file",
+        ));
+    }
+    if m.device.uuid != device.info().uuid {
+        return Err(Error::invalid(
+            out,
+            format!("this run was started on GPU {}, this is {}", m.device.uuid, device.info().uuid),
+        ));
+    }
+    if m.tool.git_commit != opts.tool.git_commit {
+        return Err(Error::invalid(
+            out,
+            format!(
+                "this run was started by coloc {}, this binary is {}; resume with the same build so one dataset has one provenance",
+                m.tool.git_commit, opts.tool.git_commit
+            ),
+        ));
+    }
+    if m.suite.only != opts.only {
+        return Err(Error::invalid(
+            out,
+            format!("this run was started with --only {:?}; resume with the same selection", m.suite.only),
+        ));
+    }
+    Ok(())
 }
 
-fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))
-}
-
-/// Runs `opts.suite` on GPU 0 into `opts.out`.
+/// Runs `opts.suite` on `device` into `opts.out`.
 pub fn measure(
     device: &Arc<Device>,
     lib: &Arc<KernelLibrary>,
     opts: &MeasureOptions,
     progress: &dyn Progress,
-) -> Result<Vec<ProgressLine>> {
+) -> Result<Vec<RunRow>> {
     let out = &opts.out;
-    let manifest_path = out.join("manifest.json");
+    let manifest_path = out.join(MANIFEST);
     if opts.resume && !manifest_path.exists() {
         return Err(Error::invalid(out.display().to_string(), "nothing to resume: no manifest.json there"));
     }
@@ -168,47 +143,37 @@ pub fn measure(
             "already holds a run; pass --resume to continue it, or choose another --out",
         ));
     }
+    if opts.retry_failed && !opts.resume {
+        return Err(Error::invalid("--retry-failed", "goes with --resume"));
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let limits = crate::limits::of_device(device)?;
     let suite_text = std::fs::read_to_string(&opts.suite).map_err(|e| Error::io(&opts.suite, e))?;
     let suite = Suite::parse(&suite_text, &opts.suite, &limits)?;
     let check = suite.validate(&limits)?;
-    let runs = selected_runs(&suite.scenarios, &opts.only);
+    let runs = plan_runs(&suite.scenarios, &opts.only, suite.order_seed, suite.reference_every);
+    if runs.is_empty() {
+        return Err(Error::invalid(
+            opts.suite.display().to_string(),
+            format!("--only {:?} selects no scenario", opts.only),
+        ));
+    }
     let nvml = NvmlDevice::open(&device.info().uuid).ok();
 
     let (solo, mut done) = if opts.resume {
-        let m = read_json(&manifest_path)?;
-        if m["suite"]["fnv64"].as_str() != Some(fnv64(&suite_text).as_str()) {
-            return Err(Error::invalid(
-                opts.suite.display().to_string(),
-                "the suite changed since this run started; resume with the same file",
-            ));
+        let m: Manifest = store::load_json(&manifest_path)?;
+        check_resumable(&m, opts, device, &suite_text)?;
+        let solo: SoloProfiles = store::load_json(&out.join(SOLO_STATE))?;
+        let mut done = progress::recover(out)?;
+        if opts.retry_failed {
+            let failed: Vec<String> =
+                done.iter().filter(|r| r.status == Status::Failed).map(|r| r.run.clone()).collect();
+            done.retain(|r| r.status != Status::Failed);
+            progress::rewrite(out, &done)?;
+            progress.phase(&format!("measuring {} failed run(s) again", failed.len()));
         }
-        if m["device"]["uuid"].as_str() != Some(device.info().uuid.as_str()) {
-            return Err(Error::invalid(out.display().to_string(), "this run was started on another GPU"));
-        }
-        if m["tool"]["git_commit"].as_str() != Some(opts.tool.git_commit.as_str()) {
-            return Err(Error::invalid(
-                out.display().to_string(),
-                format!(
-                    "this run was started by coloc {}, this binary is {}; resume with the same build so one dataset has one provenance",
-                    m["tool"]["git_commit"].as_str().unwrap_or("?"),
-                    opts.tool.git_commit
-                ),
-            ));
-        }
-        let recorded_only: Vec<String> = serde_json::from_value(m["suite"]["only"].clone()).unwrap_or_default();
-        if recorded_only != opts.only {
-            return Err(Error::invalid(
-                out.display().to_string(),
-                format!("this run was started with --only {recorded_only:?}; resume with the same selection"),
-            ));
-        }
-        let solo: SoloProfiles = serde_json::from_value(read_json(&out.join("solo.json"))?)
-            .map_err(|e| Error::invalid(out.join("solo.json").display().to_string(), e.to_string()))?;
-        let done = dataset::recover_progress(out)?;
-        dataset::remove_retired_parts(out)?;
-        let stale = dataset::remove_stale_parts(out, &done)?;
+        parts::remove_retired(out)?;
+        let stale = parts::remove_stale(out, &done)?;
         if !stale.is_empty() {
             progress.phase(&format!("removed {} unfinished part(s): {}", stale.len(), stale.join(", ")));
         }
@@ -218,17 +183,17 @@ pub fn measure(
         progress.phase("measuring the device's ceilings");
         let ctx = ExecContext::primary(device);
         let ceilings = ceilings::measure(lib, &ctx, false)?;
-        progress.phase("measuring the harness overhead (null workload)");
+        progress.phase("measuring the harness overhead (null workload) and checking the clock map");
         let overhead = overhead::measure(lib, &ceilings)?;
         let started = unix_now();
         let (major, minor) = nvrtc::version()?;
         let stream = ctx.new_stream(0)?;
         let manifest = Manifest {
-            tool: &opts.tool,
+            tool: opts.tool.clone(),
             started_unix_s: started,
             started_utc: utc(started),
             host: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
-            device: device.info(),
+            device: device.info().clone(),
             nvml_settings: nvml.as_ref().map(|n| n.settings()),
             nvml_at_start: nvml.as_ref().map(|n| n.sample()),
             nvrtc_version: format!("{major}.{minor}"),
@@ -236,49 +201,31 @@ pub fn measure(
             mps_control: mps::control_binary().map(|p| p.display().to_string()),
             mig: mig::status(nvml.as_ref()),
             green_contexts: green::support(device),
-            limits: &limits,
-            ceilings: &ceilings,
-            harness_overhead: &overhead,
+            limits: limits.clone(),
+            ceilings: ceilings.clone(),
+            harness_overhead: overhead,
             suite: SuiteInfo {
                 name: suite.name.clone(),
                 path: opts.suite.display().to_string(),
                 fnv64: fnv64(&suite_text),
-                scenarios: suite.scenarios.len(),
+                scenarios: check.scenarios,
                 runs: runs.len(),
                 only: opts.only.clone(),
+                order_seed: suite.order_seed,
+                reference_every: suite.reference_every,
             },
-            seeds_note: "each scenario's seeds are in scenarios.json: `schedule` drives arrivals, `inputs` request data; repetitions reuse them",
         };
-        write_text(&out.join("suite.toml"), &suite_text)?;
-        write_text(
-            &out.join("scenarios.json"),
-            &serde_json::to_string_pretty(&suite.scenarios).expect("scenarios serialise"),
-        )?;
-        progress.phase(&format!("solo profiles of {} (model, batch) pairs", check.solo_profiles.len()));
-        let mut solo = profile_all(lib, &ceilings, &suite, &check.solo_profiles)?;
+        store::save_text(&out.join(SUITE), &suite_text)?;
+        store::save_json(&out.join(SCENARIOS), &suite.scenarios)?;
+        progress.phase(&format!("solo profiles of {} (model, batch, share)", check.solo_profiles.len()));
+        let mut solo = profile_all(lib, &ceilings, &suite, &check.solo_profiles, opts.worker.as_ref(), progress)?;
         if opts.ncu {
-            let exe = opts
-                .worker
-                .as_ref()
-                .map(|w| w.program.clone())
-                .ok_or_else(|| Error::invalid("--ncu", "needs coloc's own executable"))?;
-            for (model, batch) in &check.solo_profiles {
-                progress.phase(&format!("ncu counters of {model} at batch {batch}"));
-                let target = if model.ends_with(".toml") || model.contains('/') {
-                    suite.base_dir.join(model).display().to_string()
-                } else {
-                    model.clone()
-                };
-                let name = ModelSpec::resolve(model, &suite.base_dir)?.0.name;
-                let launches: Vec<_> =
-                    solo.launches.iter().filter(|l| l.model == name && l.batch == *batch).cloned().collect();
-                solo.counters.extend(crate::ncu::profile(&exe, &target, *batch, &launches, out)?);
-            }
+            solo.counters = ncu_counters(&suite, &solo, opts, progress)?;
         }
-        write_text(&out.join("solo.json"), &serde_json::to_string(&solo).expect("solo serialises"))?;
-        dataset::write_solo(out, &solo)?;
+        store::save_json(&out.join(SOLO_STATE), &solo)?;
+        write_solo(out, &solo)?;
         // the manifest goes last: its presence marks a run that can be resumed
-        write_text(&manifest_path, &serde_json::to_string_pretty(&manifest).expect("manifest serialises"))?;
+        store::save_json(&manifest_path, &manifest)?;
         (solo, Vec::new())
     };
 
@@ -293,155 +240,143 @@ pub fn measure(
         worker: opts.worker.as_ref(),
         nvml: nvml.as_ref(),
     };
-    for &&(i, scenario, rep) in &todo {
-        let key = run_key(i, scenario, rep);
+    let _listening = crate::control::listen();
+    for (position, planned) in todo {
+        let key = planned.key();
         let started = unix_now();
         let t0 = Instant::now();
-        let (verdict, data) = match run::run(&env, scenario) {
-            Ok(data) => (validity::judge(scenario, &data), Some(data)),
+        let result = crate::run::run(&env, planned.scenario, planned.rep);
+        if crate::control::interrupted() {
+            // whatever the run returned, it was cut short: it stays unfinished
+            return Err(Error::Interrupted);
+        }
+        let (verdict, data) = match result {
+            Ok(mut data) => (validity::judge(planned.scenario, &mut data), Some(data)),
             Err(e) => (Verdict::failed(e.to_string()), None),
         };
-        let line = ProgressLine {
+        let row = RunRow {
             run: key,
-            scenario: scenario.name.clone(),
-            rep,
-            partition: scenario.partition.name().to_string(),
-            verdict,
+            scenario: planned.scenario.name.clone(),
+            rep: planned.rep as u32,
+            role: planned.scenario.role,
+            partition: planned.scenario.partition,
+            position: position as u32,
+            status: verdict.status,
+            reasons: verdict.reasons,
+            fixes: verdict.fixes,
+            notes: verdict.notes,
             started_unix_s: started,
             wall_s: t0.elapsed().as_secs_f64(),
+            window_ns: data.as_ref().map(|d| d.window_ns),
         };
-        dataset::write_run(out, &line, data.as_ref())?;
-        progress.run_done(&line);
-        done.push(line);
+        parts::write_run(out, &row, data.as_ref())?;
+        progress.run_done(&row);
+        done.push(row);
     }
     progress.phase("consolidating the tables");
-    let order: Vec<String> = runs.iter().map(|(i, s, r)| run_key(*i, s, *r)).collect();
-    done.sort_by_key(|l| order.iter().position(|k| *k == l.run).unwrap_or(usize::MAX));
-    dataset::consolidate(out, &done)?;
-    let manifest = read_json(&manifest_path)?;
-    write_text(&out.join("summary.txt"), &summary(&manifest, &suite, &done))?;
+    let order: BTreeMap<String, usize> = runs.iter().enumerate().map(|(i, r)| (r.key(), i)).collect();
+    done.sort_by_key(|r| order.get(&r.run).copied().unwrap_or(usize::MAX));
+    parts::consolidate(out, &done)?;
+    let text = crate::summary::text(&coloc_dataset::Dataset::open(out)?)?;
+    store::save_text(&out.join(coloc_dataset::SUMMARY), &text)?;
     Ok(done)
 }
 
+/// Solo profiles of every (model, batch, share): on the whole GPU in this process, in a green
+/// context of each size, in an MPS client at each percentage (one daemon for all of them).
 fn profile_all(
     lib: &Arc<KernelLibrary>,
     ceilings: &Ceilings,
     suite: &Suite,
-    pairs: &BTreeSet<(String, usize)>,
+    wanted: &BTreeSet<(String, usize, SoloShare)>,
+    worker: Option<&WorkerCommand>,
+    progress: &dyn Progress,
 ) -> Result<SoloProfiles> {
-    let mut all = SoloProfiles::default();
-    for (model, batch) in pairs {
+    let device = lib.device().clone();
+    let mut by_share: BTreeMap<SoloShare, Vec<SoloTarget>> = BTreeMap::new();
+    for (model, batch, share) in wanted {
         let (spec, _) = ModelSpec::resolve(model, &suite.base_dir)?;
-        let p = solo::profile(
-            lib,
-            ceilings,
-            &SoloTarget { spec, options: BuildOptions { batch: *batch, ..Default::default() } },
-        )?;
-        all.models.extend(p.models);
-        all.ops.extend(p.ops);
-        all.launches.extend(p.launches);
+        let options = BuildOptions { batch: *batch, ..Default::default() };
+        by_share.entry(*share).or_default().push(SoloTarget { spec, options, share: *share });
+    }
+    let mut all = SoloProfiles::default();
+    let mut daemon: Option<MpsDaemon> = None;
+    for (share, targets) in by_share {
+        progress.phase(&format!("  {} profile(s) at {}", targets.len(), share.label()));
+        match share {
+            SoloShare::Device => {
+                let ctx = ExecContext::primary(&device);
+                for t in &targets {
+                    all.extend(crate::solo::profile(lib, &ctx, device.info().sm_count, ceilings, t)?);
+                }
+            }
+            SoloShare::Green { sms } => {
+                let split = SmSplit::new(&device, None)?;
+                let part = split.partition(&[("solo", sms)])?.remove(0);
+                for t in &targets {
+                    all.extend(crate::solo::profile(lib, &part.context, part.granted_sms, ceilings, t)?);
+                }
+            }
+            SoloShare::Mps { percent } => {
+                let worker =
+                    worker.ok_or_else(|| Error::invalid("MPS solo profiles", "need coloc's own executable"))?;
+                if daemon.is_none() {
+                    daemon = Some(MpsDaemon::start()?);
+                }
+                let d = daemon.as_ref().expect("started");
+                all.extend(solo_in_client(&Clients::Mps(d), worker, Some(percent), targets, ceilings)?);
+            }
+        }
+    }
+    if let Some(mut d) = daemon {
+        d.stop()?;
     }
     Ok(all)
 }
 
-/// The human summary: one line per run with its verdict, then the noise floor.
-pub fn summary(manifest: &serde_json::Value, suite: &Suite, lines: &[ProgressLine]) -> String {
-    let mut s = String::new();
-    let dev = &manifest["device"];
-    s.push_str(&format!(
-        "coloc measure: suite `{}` ({} scenarios, {} runs) on {} ({}), coloc {} (commit {})\n",
-        suite.name,
-        suite.scenarios.len(),
-        lines.len(),
-        dev["name"].as_str().unwrap_or("?"),
-        dev["uuid"].as_str().unwrap_or("?"),
-        manifest["tool"]["version"].as_str().unwrap_or("?"),
-        manifest["tool"]["git_commit"].as_str().unwrap_or("?")
-    ));
-    s.push_str(&format!("started {}\n", manifest["started_utc"].as_str().unwrap_or("?")));
-    let o = &manifest["harness_overhead"];
-    s.push_str(&format!(
-        "harness overhead (null workload, {} requests at {} req/s): +{:.1} us request latency (arrival to kernel start {:.1} us, completion noticed {:.1} us after the kernel), kernel {:.2} us in the loop vs {:.2} us alone\n",
-        o["requests"], o["rate_rps"],
-        o["latency_us"].as_f64().unwrap_or(f64::NAN) - o["kernel_us"].as_f64().unwrap_or(f64::NAN),
-        o["dispatch_us"].as_f64().unwrap_or(f64::NAN),
-        o["notice_us"].as_f64().unwrap_or(f64::NAN),
-        o["kernel_us"].as_f64().unwrap_or(f64::NAN),
-        o["solo_kernel_us"].as_f64().unwrap_or(f64::NAN),
-    ));
-    if let (Some(map), Some(check)) = (o["clock"].as_object(), o["clock_check"].as_object()) {
-        let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-        s.push_str(&format!(
-            "host/GPU clock: offset known within {:.2} us; {} of {} bracketed launches outside it (launch to stamp {:.1} us, stamp to return {:.1} us, tightest margin {:.2} us)\n",
-            f(&map["uncertainty_ns"]) / 1e3,
-            check["outside"],
-            check["launches"],
-            f(&check["launch_to_stamp_us"]),
-            f(&check["stamp_to_return_us"]),
-            f(&check["tightest_margin_us"]),
-        ));
-    }
-    let count = |st: Status| lines.iter().filter(|l| l.verdict.status == st).count();
-    s.push_str(&format!(
-        "runs: {} VALID, {} INVALID, {} FAILED\n\n",
-        count(Status::Valid),
-        count(Status::Invalid),
-        count(Status::Failed)
-    ));
-    for l in lines {
-        let tenants: Vec<String> = l
-            .verdict
-            .tenants
+/// Hardware counters of every solo (model, batch) on the whole GPU, from ncu.
+fn ncu_counters(
+    suite: &Suite,
+    solo: &SoloProfiles,
+    opts: &MeasureOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<coloc_dataset::solo_rows::SoloCounterRow>> {
+    let exe = opts
+        .worker
+        .as_ref()
+        .map(|w| w.program.clone())
+        .ok_or_else(|| Error::invalid("--ncu", "needs coloc's own executable"))?;
+    let mut out = Vec::new();
+    let pairs: BTreeSet<(String, u32)> = solo.nodes.iter().map(|n| (n.model.clone(), n.batch)).collect();
+    for (name, batch) in pairs {
+        progress.phase(&format!("ncu counters of {name} at batch {batch}"));
+        let model = suite
+            .scenarios
             .iter()
-            .map(|t| {
-                format!(
-                    "{} p50 {:.2} ms p99 {:.2} ms slo {:.1}% ({:.2} ms) {:.0} req/s slowdown {:.2}",
-                    t.name,
-                    t.p50_ms,
-                    t.p99_ms,
-                    100.0 * t.slo_attainment,
-                    t.slo_ms,
-                    t.throughput_rps,
-                    t.slowdown
-                )
-            })
-            .collect();
-        s.push_str(&format!("{:<8} {} r{}: {}\n", l.verdict.status.word(), l.scenario, l.rep, tenants.join(" | ")));
-        for r in &l.verdict.reasons {
-            s.push_str(&format!("         because {r}\n"));
-        }
-        for n in &l.verdict.notes {
-            s.push_str(&format!("         note: {n}\n"));
-        }
+            .flat_map(|s| s.tenants.iter().map(|t| t.model.clone()))
+            .find(|m| ModelSpec::resolve(m, &suite.base_dir).is_ok_and(|(s, _)| s.name == name))
+            .unwrap_or(name.clone());
+        let target = if model.ends_with(".toml") || model.contains('/') {
+            suite.base_dir.join(&model).display().to_string()
+        } else {
+            model
+        };
+        let nodes: Vec<_> = solo.nodes.iter().filter(|n| n.model == name && n.batch == batch).cloned().collect();
+        out.extend(crate::ncu::profile(&exe, &target, batch as usize, &nodes, &opts.out)?);
     }
-    let repeated: Vec<&Scenario> = suite.scenarios.iter().filter(|sc| sc.repetitions > 1).collect();
-    if !repeated.is_empty() {
-        s.push_str(
-            "\nnoise floor (the same scenario measured again; spread = (max - min) / median of the per-run medians):\n",
-        );
-        for sc in repeated {
-            let reps: Vec<&ProgressLine> =
-                lines.iter().filter(|l| l.scenario == sc.name && l.verdict.status != Status::Failed).collect();
-            let mut parts = Vec::new();
-            for t in &sc.tenants {
-                let p50: Vec<f64> = reps
-                    .iter()
-                    .filter_map(|l| l.verdict.tenants.iter().find(|x| x.name == t.name))
-                    .map(|x| x.p50_ms)
-                    .collect();
-                if p50.len() < 2 {
-                    continue;
-                }
-                let med = coloc_kernels::stats::median_of(&p50);
-                let spread =
-                    (p50.iter().cloned().fold(f64::MIN, f64::max) - p50.iter().cloned().fold(f64::MAX, f64::min)) / med;
-                let list: Vec<String> = p50.iter().map(|v| format!("{v:.3}")).collect();
-                parts.push(format!("{} p50 {} ms (spread {:.1}%)", t.name, list.join("/"), 100.0 * spread));
-            }
-            s.push_str(&format!("  {}: {}\n", sc.name, parts.join(", ")));
-        }
+    Ok(out)
+}
+
+/// Writes the solo tables into `dir`.
+pub fn write_solo(dir: &std::path::Path, solo: &SoloProfiles) -> Result<()> {
+    store::save(dir, &solo.models)?;
+    store::save(dir, &solo.ops)?;
+    store::save(dir, &solo.kernels)?;
+    store::save(dir, &solo.nodes)?;
+    if !solo.counters.is_empty() {
+        store::save(dir, &solo.counters)?;
     }
-    s
+    Ok(())
 }
 
 #[cfg(test)]
@@ -453,21 +388,5 @@ mod tests {
         assert_eq!(utc(0.0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(951_782_400.0), "2000-02-29T00:00:00Z");
         assert_eq!(utc(1_795_237_379.9), "2026-11-21T05:02:59Z");
-    }
-
-    #[test]
-    fn run_keys_are_file_safe_and_ordered() {
-        let s = Scenario {
-            name: "pairs/resnet50+bert_base/b8/green-56_56/load0.5".into(),
-            partition: coloc_workloads::scenario::PartitionKind::Green,
-            tenants: vec![],
-            aggressors: vec![],
-            duration_s: 1.0,
-            min_queries: 1,
-            warmup_s: 0.0,
-            repetitions: 1,
-            seeds: Default::default(),
-        };
-        assert_eq!(run_key(7, &s, 2), "007_pairs_resnet50_bert_base_b8_green-56_56_load0.5__r2");
     }
 }

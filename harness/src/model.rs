@@ -1,16 +1,17 @@
 //! A model graph made real on the device: every tensor allocated, weights and KV caches filled
 //! once, inputs from the request's input seed, and the operators captured as one CUDA graph
 //! (replayed per request: launching operator by operator is CPU-bound, see docs/timing.md).
-//! Each operator writes its own stamp slot; an operator that starts in cuBLAS has no entry
-//! stamp and takes the previous operator's exit as its start.
+//! Every launch of every operator has a stamp slot of its own; a cuBLAS call takes its bounds
+//! from the launches around it (see `coloc_kernels::ops`). A model whose first launch is a
+//! cuBLAS call gets an entry stamp before it, so that its start is known too.
 
 use std::sync::Arc;
 
 use coloc_kernels::gpu::memory::download_async;
 use coloc_kernels::gpu::{Device, DeviceBuffer, Graph, GraphExec, PinnedBuffer, Stream};
 use coloc_kernels::instance::splitmix64;
-use coloc_kernels::ops::{Bindings, Init, LaunchEnv, OpSpec, Operand, Role};
-use coloc_kernels::timing::{SLOT_BYTES, Stamp, StampArena};
+use coloc_kernels::ops::{Bindings, Init, LaunchEnv, LaunchSpec, OpSpec, Operand, Role, StampSlots};
+use coloc_kernels::timing::{SLOT_BYTES, Stamp, StampArena, fill_library_spans};
 use coloc_workloads::graph::{ModelGraph, TensorKind};
 
 use crate::error::{Error, Result};
@@ -19,6 +20,10 @@ pub struct ModelInstance {
     pub graph: ModelGraph,
     buffers: Vec<DeviceBuffer>,
     bindings: Vec<Bindings>,
+    /// Every launch of every operator, in order: (operator, its launch).
+    launches: Vec<(usize, LaunchSpec)>,
+    /// Slot of each operator's first launch.
+    first_slot: Vec<usize>,
     stamps: StampArena,
     exec: Option<GraphExec>,
 }
@@ -42,8 +47,19 @@ impl ModelInstance {
                 b
             })
             .collect();
-        let stamps = StampArena::new(device, graph.ops.len().max(1))?;
-        Ok(ModelInstance { graph, buffers, bindings, stamps, exec: None })
+        let mut launches = Vec::new();
+        let mut first_slot = Vec::with_capacity(graph.ops.len());
+        for (i, op) in graph.ops.iter().enumerate() {
+            first_slot.push(launches.len());
+            launches.extend(op.op.launches().into_iter().map(|l| (i, l)));
+        }
+        let stamps = StampArena::new(device, launches.len().max(1))?;
+        Ok(ModelInstance { graph, buffers, bindings, launches, first_slot, stamps, exec: None })
+    }
+
+    /// Every launch of the model in order: (operator, launch spec).
+    pub fn launches(&self) -> &[(usize, LaunchSpec)] {
+        &self.launches
     }
 
     /// Fills weights and state from `weight_seed` and inputs from `input_seed`.
@@ -81,15 +97,21 @@ impl ModelInstance {
 
     /// Launches operator `i` alone.
     pub fn launch_op(&self, env: &LaunchEnv, i: usize, stamped: bool) -> Result<(), coloc_kernels::Error> {
-        let slot = if stamped { self.stamps.slot(i) } else { 0 };
-        self.graph.ops[i].op.launch(env, &self.bindings[i], slot)
+        let slots = if stamped { self.stamps.op_slots(self.first_slot[i]) } else { StampSlots::NONE };
+        self.graph.ops[i].op.launch(env, &self.bindings[i], slots)
     }
 
     /// Captures the stamped operator sequence as a CUDA graph for replay on `env.stream`'s
-    /// context.
+    /// context. A cuBLAS call first in the model is bracketed (it has no launch before it).
     pub fn capture(&mut self, env: &LaunchEnv) -> Result<()> {
-        let graph =
-            Graph::capture(env.stream, |_| (0..self.graph.ops.len()).try_for_each(|i| self.launch_op(env, i, true)))?;
+        let first_is_library = self.launches.first().is_some_and(|(_, l)| l.is_library());
+        let bracketed = LaunchEnv { bracket_library_calls: true, ..*env };
+        let graph = Graph::capture(env.stream, |_| {
+            (0..self.graph.ops.len()).try_for_each(|i| {
+                let env = if i == 0 && first_is_library { &bracketed } else { env };
+                self.launch_op(env, i, true)
+            })
+        })?;
         self.exec = Some(graph.instantiate()?);
         Ok(())
     }
@@ -102,19 +124,23 @@ impl ModelInstance {
         Ok(())
     }
 
-    /// Queues a copy of every operator's stamp slot into `pinned` (at byte `offset`) behind the
+    /// Bytes of the stamp slots of one replay.
+    pub fn stamp_bytes(&self) -> usize {
+        self.launches.len() * SLOT_BYTES
+    }
+
+    /// Queues a copy of every launch's stamp slot into `pinned` (at byte `offset`) behind the
     /// last launch on `stream`; read it with [`stamps_from`] once the launch has completed.
     pub fn queue_stamp_readback(&self, stream: &Stream, pinned: &PinnedBuffer, offset: usize) -> Result<()> {
-        let bytes = self.graph.ops.len() * SLOT_BYTES;
-        download_async(pinned, offset, self.stamps.slot(0), bytes, stream)?;
+        download_async(pinned, offset, self.stamps.slot(0), self.stamp_bytes(), stream)?;
         Ok(())
     }
 
-    /// Per-operator stamps of the last completed launch (synchronous read), starts filled in
-    /// as [`fill_inferred_starts`] does.
-    pub fn op_stamps(&self) -> Result<Vec<Stamp>> {
-        let mut s = self.stamps.read(self.graph.ops.len())?;
-        fill_inferred_starts(&mut s);
+    /// Per-launch stamps of the last completed replay (synchronous read), library calls
+    /// bracketed by their neighbours.
+    pub fn launch_stamps(&self) -> Result<Vec<Stamp>> {
+        let mut s = self.stamps.read(self.launches.len())?;
+        fill_library_spans(&mut s);
         Ok(s)
     }
 
@@ -154,40 +180,13 @@ fn fill(
     Ok(())
 }
 
-/// Decodes `ops` stamp slots from pinned memory at byte `offset` (see
-/// [`ModelInstance::queue_stamp_readback`]), starts filled in as [`fill_inferred_starts`] does.
-pub fn stamps_from(pinned: &PinnedBuffer, offset: usize, ops: usize) -> Vec<Stamp> {
+/// Decodes `slots` stamp slots from pinned memory at byte `offset` (see
+/// [`ModelInstance::queue_stamp_readback`]), library calls bracketed by their neighbours.
+pub fn stamps_from(pinned: &PinnedBuffer, offset: usize, slots: usize) -> Vec<Stamp> {
     let first = offset / 8;
-    let mut s: Vec<Stamp> = (0..ops)
+    let mut s: Vec<Stamp> = (0..slots)
         .map(|i| Stamp::from_words(pinned.read::<u64>(first + 2 * i), pinned.read::<u64>(first + 2 * i + 1)))
         .collect();
-    fill_inferred_starts(&mut s);
+    fill_library_spans(&mut s);
     s
-}
-
-/// An operator that starts in cuBLAS has no entry stamp: its start is the previous operator's
-/// exit (the stream runs them back to back).
-pub fn fill_inferred_starts(stamps: &mut [Stamp]) {
-    for i in 1..stamps.len() {
-        if stamps[i].start_ns.is_none() {
-            stamps[i].start_ns = stamps[i - 1].end_ns;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_entry_stamp_takes_the_previous_exit() {
-        let mut s = vec![
-            Stamp { start_ns: Some(10), end_ns: Some(20) },
-            Stamp { start_ns: None, end_ns: Some(35) },
-            Stamp { start_ns: Some(36), end_ns: Some(40) },
-        ];
-        fill_inferred_starts(&mut s);
-        assert_eq!(s[1].start_ns, Some(20));
-        assert_eq!(s[2].start_ns, Some(36));
-    }
 }

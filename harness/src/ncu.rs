@@ -9,15 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use coloc_dataset::solo_rows::{SoloCounterRow, SoloNodeRow};
 use coloc_kernels::gpu::{Blas, Device, ExecContext, KernelLibrary};
 use coloc_kernels::ops::LaunchEnv;
 use coloc_workloads::graph::{BuildOptions, ModelGraph};
 use coloc_workloads::model::ModelSpec;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::ModelInstance;
-use crate::solo::SoloLaunch;
 
 /// Counters collected per kernel.
 pub const METRICS: [&str; 8] = [
@@ -31,18 +30,6 @@ pub const METRICS: [&str; 8] = [
     "sm__warps_active.avg.pct_of_peak_sustained_active",
 ];
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SoloCounter {
-    pub model: String,
-    pub batch: usize,
-    pub op: usize,
-    pub node: usize,
-    pub kernel: String,
-    pub metric: String,
-    pub unit: String,
-    pub value: f64,
-}
-
 /// Finds `ncu` on PATH or in the toolkit's usual places.
 pub fn ncu_binary() -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> =
@@ -55,14 +42,14 @@ pub fn ncu_binary() -> Option<PathBuf> {
 }
 
 /// Profiles one (model, batch) under ncu; `exe` is coloc itself, `model` a shipped name or an
-/// absolute model-file path, `launches` the solo profile's launches of this (model, batch).
+/// absolute model-file path, `nodes` the solo profile's kernel nodes of this (model, batch).
 pub fn profile(
     exe: &Path,
     model: &str,
     batch: usize,
-    launches: &[SoloLaunch],
+    nodes: &[SoloNodeRow],
     scratch: &Path,
-) -> Result<Vec<SoloCounter>> {
+) -> Result<Vec<SoloCounterRow>> {
     let ncu = ncu_binary()
         .ok_or_else(|| Error::invalid("--ncu", "ncu (Nsight Compute) is not on PATH nor in /usr/local/cuda/bin"))?;
     let name = Path::new(model).file_stem().and_then(|s| s.to_str()).unwrap_or(model).to_string();
@@ -91,11 +78,11 @@ pub fn profile(
         ));
     }
     let text = std::fs::read_to_string(&log).map_err(|e| Error::io(&log, e))?;
-    parse(&text, &name, batch, launches)
+    parse(&text, &name, batch, nodes)
 }
 
 /// Reads ncu's `--csv` output and attributes each profiled launch to an operator by order.
-pub fn parse(text: &str, model: &str, batch: usize, launches: &[SoloLaunch]) -> Result<Vec<SoloCounter>> {
+pub fn parse(text: &str, model: &str, batch: usize, nodes: &[SoloNodeRow]) -> Result<Vec<SoloCounterRow>> {
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('"')).collect();
     let Some(header) = lines.first() else { return Ok(Vec::new()) };
     let fields = |l: &str| -> Vec<String> { split_csv(l) };
@@ -105,7 +92,7 @@ pub fn parse(text: &str, model: &str, batch: usize, launches: &[SoloLaunch]) -> 
     };
     let (id_c, name_c, metric_c, unit_c, value_c) =
         (idx("ID")?, idx("Kernel Name")?, idx("Metric Name")?, idx("Metric Unit")?, idx("Metric Value")?);
-    let mut order: Vec<(usize, usize)> = launches.iter().map(|l| (l.op, l.node)).collect();
+    let mut order: Vec<(u16, u16)> = nodes.iter().map(|l| (l.op, l.node)).collect();
     order.sort();
     let mut out = Vec::new();
     for l in &lines[1..] {
@@ -118,9 +105,9 @@ pub fn parse(text: &str, model: &str, batch: usize, launches: &[SoloLaunch]) -> 
                 format!("{model} b{batch}: ncu reports launch {id} but the graph has {} kernels", order.len()),
             ));
         };
-        out.push(SoloCounter {
+        out.push(SoloCounterRow {
             model: model.to_string(),
-            batch,
+            batch: batch as u32,
             op,
             node,
             kernel: f[name_c].split('(').next().unwrap_or("").trim().to_string(),
@@ -174,15 +161,16 @@ pub fn solo_worker(model: &str, batch: usize) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn launch(op: usize, node: usize) -> SoloLaunch {
-        SoloLaunch {
+    fn launch(op: u16, node: u16) -> SoloNodeRow {
+        SoloNodeRow {
             model: "m".into(),
             batch: 1,
             op,
             node,
-            name: String::new(),
-            grid: (1, 1, 1),
-            block: (1, 1, 1),
+            launch: None,
+            kernel: String::new(),
+            grid_blocks: 1,
+            block_threads: 1,
             registers: 0,
             smem_bytes: 0,
             blocks_per_sm: 0,

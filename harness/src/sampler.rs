@@ -5,19 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use coloc_kernels::nvml::{DeviceSample, NvmlDevice};
-use serde::{Deserialize, Serialize};
+use coloc_dataset::rows::DeviceSampleRow;
+use coloc_kernels::nvml::NvmlDevice;
 
 use crate::clock::mono_ns;
-
-/// One NVML reading, stamped on the host clock.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DeviceSampleRow {
-    /// Host clock, relative to the start of the measured window.
-    pub t_ns: i64,
-    #[serde(flatten)]
-    pub sample: DeviceSample,
-}
 
 pub const SAMPLE_PERIOD: Duration = Duration::from_millis(10);
 
@@ -27,7 +18,18 @@ pub fn sample_until(nvml: Option<&NvmlDevice>, window: i64, stop: &Arc<AtomicBoo
     let Some(nvml) = nvml else { return rows };
     while !stop.load(Ordering::Relaxed) {
         let t = mono_ns();
-        rows.push(DeviceSampleRow { t_ns: t - window, sample: nvml.sample() });
+        let s = nvml.sample();
+        rows.push(DeviceSampleRow {
+            run: String::new(),
+            t_ns: t - window,
+            sm_clock_mhz: s.sm_clock_mhz,
+            mem_clock_mhz: s.mem_clock_mhz,
+            power_w: s.power_w,
+            temperature_c: s.temperature_c,
+            gpu_util_pct: s.gpu_util_pct,
+            mem_util_pct: s.mem_util_pct,
+            throttle: s.throttle_reasons,
+        });
         std::thread::sleep(SAMPLE_PERIOD.saturating_sub(Duration::from_nanos((mono_ns() - t).max(0) as u64)));
     }
     rows

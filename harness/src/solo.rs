@@ -1,161 +1,160 @@
-//! Solo profiles: every (model, batch) alone on the whole GPU, replayed as a CUDA graph. They
-//! give the latency and capacity that relative loads and SLOs are scaled by, and per-operator
-//! features for predictors: time, achieved rates against the device ceilings, and the launch
-//! configuration of every kernel (read back from each operator captured alone).
+//! Solo profiles: every (model, batch) alone, replayed as a CUDA graph, on the whole GPU and
+//! at every share a tenant of the suite runs at (a green context of its SMs, an MPS client at
+//! its percentage). They give the latency and capacity that loads and SLOs are scaled by, the
+//! solo time at the share that interference is measured against, and per-operator and
+//! per-launch features for predictors, each held against the floor the ceilings set.
 
 use std::sync::Arc;
 
+use coloc_dataset::solo_rows::{SoloCounterRow, SoloKernelRow, SoloModelRow, SoloNodeRow, SoloOpRow};
 use coloc_kernels::ceilings::Ceilings;
 use coloc_kernels::gpu::{Blas, Event, ExecContext, Graph, KernelLibrary};
-use coloc_kernels::ops::{LaunchEnv, OpSpec};
+use coloc_kernels::ops::{LaunchEnv, LaunchSpec, Launcher, OpSpec};
 use coloc_kernels::stats::{Summary, median_of};
+use coloc_kernels::timing::span_of;
 use coloc_workloads::graph::{BuildOptions, ModelGraph};
 use coloc_workloads::model::ModelSpec;
+use coloc_workloads::scenario::SoloShare;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::ModelInstance;
 
-/// Replays timed per (model, batch).
+/// Replays timed per profile, after warm-up ones.
 const REPLAYS: usize = 30;
-
-/// One (model, batch) alone.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SoloModel {
-    pub model: String,
-    pub batch: usize,
-    pub seq: Option<usize>,
-    pub context: Option<usize>,
-    pub ops: usize,
-    /// GPU time of one graph replay (events), microseconds.
-    pub latency_us: Summary,
-    /// The same operators launched one by one.
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub eager_us: f64,
-    /// Requests per second at this batch, alone: batch / median latency.
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub capacity_rps: f64,
-}
-
-/// One operator of a (model, batch), alone (within its own model's sequence).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SoloOp {
-    pub model: String,
-    pub batch: usize,
-    pub op: usize,
-    pub layer: String,
-    pub kind: String,
-    pub shape: String,
-    pub kernels: String,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub flops: f64,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub macs: f64,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub dram_bytes: f64,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub time_us: f64,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub tflops: f64,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub gbps: f64,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub compute_fraction: f64,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub memory_fraction: f64,
-    pub start_inferred: bool,
-}
-
-/// One kernel launched by an operator, as the driver reports it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SoloLaunch {
-    pub model: String,
-    pub batch: usize,
-    pub op: usize,
-    pub node: usize,
-    pub name: String,
-    pub grid: (u32, u32, u32),
-    pub block: (u32, u32, u32),
-    pub registers: i32,
-    pub smem_bytes: u32,
-    pub blocks_per_sm: i32,
-    pub occupancy: f64,
-}
+const WARMUP_REPLAYS: usize = 3;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SoloProfiles {
-    pub models: Vec<SoloModel>,
-    pub ops: Vec<SoloOp>,
-    pub launches: Vec<SoloLaunch>,
+    pub models: Vec<SoloModelRow>,
+    pub ops: Vec<SoloOpRow>,
+    pub kernels: Vec<SoloKernelRow>,
+    pub nodes: Vec<SoloNodeRow>,
     /// Hardware counters from the optional ncu pass.
     #[serde(default)]
-    pub counters: Vec<crate::ncu::SoloCounter>,
+    pub counters: Vec<SoloCounterRow>,
 }
 
 impl SoloProfiles {
-    pub fn find(&self, model: &str, batch: usize) -> Option<&SoloModel> {
-        self.models.iter().find(|m| m.model == model && m.batch == batch)
+    pub fn find(&self, model: &str, batch: usize, share: SoloShare) -> Option<&SoloModelRow> {
+        self.models.iter().find(|m| m.model == model && m.batch as usize == batch && m.share == share)
+    }
+
+    pub fn extend(&mut self, other: SoloProfiles) {
+        self.models.extend(other.models);
+        self.ops.extend(other.ops);
+        self.kernels.extend(other.kernels);
+        self.nodes.extend(other.nodes);
+        self.counters.extend(other.counters);
     }
 }
 
-/// What to profile: a model at a batch size and shape.
-#[derive(Clone, Debug)]
+/// What to profile: a model at a batch size and shape, at a share.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SoloTarget {
     pub spec: ModelSpec,
     pub options: BuildOptions,
+    pub share: SoloShare,
 }
 
-/// Profiles one target on the whole device.
-pub fn profile(lib: &Arc<KernelLibrary>, ceilings: &Ceilings, target: &SoloTarget) -> Result<SoloProfiles> {
+/// Which launch of an operator each captured kernel node belongs to: nodes named as one of our
+/// kernels are that launch, the others belong to the cuBLAS call they follow.
+pub fn node_launches(launches: &[LaunchSpec], nodes: &[String]) -> Vec<Option<u8>> {
+    let mut next = 0usize;
+    let mut current: Option<u8> = None;
+    nodes
+        .iter()
+        .map(|name| {
+            let launcher = |j: Option<usize>| j.and_then(|j| launches.get(j)).map(|l| l.launcher);
+            let ours = matches!(launcher(Some(next)), Some(Launcher::Coloc(s)) if s.c_name() == *name);
+            if ours || launcher(Some(next)) == Some(Launcher::Cublas) {
+                // the next launch starts here (a cuBLAS call's first kernel has a name of its own)
+                current = Some(next as u8);
+                next += 1;
+            } else if launcher(current.map(usize::from)) != Some(Launcher::Cublas) {
+                current = None;
+            }
+            current
+        })
+        .collect()
+}
+
+/// Profiles `target` on `ctx`, which was granted `granted_sms`.
+pub fn profile(
+    lib: &Arc<KernelLibrary>,
+    ctx: &ExecContext,
+    granted_sms: u32,
+    ceilings: &Ceilings,
+    target: &SoloTarget,
+) -> Result<SoloProfiles> {
     let device = lib.device().clone();
-    let ctx = ExecContext::primary(&device);
     let stream = ctx.new_stream(0)?;
     let blas = Blas::new(&stream)?;
     let graph = ModelGraph::build(&target.spec, &target.options)?;
-    let (name, batch) = (target.spec.name.clone(), target.options.batch);
-    let context = format!("solo profile of {name} at batch {batch}");
+    let (name, batch, share) = (target.spec.name.clone(), target.options.batch, target.share);
+    let context = format!("solo profile of {name} at batch {batch} ({})", share.label());
     let mut out = SoloProfiles::default();
 
     let mut inst = ModelInstance::allocate(&device, graph)?;
     let env = LaunchEnv { lib, stream: &stream, blas: Some(&blas), bracket_library_calls: false };
-    // launch configuration, operator by operator (captured, not run)
-    for i in 0..inst.graph.ops.len() {
-        let nodes = Graph::capture(&stream, |_| inst.launch_op(&env, i, false))?
-            .kernel_nodes(device.info().max_threads_per_sm)?;
-        for (n, k) in nodes.into_iter().enumerate() {
-            out.launches.push(SoloLaunch {
-                model: name.clone(),
-                batch,
-                op: i,
-                node: n,
-                name: k.name,
-                grid: k.grid,
-                block: k.block,
-                registers: k.registers,
-                smem_bytes: k.static_smem_bytes.max(0) as u32 + k.dynamic_smem_bytes,
-                blocks_per_sm: k.max_blocks_per_sm,
-                occupancy: k.theoretical_occupancy,
-            });
+    if share == SoloShare::Device {
+        // launch configuration, operator by operator (captured, not run)
+        for i in 0..inst.graph.ops.len() {
+            let nodes = Graph::capture(&stream, |_| inst.launch_op(&env, i, false))?
+                .kernel_nodes(device.info().max_threads_per_sm)?;
+            let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+            let owners = node_launches(&inst.graph.ops[i].op.launches(), &names);
+            for (n, (k, launch)) in nodes.into_iter().zip(owners).enumerate() {
+                out.nodes.push(SoloNodeRow {
+                    model: name.clone(),
+                    batch: batch as u32,
+                    op: i as u16,
+                    node: n as u16,
+                    launch,
+                    kernel: k.name,
+                    grid_blocks: k.grid.0 * k.grid.1 * k.grid.2,
+                    block_threads: k.block.0 * k.block.1 * k.block.2,
+                    registers: k.registers,
+                    smem_bytes: k.static_smem_bytes.max(0) as u32 + k.dynamic_smem_bytes,
+                    blocks_per_sm: k.max_blocks_per_sm,
+                    occupancy: k.theoretical_occupancy,
+                });
+            }
         }
     }
     inst.initialize(&env, 1, 2)?;
     inst.capture(&env)?;
-    let (start, end) = (Event::new(&ctx)?, Event::new(&ctx)?);
+    let (start, end) = (Event::new(ctx)?, Event::new(ctx)?);
+    let launches = inst.launches().to_vec();
     let mut latency = Vec::with_capacity(REPLAYS);
+    let mut stamped = Vec::with_capacity(REPLAYS);
+    let mut per_launch: Vec<Vec<f64>> = vec![Vec::new(); launches.len()];
     let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); inst.graph.ops.len()];
-    for i in 0..REPLAYS + 3 {
+    for i in 0..REPLAYS + WARMUP_REPLAYS {
         start.record(&stream)?;
         inst.launch(&stream)?;
         end.record(&stream)?;
         end.synchronize()?;
-        if i < 3 {
-            continue; // warm-up
+        if i < WARMUP_REPLAYS {
+            continue;
         }
         latency.push(end.elapsed_ms_since(&start)? as f64 * 1e3);
-        for (op, s) in inst.op_stamps()?.iter().enumerate() {
+        let stamps = inst.launch_stamps()?;
+        if let Some(d) = span_of(&stamps).duration_ns() {
+            stamped.push(d as f64 / 1e3);
+        }
+        for (l, s) in stamps.iter().enumerate() {
             if let Some(d) = s.duration_ns() {
-                per_op[op].push(d as f64 / 1e3);
+                per_launch[l].push(d as f64 / 1e3);
             }
+        }
+        let mut first = 0;
+        for (op, times) in per_op.iter_mut().enumerate() {
+            let n = launches[first..].iter().take_while(|(o, _)| *o == op).count();
+            if let Some(d) = span_of(&stamps[first..first + n]).duration_ns() {
+                times.push(d as f64 / 1e3);
+            }
+            first += n;
         }
     }
     start.record(&stream)?;
@@ -165,44 +164,93 @@ pub fn profile(lib: &Arc<KernelLibrary>, ceilings: &Ceilings, target: &SoloTarge
     end.record(&stream)?;
     end.synchronize()?;
     let eager_us = end.elapsed_ms_since(&start)? as f64 * 1e3 / 5.0;
-    let latency_us = Summary::of(&latency).ok_or_else(|| Error::invalid(&context, "no timed replays"))?;
+    let summary = Summary::of(&latency).ok_or_else(|| Error::invalid(&context, "no timed replays"))?;
+    let median = |v: &[f64]| (!v.is_empty()).then(|| median_of(v));
+    let ids = crate::record::launch_ids(&launches);
+    for (l, (op, spec)) in launches.iter().enumerate() {
+        out.kernels.push(SoloKernelRow {
+            model: name.clone(),
+            batch: batch as u32,
+            share,
+            op: *op as u16,
+            launch: ids[l].launch,
+            kind: ids[l].kind,
+            name: spec.name(),
+            flops: spec.cost.flops,
+            dram_bytes: spec.cost.dram_bytes,
+            unit: spec.cost.unit,
+            time_us: median(&per_launch[l]),
+            floor_us: ceilings.floor_s(&spec.cost) * 1e6,
+        });
+    }
     for (i, op) in inst.graph.ops.iter().enumerate() {
         let c = op.op.cost();
-        let time_us = if per_op[i].is_empty() { f64::NAN } else { median_of(&per_op[i]) };
-        let seconds = time_us * 1e-6;
-        let mut kernels: Vec<String> = Vec::new();
-        if op.op.uses_cublas() {
-            kernels.push("cublas".into());
-        }
-        kernels.extend(op.op.kernels().iter().map(|k| k.c_name()));
-        out.ops.push(SoloOp {
+        let time_us = median(&per_op[i]);
+        let rate = |work: f64, scale: f64| time_us.map(|t| work / (t * 1e-6) / scale);
+        out.ops.push(SoloOpRow {
             model: name.clone(),
-            batch,
-            op: i,
+            batch: batch as u32,
+            share,
+            op: i as u16,
             layer: op.name.clone(),
             kind: op.op.kind().to_string(),
             shape: op.op.shape(),
-            kernels: kernels.join("+"),
+            launches: op.op.launches().len() as u8,
             flops: c.flops,
             macs: c.macs,
             dram_bytes: c.dram_bytes,
+            unit: c.unit,
             time_us,
-            tflops: c.flops / seconds / 1e12,
-            gbps: c.dram_bytes / seconds / 1e9,
-            compute_fraction: c.flops / seconds / 1e12 / ceilings.compute_tflops(c.unit),
-            memory_fraction: c.dram_bytes / seconds / 1e9 / ceilings.copy_gbps,
-            start_inferred: op.op.starts_in_library(),
+            floor_us: ceilings.floor_s(&c) * 1e6,
+            tflops: rate(c.flops, 1e12),
+            gbps: rate(c.dram_bytes, 1e9),
+            compute_fraction: rate(c.flops, 1e12 * ceilings.compute_tflops(c.unit)),
+            memory_fraction: rate(c.dram_bytes, 1e9 * ceilings.copy_gbps),
         });
     }
-    out.models.push(SoloModel {
+    out.models.push(SoloModelRow {
         model: name,
-        batch,
-        seq: inst.graph.seq,
-        context: inst.graph.context,
-        ops: inst.graph.ops.len(),
-        capacity_rps: batch as f64 / (latency_us.median * 1e-6),
-        latency_us,
+        batch: batch as u32,
+        share,
+        granted_sms,
+        seq: inst.graph.seq.map(|v| v as u32),
+        context: inst.graph.context.map(|v| v as u32),
+        ops: inst.graph.ops.len() as u32,
+        launches: launches.len() as u32,
+        latency_p50_us: summary.median,
+        latency_p05_us: summary.p05,
+        latency_p95_us: summary.p95,
+        latency_p50_lo_us: summary.median_ci95.0,
+        latency_p50_hi_us: summary.median_ci95.1,
+        stamped_p50_us: median(&stamped).unwrap_or(f64::NAN),
+        replays: latency.len() as u32,
         eager_us,
+        capacity_rps: batch as f64 / (summary.median * 1e-6),
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coloc_kernels::id::{KernelId, KernelSymbol};
+    use coloc_kernels::ops::Cost;
+    use coloc_kernels::types::DType;
+
+    #[test]
+    fn captured_nodes_are_attributed_to_the_launch_they_belong_to() {
+        let im2col = KernelSymbol::typed(KernelId::Im2col, DType::Bf16);
+        let bias = KernelSymbol::typed(KernelId::BiasAct, DType::Bf16);
+        let launches = [
+            LaunchSpec::coloc(im2col, Cost::default()),
+            LaunchSpec::cublas(Cost::default()),
+            LaunchSpec::coloc(bias, Cost::default()),
+        ];
+        // cuBLAS may run a split-K GEMM as two kernels
+        let nodes: Vec<String> = vec![im2col.c_name(), "nvjet_sm90_tst".into(), "splitKreduce".into(), bias.c_name()];
+        assert_eq!(node_launches(&launches, &nodes), vec![Some(0), Some(1), Some(1), Some(2)]);
+        // a GEMM alone, then a stamp of ours that is no launch of the operator
+        let gemm = [LaunchSpec::cublas(Cost::default())];
+        assert_eq!(node_launches(&gemm, &["sm90_xmma".into()]), vec![Some(0)]);
+    }
 }

@@ -1,37 +1,40 @@
-//! One tenant serving requests: arrivals from a schedule built before the run, a queue, a
-//! batching policy, one batch in flight at a time, each batch a CUDA-graph replay of the
-//! model at the batch's bucket size, with fresh inputs from the input seed. The host notices
-//! completions by polling an event; the batch's times come from the GPU's stamps, mapped onto
-//! the host clock, so a request's latency is arrival to last kernel out on one clock.
+//! One tenant serving requests: arrivals from a schedule built before the run (or closed-loop
+//! clients), admitted into the batching state machine ([`coloc_workloads::batcher`]), one
+//! batch in flight at a time, each batch a CUDA-graph replay of the model at the batch's bucket
+//! size, with fresh inputs from the input seed. The host notices completions by polling an
+//! event; the batch's GPU times come from its stamps, mapped onto the host clock after the run.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
+use coloc_dataset::rows::LaunchKind;
 use coloc_kernels::gpu::{Blas, Event, KernelLibrary, PinnedBuffer, Stream};
-use coloc_kernels::ops::{LaunchEnv, OpSpec};
-use coloc_kernels::timing::SLOT_BYTES;
+use coloc_kernels::ops::LaunchEnv;
+use coloc_kernels::timing::span_of;
+use coloc_workloads::batcher::{BatchPolicy, Batcher, Queued};
 use coloc_workloads::graph::{BuildOptions, ModelGraph};
 use coloc_workloads::model::ModelSpec;
-use coloc_workloads::scenario::Batching;
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{ClockMap, mono_ns};
+use crate::clock::mono_ns;
+use crate::control::Quorum;
 use crate::error::{Error, Result};
 use crate::model::{ModelInstance, stamps_from};
-use crate::record::{BatchRecord, KernelRecord, RequestRecord, TenantOutput};
+use crate::record::{RawBatch, RawTenant, launch_ids};
 
 /// Where requests come from.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Arrivals {
     /// Arrival times, ns from the start of the run (warm-up included), non-decreasing.
     Open(Vec<i64>),
-    /// Clients that each send, wait for completion, think, and send again; no new request is
-    /// issued after `stop_ns` (from the start of the run).
-    Closed { think_ns: Vec<Vec<u64>>, stop_ns: i64 },
+    /// Clients that each send, wait for completion, think, and send again. They stop sending
+    /// at `stop_ns` (from the start of the run) once every closed loop of the run has its
+    /// minimum of queries, and at `cap_ns` in any case.
+    Closed { think_ns: Vec<Vec<u64>>, stop_ns: i64, cap_ns: i64 },
 }
 
-/// Everything needed to run one tenant, also in another process (an MPS client).
+/// Everything needed to run one tenant, also in another process.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TenantPlan {
     pub index: u16,
@@ -39,34 +42,30 @@ pub struct TenantPlan {
     pub model: ModelSpec,
     pub seq: Option<usize>,
     pub context: Option<usize>,
-    pub batching: Batching,
+    pub policy: BatchPolicy,
     pub arrivals: Arrivals,
     pub warmup_ns: i64,
-    /// From the start of the run: requests still queued then are left unfinished.
+    /// From the start of the run: requests still queued then are left unserved.
     pub deadline_ns: i64,
-    /// Keep the kernel records of batches sent inside these windows (ns from the start of the
+    /// Keep the launches of batches formed inside these windows (ns from the start of the
     /// run). Every tenant of a run has the same windows, so every overlap inside them is seen.
     pub sample_windows: Vec<(i64, i64)>,
     pub weight_seed: u64,
     pub input_seed: u64,
+    pub slo_ms: f64,
+    /// Measured completions after which a closed loop may stop.
+    pub min_queries: usize,
 }
 
 impl TenantPlan {
-    /// Batch sizes with a captured graph (see [`Batching::buckets`]).
-    pub fn buckets(&self) -> Vec<usize> {
-        self.batching.buckets()
-    }
-
     pub fn graph(&self, batch: usize) -> Result<ModelGraph> {
         Ok(ModelGraph::build(&self.model, &BuildOptions { batch, seq: self.seq, context: self.context })?)
     }
 }
 
 struct InFlight {
-    batch: u32,
-    bucket: usize,
-    requests: Vec<(u32, i64, usize)>,
-    formed: i64,
+    raw: RawBatch,
+    instance: usize,
 }
 
 /// A tenant made ready on a stream: graphs captured, buffers filled.
@@ -92,11 +91,10 @@ impl TenantRunner {
         let device = lib.device().clone();
         let blas = Blas::new(&stream)?;
         let mut instances = Vec::new();
-        let mut max_ops = 1;
-        for bucket in plan.buckets() {
-            let graph = plan.graph(bucket)?;
-            max_ops = max_ops.max(graph.ops.len());
-            let mut inst = ModelInstance::allocate(&device, graph)?;
+        let mut readback_bytes = 16;
+        for &bucket in &plan.policy.buckets {
+            let mut inst = ModelInstance::allocate(&device, plan.graph(bucket)?)?;
+            readback_bytes = readback_bytes.max(inst.stamp_bytes());
             let env = LaunchEnv { lib, stream: &stream, blas: Some(&blas), bracket_library_calls: false };
             inst.initialize(&env, plan.weight_seed, plan.input_seed)?;
             inst.capture(&env)?;
@@ -105,7 +103,7 @@ impl TenantRunner {
             instances.push((bucket, inst));
         }
         stream.synchronize()?;
-        let readback = PinnedBuffer::alloc(&device, max_ops * SLOT_BYTES)?;
+        let readback = PinnedBuffer::alloc(&device, readback_bytes)?;
         let done = Event::new(stream.context())?;
         Ok(TenantRunner { plan, lib: lib.clone(), stream, _blas: blas, instances, readback, done, granted_sms })
     }
@@ -115,193 +113,168 @@ impl TenantRunner {
     }
 
     /// Serves the schedule from `run_start` (host clock) until every request is done or the
-    /// deadline passes; times are recorded relative to the end of the warm-up.
-    pub fn run(&mut self, run_start: i64, clock: &ClockMap) -> Result<TenantOutput> {
+    /// deadline passes.
+    pub fn run(&mut self, run_start: i64, quorum: &dyn Quorum) -> Result<RawTenant> {
         let window = run_start + self.plan.warmup_ns;
-        let rel = |host: i64| host - window;
-        let deadline = run_start + self.plan.deadline_ns;
-        let mut out = TenantOutput {
-            granted_sms: self.granted_sms,
-            clock_uncertainty_ns: clock.uncertainty_ns,
-            ..TenantOutput::default()
+        let mut raw = RawTenant {
+            tenant: self.plan.index,
+            slo_ms: self.plan.slo_ms,
+            launches: self.instances.iter().map(|(b, i)| (*b, launch_ids(i.launches()))).collect(),
+            ..RawTenant::default()
         };
-        // queue entries: (request id, arrival host ns, client)
-        let mut queue: VecDeque<(u32, i64, usize)> = VecDeque::new();
+        let mut batcher = Batcher::new(self.plan.policy.clone());
         let mut next_open = 0usize;
-        let mut closed_heap: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+        let mut clients: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
         let mut think_index: Vec<usize> = Vec::new();
+        let closed = matches!(self.plan.arrivals, Arrivals::Closed { .. });
         if let Arrivals::Closed { think_ns, .. } = &self.plan.arrivals {
             for (c, thinks) in think_ns.iter().enumerate() {
-                closed_heap.push(Reverse((run_start + thinks.first().copied().unwrap_or(0) as i64, c)));
+                clients.push(Reverse((run_start + thinks.first().copied().unwrap_or(0) as i64, c as u32)));
             }
             think_index = vec![1; think_ns.len()];
         }
+        let mut sending = true;
+        let mut measured_done = 0usize;
+        let mut reported = false;
+        let mut deadline = run_start + self.plan.deadline_ns;
         let mut next_request = 0u32;
         let mut next_batch = 0u32;
         let mut inflight: Option<InFlight> = None;
         loop {
+            if crate::control::interrupted() {
+                return Err(Error::Interrupted);
+            }
             let now = mono_ns();
             let exhausted = match &self.plan.arrivals {
                 Arrivals::Open(times) => {
                     while next_open < times.len() && run_start + times[next_open] <= now {
-                        queue.push_back((next_request, run_start + times[next_open], 0));
+                        batcher.admit(Queued {
+                            request: next_request,
+                            arrival_ns: run_start + times[next_open],
+                            client: 0,
+                        });
                         next_request += 1;
                         next_open += 1;
                     }
                     next_open == times.len()
                 }
-                Arrivals::Closed { .. } => {
-                    while let Some(Reverse((t, c))) = closed_heap.peek().copied() {
-                        if t > now {
+                Arrivals::Closed { stop_ns, cap_ns, .. } => {
+                    if sending && (now >= run_start + cap_ns || (now >= run_start + stop_ns && quorum.reached_by_all()))
+                    {
+                        sending = false;
+                        raw.stopped_sending_host = Some(now);
+                        // what is in flight and queued still runs to completion
+                        deadline = deadline.max(now + (self.plan.deadline_ns - stop_ns));
+                    }
+                    while let Some(Reverse((t, c))) = clients.peek().copied() {
+                        if t > now || !sending {
                             break;
                         }
-                        closed_heap.pop();
-                        queue.push_back((next_request, t, c));
+                        clients.pop();
+                        batcher.admit(Queued { request: next_request, arrival_ns: t, client: c });
                         next_request += 1;
                     }
-                    closed_heap.is_empty()
+                    !sending
                 }
             };
-            if inflight.is_some() {
+            if let Some(f) = &inflight {
                 if self.done.is_complete()? {
                     let f = inflight.take().expect("in flight");
-                    let end = self.complete(&f, &mut out, clock, window, run_start)?;
-                    if let Arrivals::Closed { think_ns, stop_ns } = &self.plan.arrivals {
+                    let noticed = mono_ns();
+                    let batch = self.finish(f, noticed, run_start)?;
+                    measured_done += batch.requests.iter().filter(|q| q.arrival_ns >= window).count();
+                    if closed && !reported && measured_done >= self.plan.min_queries {
+                        reported = true;
+                        quorum.reached(self.plan.index);
+                    }
+                    if let Arrivals::Closed { think_ns, .. } = &self.plan.arrivals {
                         // each client of the batch thinks, then sends its next request
-                        for &(_, _, c) in &f.requests {
+                        for q in &batch.requests {
+                            let c = q.client as usize;
                             let think = think_ns[c][think_index[c] % think_ns[c].len()] as i64;
                             think_index[c] += 1;
-                            if end + think < run_start + stop_ns {
-                                closed_heap.push(Reverse((end + think, c)));
-                            }
+                            clients.push(Reverse((noticed + think, q.client)));
                         }
                     }
+                    raw.batches.push(batch);
                     continue;
                 } else if now > deadline + 5_000_000_000 {
                     return Err(Error::invalid(
                         &self.plan.name,
-                        "a batch did not complete within 5 s after the deadline",
+                        format!("batch {} did not complete within 5 s after the deadline", f.raw.batch),
                     ));
                 }
             }
             if inflight.is_none() {
-                if let Some(n) = self.ready(&queue, now, exhausted) {
-                    let bucket =
-                        self.instances.iter().position(|(b, _)| *b >= n).expect("a bucket holds the largest batch");
-                    let requests: Vec<(u32, i64, usize)> = queue.drain(..n).collect();
+                if let Some(d) = batcher.poll(now, exhausted) {
+                    let instance = self.instances.iter().position(|(b, _)| *b == d.bucket).expect("a graph per bucket");
                     let batch = next_batch;
                     next_batch += 1;
                     let formed = mono_ns();
-                    let (_, inst) = &self.instances[bucket];
+                    let (_, inst) = &self.instances[instance];
                     let env =
                         LaunchEnv { lib: &self.lib, stream: &self.stream, blas: None, bracket_library_calls: false };
                     inst.refill_inputs(&env, self.plan.input_seed ^ ((batch as u64) << 20))?;
                     inst.launch(&self.stream)?;
                     inst.queue_stamp_readback(&self.stream, &self.readback, 0)?;
                     self.done.record(&self.stream)?;
-                    inflight = Some(InFlight { batch, bucket, requests, formed });
+                    let raw = RawBatch {
+                        batch,
+                        bucket: d.bucket,
+                        trigger: d.trigger,
+                        requests: d.requests,
+                        formed_host: formed,
+                        noticed_host: 0,
+                        start_gpu: 0,
+                        end_gpu: 0,
+                        launches: Vec::new(),
+                    };
+                    inflight = Some(InFlight { raw, instance });
                     continue;
                 }
             }
-            if exhausted && queue.is_empty() && inflight.is_none() {
+            if inflight.is_none() && exhausted && batcher.waiting() == 0 {
                 break;
             }
-            if now > deadline && inflight.is_none() {
+            if inflight.is_none() && now > deadline {
                 break;
             }
             std::hint::spin_loop();
         }
-        // Requests still queued, and open-loop arrivals never admitted: recorded as not served.
-        let tenant = self.plan.index;
-        let unserved = |request: u32, arrival: i64| RequestRecord {
-            tenant,
-            request,
-            batch: u32::MAX,
-            arrival_ns: rel(arrival),
-            formed_ns: None,
-            start_ns: None,
-            end_ns: None,
-            warmup: arrival < window,
-        };
-        out.requests.extend(queue.into_iter().map(|(id, arrival, _)| unserved(id, arrival)));
+        // Requests still queued, and open-loop arrivals never admitted: never served.
+        raw.unserved = batcher.into_waiting();
         if let Arrivals::Open(times) = &self.plan.arrivals {
-            let late = times.iter().enumerate().skip(next_open);
-            out.requests
-                .extend(late.map(|(i, t)| unserved((next_request as usize + i - next_open) as u32, run_start + t)));
-        }
-        Ok(out)
-    }
-
-    /// Records a completed batch and its requests; returns the batch's end on the host clock.
-    fn complete(
-        &self,
-        f: &InFlight,
-        out: &mut TenantOutput,
-        clock: &ClockMap,
-        window: i64,
-        run_start: i64,
-    ) -> Result<i64> {
-        let host_done = mono_ns();
-        let (bucket, inst) = &self.instances[f.bucket];
-        let stamps = stamps_from(&self.readback, 0, inst.graph.ops.len());
-        let first = stamps.iter().find_map(|s| s.start_ns);
-        let last = stamps.iter().filter_map(|s| s.end_ns).max();
-        let (Some(first), Some(last)) = (first, last) else {
-            return Err(Error::invalid(&self.plan.name, format!("batch {} has no timing stamps", f.batch)));
-        };
-        let (start, end) = (clock.to_host(first), clock.to_host(last));
-        let sent = f.formed - run_start;
-        let sampled = self.plan.sample_windows.iter().any(|(a, b)| sent >= *a && sent < *b);
-        out.batches.push(BatchRecord {
-            tenant: self.plan.index,
-            batch: f.batch,
-            size: f.requests.len() as u16,
-            bucket: *bucket as u16,
-            formed_ns: f.formed - window,
-            start_ns: start - window,
-            end_ns: end - window,
-            host_done_ns: host_done - window,
-            sampled,
-        });
-        if sampled {
-            for (op, s) in stamps.iter().enumerate() {
-                let (Some(a), Some(b)) = (s.start_ns, s.end_ns) else { continue };
-                out.kernels.push(KernelRecord {
-                    tenant: self.plan.index,
-                    batch: f.batch,
-                    op: op as u16,
-                    start_ns: clock.to_host(a) - window,
-                    end_ns: clock.to_host(b) - window,
-                    start_inferred: inst.graph.ops[op].op.starts_in_library(),
-                });
+            for (k, t) in times.iter().enumerate().skip(next_open) {
+                let request = next_request + (k - next_open) as u32;
+                raw.unserved.push(Queued { request, arrival_ns: run_start + t, client: 0 });
             }
         }
-        for &(id, arrival, _) in &f.requests {
-            out.requests.push(RequestRecord {
-                tenant: self.plan.index,
-                request: id,
-                batch: f.batch,
-                arrival_ns: arrival - window,
-                formed_ns: Some(f.formed - window),
-                start_ns: Some(start - window),
-                end_ns: Some(end - window),
-                warmup: arrival < window,
-            });
-        }
-        Ok(end)
+        Ok(raw)
     }
 
-    /// How many queued requests to send now, if any.
-    fn ready(&self, queue: &VecDeque<(u32, i64, usize)>, now: i64, exhausted: bool) -> Option<usize> {
-        if queue.is_empty() {
-            return None;
+    /// The batch with its stamps read, once the host has seen it complete at `noticed`.
+    fn finish(&self, f: InFlight, noticed: i64, run_start: i64) -> Result<RawBatch> {
+        let (_, inst) = &self.instances[f.instance];
+        let stamps = stamps_from(&self.readback, 0, inst.launches().len());
+        let span = span_of(&stamps);
+        let (Some(start), Some(end)) = (span.start_ns, span.end_ns) else {
+            return Err(Error::invalid(&self.plan.name, format!("batch {} has no timing stamps", f.raw.batch)));
+        };
+        if let Some((i, _)) = stamps.iter().enumerate().find(|(_, s)| s.duration_ns().is_none()) {
+            let kind = if inst.launches()[i].1.is_library() { LaunchKind::Cublas } else { LaunchKind::Coloc };
+            return Err(Error::invalid(
+                &self.plan.name,
+                format!("batch {}: launch {i} ({kind:?}) has no complete stamps: {:?}", f.raw.batch, stamps[i]),
+            ));
         }
-        match self.plan.batching {
-            Batching::Fixed { batch } if queue.len() >= batch => Some(batch),
-            Batching::Dynamic { max_batch, .. } if queue.len() >= max_batch => Some(max_batch),
-            Batching::Dynamic { timeout_ms, .. } if now - queue[0].1 >= (timeout_ms * 1e6) as i64 => Some(queue.len()),
-            _ if exhausted => Some(queue.len()),
-            _ => None,
-        }
+        let sent = f.raw.formed_host - run_start;
+        let sampled = self.plan.sample_windows.iter().any(|(a, b)| sent >= *a && sent < *b);
+        Ok(RawBatch {
+            noticed_host: noticed,
+            start_gpu: start,
+            end_gpu: end,
+            launches: if sampled { stamps } else { Vec::new() },
+            ..f.raw
+        })
     }
 }

@@ -1,74 +1,42 @@
-//! Is a run valid? As MLPerf LoadGen judges it: the measured window was long enough and held
-//! enough queries, the queue did not grow without bound, and the clocks were not throttled.
-//! Warm-up requests never count. The verdict states every failed check and why, plus notes
-//! that do not invalidate a run (power capping, a coarse clock calibration).
+//! Is a run valid? As MLPerf LoadGen judges it: every tenant completed its minimum of queries,
+//! its queue stayed stable over the whole window ([`coloc_dataset::stability`]), it got the
+//! SMs it asked for, nothing was noticed before it happened, and the clocks were not
+//! throttled. Each failed check comes with what to change. Warm-up requests never count.
+//! The same pass fills each tenant's headline statistics, with bootstrap intervals over
+//! batches.
 
-use coloc_kernels::stats::quantile_sorted;
+use std::collections::BTreeMap;
+
+use coloc_dataset::rows::{BatchRow, RequestRow, Status, TenantRow};
+use coloc_dataset::stability;
+use coloc_kernels::stats::{cluster_bootstrap_ci, quantile_of};
 use coloc_workloads::scenario::Scenario;
 use serde::{Deserialize, Serialize};
 
-use crate::record::{AGGRESSOR_ID_BASE, RequestRecord};
 use crate::run::RunData;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    Valid,
-    Invalid,
-    /// The run could not be completed (out of memory, launch error, time-out).
-    Failed,
-}
-
-impl Status {
-    pub fn word(self) -> &'static str {
-        match self {
-            Status::Valid => "VALID",
-            Status::Invalid => "INVALID",
-            Status::Failed => "FAILED",
-        }
-    }
-}
-
-/// Latency and throughput of one tenant over the measured window.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TenantStats {
-    pub name: String,
-    pub model: String,
-    /// Requests that arrived in the measured window.
-    pub measured: usize,
-    pub completed: usize,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub p50_ms: f64,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub p90_ms: f64,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub p99_ms: f64,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub slo_ms: f64,
-    /// Measured requests that completed within the SLO, over all measured requests.
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub slo_attainment: f64,
-    /// Completed measured requests per second of window.
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub throughput_rps: f64,
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub mean_batch: f64,
-    /// Median GPU time of a full batch over the solo latency at that batch.
-    #[serde(deserialize_with = "crate::float::nan_if_null")]
-    pub slowdown: f64,
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub status: Status,
     pub reasons: Vec<String>,
+    /// What to change, one per reason.
+    pub fixes: Vec<String>,
     pub notes: Vec<String>,
-    pub tenants: Vec<TenantStats>,
 }
 
 impl Verdict {
     pub fn failed(reason: String) -> Verdict {
-        Verdict { status: Status::Failed, reasons: vec![reason], notes: Vec::new(), tenants: Vec::new() }
+        Verdict {
+            status: Status::Failed,
+            reasons: vec![reason],
+            fixes: vec!["see the reason; the run is measured again by `coloc measure --resume --retry-failed`".into()],
+            notes: Vec::new(),
+        }
+    }
+
+    fn invalid(&mut self, reason: String, fix: &str) {
+        self.reasons.push(reason);
+        self.fixes.push(fix.to_string());
     }
 }
 
@@ -76,139 +44,148 @@ impl Verdict {
 const INVALIDATING: [&str; 4] =
     ["HW_SLOWDOWN", "SW_THERMAL_SLOWDOWN", "HW_THERMAL_SLOWDOWN", "HW_POWER_BRAKE_SLOWDOWN"];
 
-/// Clock calibrations coarser than this are noted.
+/// Clock maps coarser than this are noted.
 const CLOCK_NOTE_NS: i64 = 10_000;
 
-pub fn judge(scenario: &Scenario, data: &RunData) -> Verdict {
-    let mut reasons = Vec::new();
-    let mut notes = Vec::new();
-    let window_ns = (scenario.duration_s * 1e9) as i64;
-    let mut stats = Vec::new();
-    for info in &data.tenants {
-        let reqs: Vec<&RequestRecord> =
-            data.records.requests.iter().filter(|r| r.tenant == info.index && !r.warmup).collect();
-        let done: Vec<&&RequestRecord> = reqs.iter().filter(|r| r.end_ns.is_some()).collect();
-        let mut lat: Vec<f64> = done.iter().filter_map(|r| r.latency_ns()).map(|l| l as f64 / 1e6).collect();
-        lat.sort_by(f64::total_cmp);
-        let q = |p: f64| if lat.is_empty() { f64::NAN } else { quantile_sorted(&lat, p) };
-        let within = lat.iter().filter(|l| **l <= info.slo_ms).count();
-        let in_window = done.iter().filter(|r| r.end_ns.is_some_and(|e| e <= window_ns)).count();
-        let batches: Vec<_> =
-            data.records.batches.iter().filter(|b| b.tenant == info.index && b.start_ns >= 0).collect();
-        let mean_batch = if batches.is_empty() {
-            0.0
-        } else {
-            batches.iter().map(|b| b.size as f64).sum::<f64>() / batches.len() as f64
-        };
-        let mut full: Vec<f64> = batches
-            .iter()
-            .filter(|b| b.bucket as usize == info.max_batch)
-            .map(|b| (b.end_ns - b.start_ns) as f64 / 1e6)
-            .collect();
-        full.sort_by(f64::total_cmp);
-        let slowdown = if full.is_empty() { f64::NAN } else { quantile_sorted(&full, 0.5) / info.solo_latency_ms };
-        stats.push(TenantStats {
-            name: info.name.clone(),
-            model: info.model.clone(),
-            measured: reqs.len(),
-            completed: done.len(),
-            p50_ms: q(0.5),
-            p90_ms: q(0.9),
-            p99_ms: q(0.99),
-            slo_ms: info.slo_ms,
-            slo_attainment: if reqs.is_empty() { 0.0 } else { within as f64 / reqs.len() as f64 },
-            throughput_rps: in_window as f64 / scenario.duration_s,
-            mean_batch,
-            slowdown,
-        });
-        if done.len() < scenario.min_queries {
-            reasons.push(format!(
-                "`{}` completed {} measured queries, fewer than min_queries = {}",
-                info.name,
-                done.len(),
-                scenario.min_queries
-            ));
-        }
-        let unfinished = reqs.len() - done.len();
-        if unfinished > 0 {
-            reasons.push(format!("`{}`: {unfinished} of {} measured requests were still queued at the deadline (the queue grew without bound)", info.name, reqs.len()));
-        } else if let Some(msg) = queue_trend(&reqs, window_ns, info.solo_latency_ms) {
-            reasons.push(format!("`{}`: {msg}", info.name));
+/// A quantile with its 95% bootstrap interval over batches.
+fn quantile_ci(by_batch: &[Vec<f64>], q: f64) -> Option<(f64, f64, f64)> {
+    let mut all: Vec<f64> = by_batch.iter().flatten().copied().collect();
+    if all.is_empty() {
+        return None;
+    }
+    let point = quantile_of(&mut all, q);
+    let (lo, hi) = cluster_bootstrap_ci(by_batch, 0.95, |v| quantile_of(v, q));
+    Some((point, lo, hi))
+}
+
+/// Fills the statistics of `row` from its requests and batches over a window of `window_ns`.
+pub fn tenant_stats(row: &mut TenantRow, requests: &[&RequestRow], batches: &[&BatchRow], window_ns: i64) {
+    let measured: Vec<&&RequestRow> = requests.iter().filter(|r| !r.warmup).collect();
+    let done: Vec<&&&RequestRow> = measured.iter().filter(|r| r.latency_ns.is_some()).collect();
+    let mut by_batch: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for r in &done {
+        if let (Some(b), Some(l)) = (r.batch, r.latency_ns) {
+            by_batch.entry(b).or_default().push(l as f64 / 1e6);
         }
     }
-    let aggressor_launches = data.records.kernels.iter().filter(|k| k.tenant >= AGGRESSOR_ID_BASE).count();
-    if !data.aggressors.is_empty() && aggressor_launches == 0 {
-        reasons.push("no aggressor launch was recorded".into());
+    let clusters: Vec<Vec<f64>> = by_batch.into_values().collect();
+    let (p50, p99) = (quantile_ci(&clusters, 0.5), quantile_ci(&clusters, 0.99));
+    row.measured = measured.len() as u32;
+    row.completed = done.len() as u32;
+    (row.p50_ms, row.p50_lo_ms, row.p50_hi_ms) = (p50.map(|q| q.0), p50.map(|q| q.1), p50.map(|q| q.2));
+    (row.p99_ms, row.p99_lo_ms, row.p99_hi_ms) = (p99.map(|q| q.0), p99.map(|q| q.1), p99.map(|q| q.2));
+    let within = done.iter().filter(|r| r.slo_met).count();
+    row.slo_attainment = if measured.is_empty() { 0.0 } else { within as f64 / measured.len() as f64 };
+    let window_s = window_ns as f64 / 1e9;
+    row.throughput_rps = done.len() as f64 / window_s;
+    let median = |mut v: Vec<f64>| (!v.is_empty()).then(|| quantile_of(&mut v, 0.5));
+    row.queue_wait_p50_ms = median(done.iter().filter_map(|r| r.queue_wait_ns).map(|v| v as f64 / 1e6).collect());
+    row.dispatch_wait_p50_ms = median(done.iter().filter_map(|r| r.dispatch_wait_ns).map(|v| v as f64 / 1e6).collect());
+    let in_window: Vec<&&BatchRow> = batches.iter().filter(|b| b.start_ns >= 0 && b.start_ns < window_ns).collect();
+    row.mean_batch_size =
+        (!in_window.is_empty()).then(|| in_window.iter().map(|b| b.size as f64).sum::<f64>() / in_window.len() as f64);
+    let busy: i64 = in_window.iter().map(|b| b.end_ns.min(window_ns) - b.start_ns).sum();
+    row.busy_fraction = busy as f64 / window_ns as f64;
+    let full: Vec<Vec<f64>> = in_window
+        .iter()
+        .filter(|b| b.bucket as u32 == row.max_batch)
+        .map(|b| vec![(b.end_ns - b.start_ns) as f64 / 1e6])
+        .collect();
+    let gpu = quantile_ci(&full, 0.5);
+    row.gpu_p50_ms = gpu.map(|g| g.0);
+    let solo = row.solo_share_ms;
+    (row.interference, row.interference_lo, row.interference_hi) =
+        (gpu.map(|g| g.0 / solo), gpu.map(|g| g.1 / solo), gpu.map(|g| g.2 / solo));
+}
+
+/// Judges `data` and fills its tenants' statistics.
+pub fn judge(scenario: &Scenario, data: &mut RunData) -> Verdict {
+    let mut v = Verdict { status: Status::Valid, reasons: Vec::new(), fixes: Vec::new(), notes: Vec::new() };
+    let window_ns = data.window_ns;
+    for row in data.tenants.iter_mut() {
+        let requests: Vec<&RequestRow> = data.records.requests.iter().filter(|r| r.tenant == row.tenant).collect();
+        let batches: Vec<&BatchRow> = data.records.batches.iter().filter(|b| b.tenant == row.tenant).collect();
+        tenant_stats(row, &requests, &batches, window_ns);
+        let name = &row.name;
+        if (row.completed as usize) < scenario.min_queries {
+            v.invalid(
+                format!(
+                    "`{name}` completed {} measured queries, fewer than min_queries = {}",
+                    row.completed, scenario.min_queries
+                ),
+                "lengthen duration_s, raise the load, or give a closed loop more clients",
+            );
+        }
+        let unfinished = row.measured - row.completed;
+        if unfinished > 0 {
+            v.invalid(
+                format!(
+                    "`{name}`: {unfinished} of {} measured requests were still queued at the deadline",
+                    row.measured
+                ),
+                "the tenant is overloaded: lower its load, give it a larger share, or co-locate fewer tenants",
+            );
+        } else {
+            let waits: Vec<(i64, Option<i64>)> = requests
+                .iter()
+                .filter(|r| !r.warmup)
+                .map(|r| (r.arrival_ns, r.start_ns.map(|s| s - r.arrival_ns)))
+                .collect();
+            let scale = stability::wait_scale_ms(row.max_wait_ms, row.gpu_p50_ms, row.solo_share_ms);
+            if let Some(why) = stability::judge(&stability::sub_window_waits_ms(&waits, window_ns, window_ns), scale) {
+                v.invalid(format!("`{name}`: {}", why.reason()), why.fix());
+            }
+        }
+        if let Some(sms) = row.sms.filter(|s| *s != row.granted_sms) {
+            v.invalid(
+                format!("`{name}` asked for {sms} SMs and was granted {}", row.granted_sms),
+                "give the share as SMs the mechanism grants exactly (green: whole groups; MPS: `mps:<n>sm` with an even n)",
+            );
+        }
+        let early = batches.iter().filter(|b| b.noticed_ns < b.end_ns - row.clock_uncertainty_ns).count();
+        if early > 0 {
+            v.invalid(
+                format!("`{name}`: {early} batches were noticed before their last kernel ended, beyond the clock map's {:.1} us", row.clock_uncertainty_ns as f64 / 1e3),
+                "the host/GPU clock map is wrong for this run: measure it again, and report it if it repeats",
+            );
+        }
+        if row.clock_uncertainty_ns > CLOCK_NOTE_NS {
+            v.notes
+                .push(format!("`{name}`: host/GPU clock map within {:.1} us", row.clock_uncertainty_ns as f64 / 1e3));
+        }
+    }
+    for a in &data.aggressors {
+        if !data.records.kernels.iter().any(|k| k.aggressor == Some(a.aggressor)) {
+            v.invalid(
+                format!("aggressor `{}` recorded no launch", a.name),
+                "check that it fits in memory and its window in the run",
+            );
+        }
     }
     let window: Vec<_> = data.samples.iter().filter(|s| s.t_ns >= 0 && s.t_ns <= window_ns).collect();
     if window.is_empty() {
-        notes.push("no device samples (NVML unavailable)".into());
+        v.notes.push("no device samples (NVML unavailable)".into());
     } else {
         for reason in INVALIDATING {
-            let n = window.iter().filter(|s| s.sample.throttle_reasons.iter().any(|r| r == reason)).count();
+            let n = window.iter().filter(|s| s.throttle.iter().any(|r| r == reason)).count();
             if n > 0 {
-                reasons.push(format!("clocks throttled ({reason}) in {n} of {} device samples", window.len()));
+                v.invalid(
+                    format!("clocks throttled ({reason}) in {n} of {} device samples", window.len()),
+                    "the GPU was too hot or hit a hardware limit: let it cool and measure again",
+                );
             }
         }
-        let capped = window.iter().filter(|s| s.sample.throttle_reasons.iter().any(|r| r == "SW_POWER_CAP")).count();
+        let capped = window.iter().filter(|s| s.throttle.iter().any(|r| r == "SW_POWER_CAP")).count();
         if capped > 0 {
-            let min_clock = window.iter().filter_map(|s| s.sample.sm_clock_mhz).min().unwrap_or(0);
-            notes.push(format!(
+            let min_clock = window.iter().filter_map(|s| s.sm_clock_mhz).min().unwrap_or(0);
+            v.notes.push(format!(
                 "power-capped in {capped} of {} device samples (lowest SM clock {min_clock} MHz)",
                 window.len()
             ));
         }
     }
-    if data.clock_uncertainty_ns > CLOCK_NOTE_NS {
-        notes.push(format!("host/GPU clock calibration within {:.1} us", data.clock_uncertainty_ns as f64 / 1e3));
+    if !v.reasons.is_empty() {
+        v.status = Status::Invalid;
     }
-    Verdict { status: if reasons.is_empty() { Status::Valid } else { Status::Invalid }, reasons, notes, tenants: stats }
-}
-
-/// The queue grows when waits keep lengthening: compares the median wait (arrival to GPU
-/// start) of requests arriving in the last third of the window with the first third.
-fn queue_trend(reqs: &[&RequestRecord], window_ns: i64, solo_ms: f64) -> Option<String> {
-    let third = window_ns / 3;
-    let waits = |lo: i64, hi: i64| {
-        let mut w: Vec<f64> = reqs
-            .iter()
-            .filter(|r| r.arrival_ns >= lo && r.arrival_ns < hi)
-            .filter_map(|r| r.queue_ns())
-            .map(|q| q as f64 / 1e6)
-            .collect();
-        w.sort_by(f64::total_cmp);
-        (!w.is_empty()).then(|| quantile_sorted(&w, 0.5))
-    };
-    let (first, last) = (waits(0, third)?, waits(2 * third, window_ns)?);
-    (last > 2.0 * first + 10.0 * solo_ms).then(|| format!("median wait rose from {first:.2} ms in the first third of the window to {last:.2} ms in the last (the queue grew)"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(arrival_ms: f64, wait_ms: f64) -> RequestRecord {
-        let a = (arrival_ms * 1e6) as i64;
-        let s = a + (wait_ms * 1e6) as i64;
-        RequestRecord {
-            tenant: 0,
-            request: 0,
-            batch: 0,
-            arrival_ns: a,
-            formed_ns: Some(s),
-            start_ns: Some(s),
-            end_ns: Some(s + 1_000_000),
-            warmup: false,
-        }
-    }
-
-    #[test]
-    fn a_steady_queue_is_not_flagged_and_a_growing_one_is() {
-        let steady: Vec<RequestRecord> = (0..300).map(|i| req(i as f64 * 10.0, 2.0)).collect();
-        let refs: Vec<&RequestRecord> = steady.iter().collect();
-        assert_eq!(queue_trend(&refs, 3_000_000_000, 1.0), None);
-        let growing: Vec<RequestRecord> = (0..300).map(|i| req(i as f64 * 10.0, i as f64 * 2.0)).collect();
-        let refs: Vec<&RequestRecord> = growing.iter().collect();
-        assert!(queue_trend(&refs, 3_000_000_000, 1.0).unwrap().contains("queue grew"));
-    }
+    v
 }

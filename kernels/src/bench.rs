@@ -20,9 +20,9 @@ use crate::error::{Error, Result};
 use crate::gpu::{Blas, Device, DeviceInfo, Event, ExecContext, Graph, KernelLibrary, KernelNodeInfo};
 use crate::instance::{OpInstance, prepare};
 use crate::nvml::{DeviceSample, NvmlDevice};
-use crate::ops::{BiasAct, Cost, LaunchEnv, Op, OpSpec};
+use crate::ops::{BiasAct, Cost, LaunchEnv, MAX_LAUNCHES_PER_OP, Op, OpSpec, StampSlots};
 use crate::stats::{self, Comparison, Summary};
-use crate::timing::{L2Flush, StampArena, StreamBlocker};
+use crate::timing::{L2Flush, StampArena, StreamBlocker, fill_library_spans, span_of};
 use crate::types::{Activation, DType};
 
 /// Samples queued behind one hold of the blocker.
@@ -79,7 +79,7 @@ impl Sampler {
     pub fn new(device: &Arc<Device>, ctx: &ExecContext) -> Result<Sampler> {
         Ok(Sampler {
             blocker: StreamBlocker::new(device)?,
-            arena: StampArena::new(device, BATCH)?,
+            arena: StampArena::new(device, BATCH * MAX_LAUNCHES_PER_OP)?,
             flush: L2Flush::new(device)?,
             starts: (0..BATCH).map(|_| Event::new(ctx)).collect::<Result<_>>()?,
             ends: (0..BATCH).map(|_| Event::new(ctx)).collect::<Result<_>>()?,
@@ -95,7 +95,7 @@ impl Sampler {
         mode: Instrumentation,
     ) -> Result<Samples> {
         for _ in 0..cfg.warmup {
-            inst.launch(env, 0)?;
+            inst.launch(env, StampSlots::NONE)?;
         }
         env.stream.synchronize()?;
         let started = Instant::now();
@@ -105,6 +105,13 @@ impl Sampler {
         {
             let n = BATCH.min(samples - out.event_us.len());
             let first = out.event_us.len();
+            let per_sample = inst.op.launches().len();
+            if per_sample > MAX_LAUNCHES_PER_OP {
+                return Err(Error::Measurement(format!(
+                    "{} makes {per_sample} launches; the sampler stamps at most {MAX_LAUNCHES_PER_OP}",
+                    inst.op.label()
+                )));
+            }
             self.arena.reset(env.stream)?;
             self.blocker.hold(env.lib, env.stream)?;
             let mut stamped = Vec::with_capacity(n);
@@ -118,17 +125,20 @@ impl Sampler {
                     Instrumentation::Alternating => (first + i) % 2 == 1,
                 };
                 self.starts[i].record(env.stream)?;
-                inst.launch(env, if s { self.arena.slot(i) } else { 0 })?;
+                inst.launch(env, if s { self.arena.op_slots(i * per_sample) } else { StampSlots::NONE })?;
                 self.ends[i].record(env.stream)?;
                 stamped.push(s);
             }
             self.blocker.release();
             env.stream.synchronize()?;
             out.blocker_timeouts += self.blocker.timed_out() as usize;
-            let stamps = self.arena.read(n)?;
+            let stamps = self.arena.read(n * per_sample)?;
             for i in 0..n {
                 out.event_us.push(self.ends[i].elapsed_ms_since(&self.starts[i])? as f64 * 1e3);
-                out.stamp_us.push(if stamped[i] { stamps[i].duration_ns().map(|ns| ns as f64 / 1e3) } else { None });
+                let mut launches = stamps[i * per_sample..(i + 1) * per_sample].to_vec();
+                fill_library_spans(&mut launches);
+                let span = span_of(&launches);
+                out.stamp_us.push(if stamped[i] { span.duration_ns().map(|ns| ns as f64 / 1e3) } else { None });
                 out.stamped.push(stamped[i]);
             }
         }
@@ -230,7 +240,7 @@ pub fn bench_op(
     prepare(env, &case.op)?;
     let inst = OpInstance::allocate(device, case.op.clone())?;
     inst.fill(env, cfg.seed)?;
-    let launches = Graph::capture(env.stream, |_| inst.launch(env, sampler.arena.slot(0)))?
+    let launches = Graph::capture(env.stream, |_| inst.launch(env, sampler.arena.op_slots(0)))?
         .kernel_nodes(device.info().max_threads_per_sm)?;
     let samples = sampler.sample(env, &inst, cfg, cfg.samples, Instrumentation::Stamped)?;
     let event_us =
@@ -299,7 +309,7 @@ pub fn launch_overhead(device: &Arc<Device>, env: &LaunchEnv, sampler: &Sampler)
     let (start, end) = (Event::new(ctx)?, Event::new(ctx)?);
     let run_all = || -> Result<()> {
         for _ in 0..N {
-            inst.launch(env, 0)?;
+            inst.launch(env, StampSlots::NONE)?;
         }
         Ok(())
     };

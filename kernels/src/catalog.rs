@@ -388,4 +388,34 @@ mod tests {
         let labels: Vec<String> = check_cases().iter().map(|o| o.label()).collect();
         assert!(labels.iter().any(|l| l.contains("bf16")) && labels.iter().any(|l| l.contains("f32")));
     }
+
+    #[test]
+    fn launch_costs_add_up_to_the_operator_cost() {
+        for op in check_cases() {
+            let launches = op.launches();
+            assert!(
+                (1..=crate::ops::MAX_LAUNCHES_PER_OP).contains(&launches.len()),
+                "{}: {} launches",
+                op.label(),
+                launches.len()
+            );
+            let sum = crate::ops::Cost::sum(launches.iter().map(|l| l.cost));
+            let c = op.cost();
+            for (what, a, b) in [("flops", sum.flops, c.flops), ("bytes", sum.dram_bytes, c.dram_bytes)] {
+                assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{}: {what} {a} vs {b}", op.label());
+            }
+            assert_eq!(sum.macs, c.macs, "{}", op.label());
+            assert_eq!(sum.unit, c.unit, "{}", op.label());
+        }
+    }
+
+    #[test]
+    fn convolutions_and_linear_layers_time_their_gemm_as_a_launch_of_its_own() {
+        let conv = check_cases().into_iter().find(|o| o.kind() == "conv2d" && o.launches().len() == 3).unwrap();
+        let names: Vec<String> = conv.launches().iter().map(|l| l.name()).collect();
+        assert_eq!(names[1], "cublas", "{names:?}");
+        assert!(names[0].starts_with("im2col") && names[2].starts_with("bias_act"), "{names:?}");
+        // the GEMM carries all of the multiply-accumulates
+        assert_eq!(conv.launches()[1].cost.macs, conv.cost().macs);
+    }
 }

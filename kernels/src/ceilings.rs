@@ -1,7 +1,8 @@
-//! The device's measured ceilings, which reports compare achieved rates against: copy
-//! bandwidth, the f32 FMA rate, and the dense matrix rates (a wgmma probe where the chip has
-//! wgmma, and the best cuBLAS GEMM over several sizes; the matrix ceiling is the higher).
-//! Always measured on random data, after warm-up, as medians.
+//! The device's measured ceilings, which reports compare achieved rates against and which no
+//! measured figure may exceed: copy bandwidth, L2 bandwidth, the f32 FMA rate, and the dense
+//! matrix rates (a wgmma probe where the chip has wgmma, and the best cuBLAS GEMM over several
+//! sizes; the matrix ceiling is the higher). Always measured on random data, after warm-up, as
+//! medians.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use crate::gpu::memory::copy_async;
 use crate::gpu::{Blas, Device, DeviceBuffer, ExecContext, GemmPrecision, KernelArgs, KernelLibrary, LaunchConfig};
 use crate::id::{KernelId, KernelSymbol};
 use crate::instance::OpInstance;
-use crate::ops::{ComputeUnit, Gemm, LaunchEnv, Op, OpSpec, Stressor, StressorKind};
+use crate::ops::{ComputeUnit, Cost, Gemm, LaunchEnv, Op, OpSpec, StampSlots, Stressor, StressorKind};
 use crate::stats::median_of;
 use crate::timing::event_times_ms;
 
@@ -31,6 +32,14 @@ pub struct Ceilings {
     pub cublas_bf16_best_size: usize,
     pub cublas_tf32_tflops: f64,
     pub cublas_f32_tflops: f64,
+    /// Read-modify-write traffic through the L2 (a resident buffer of half its size, loads and
+    /// stores that bypass L1), bytes read plus written, GB/s.
+    #[serde(default)]
+    pub l2_gbps: f64,
+    /// The L2's capacity: at most this much of a kernel's data can already be on chip when it
+    /// starts.
+    #[serde(default)]
+    pub l2_cache_bytes: u64,
 }
 
 impl Ceilings {
@@ -49,6 +58,18 @@ impl Ceilings {
             ComputeUnit::TensorTf32 => self.matrix_tf32_tflops(),
             ComputeUnit::TensorBf16 => self.matrix_bf16_tflops(),
         }
+    }
+
+    /// The least time work of cost `c` can take on this device, seconds: its arithmetic at the
+    /// ceiling of its unit; every byte through the L2 at the L2 ceiling; and every byte beyond
+    /// what the L2 can hold from DRAM at the copy bandwidth. A measured time below this is a
+    /// timing error, not a fast kernel. Ceilings not measured (zero) bound nothing.
+    pub fn floor_s(&self, c: &Cost) -> f64 {
+        let rate = |work: f64, per_s: f64| if per_s > 0.0 { work / per_s } else { 0.0 };
+        let arithmetic = rate(c.flops, self.compute_tflops(c.unit) * 1e12);
+        let through_l2 = rate(c.dram_bytes, self.l2_gbps * 1e9);
+        let from_dram = rate((c.dram_bytes - self.l2_cache_bytes as f64).max(0.0), self.copy_gbps * 1e9);
+        arithmetic.max(through_l2).max(from_dram)
     }
 }
 
@@ -84,6 +105,8 @@ pub fn measure(lib: &KernelLibrary, ctx: &ExecContext, quick: bool) -> Result<Ce
         }
     }
     let big = if quick { 4096 } else { 8192 };
+    let l2_cache_bytes = device.info().l2_bytes;
+    let l2_gbps = l2_rate(&device, ctx, &env, l2_cache_bytes, reps)?;
     Ok(Ceilings {
         copy_gbps,
         copy_bytes,
@@ -94,7 +117,19 @@ pub fn measure(lib: &KernelLibrary, ctx: &ExecContext, quick: bool) -> Result<Ce
         cublas_bf16_best_size: best.1,
         cublas_tf32_tflops: op_rate(&device, ctx, &env, square(big, GemmPrecision::Tf32), reps)?,
         cublas_f32_tflops: op_rate(&device, ctx, &env, square(big, GemmPrecision::F32), reps)?,
+        l2_gbps,
+        l2_cache_bytes,
     })
+}
+
+/// Bytes read plus written per second by the L2 stressor on a buffer of half the L2, on every SM.
+fn l2_rate(device: &Arc<Device>, ctx: &ExecContext, env: &LaunchEnv, l2_bytes: u64, reps: usize) -> Result<f64> {
+    let (bytes, passes) = ((l2_bytes / 2) & !0xffff, 200u32);
+    let op = Op::Stressor(Stressor::full_device(StressorKind::L2 { bytes, passes }, device.info().sm_count));
+    let inst = OpInstance::allocate(device, op)?;
+    inst.fill(env, 0x5eed)?;
+    let times = event_times_ms(ctx, env.stream, 2, reps, || inst.launch(env, StampSlots::NONE))?;
+    Ok(2.0 * bytes as f64 * passes as f64 / (median_of(&times) * 1e-3) / 1e9)
 }
 
 fn square(s: usize, precision: GemmPrecision) -> Op {
@@ -106,7 +141,7 @@ fn op_rate(device: &Arc<Device>, ctx: &ExecContext, env: &LaunchEnv, op: Op, rep
     let flops = op.cost().flops;
     let inst = OpInstance::allocate(device, op)?;
     inst.fill(env, 0x5eed)?;
-    let times = event_times_ms(ctx, env.stream, 2, reps, || inst.launch(env, 0))?;
+    let times = event_times_ms(ctx, env.stream, 2, reps, || inst.launch(env, StampSlots::NONE))?;
     Ok(flops / (median_of(&times) * 1e-3) / 1e12)
 }
 
@@ -140,4 +175,42 @@ fn tensor_probe(
     let k = if id == KernelId::TensorPeakBf16 { 16.0 } else { 8.0 };
     let flops = sms as f64 * 2.0 * iters as f64 * 8.0 * (2.0 * 64.0 * 256.0 * k);
     Ok(flops / (median_of(&times) * 1e-3) / 1e12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h200() -> Ceilings {
+        Ceilings {
+            copy_gbps: 4000.0,
+            copy_bytes: 0,
+            fp32_fma_tflops: 50.0,
+            tensor_bf16_probe_tflops: Some(900.0),
+            tensor_tf32_probe_tflops: None,
+            cublas_bf16_tflops: 800.0,
+            cublas_bf16_best_size: 8192,
+            cublas_tf32_tflops: 400.0,
+            cublas_f32_tflops: 50.0,
+            l2_gbps: 10_000.0,
+            l2_cache_bytes: 50_000_000,
+        }
+    }
+
+    #[test]
+    fn the_floor_is_the_slowest_of_arithmetic_l2_and_dram() {
+        let c = h200();
+        // BERT-base fc2 at batch 8: 4.8 GFLOP in bf16 cannot take less than 5.4 us at 900 TFLOP/s
+        let gemm = Cost { flops: 4.83e9, macs: 2.4e9, dram_bytes: 12.6e6, unit: ComputeUnit::TensorBf16 };
+        assert!((c.floor_s(&gemm) - 4.83e9 / 900e12).abs() < 1e-12);
+        // a small element-wise pass is bound by the L2 (all of it can be on chip)
+        let small = Cost { flops: 1e6, macs: 0.0, dram_bytes: 10e6, unit: ComputeUnit::Fp32 };
+        assert!((c.floor_s(&small) - 10e6 / 10_000e9).abs() < 1e-15);
+        // a large stream: what the L2 cannot hold comes from DRAM
+        let big = Cost { flops: 0.0, macs: 0.0, dram_bytes: 2e9, unit: ComputeUnit::Fp32 };
+        assert!((c.floor_s(&big) - (2e9 - 50e6) / 4000e9).abs() < 1e-12);
+        // ceilings never measured bound nothing
+        let none = Ceilings { l2_gbps: 0.0, ..c };
+        assert!((none.floor_s(&small) - 1e6 / 50e12).abs() < 1e-15);
+    }
 }

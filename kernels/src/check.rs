@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::gpu::{Device, Event};
 use crate::instance::{OpInstance, prepare};
-use crate::ops::{HostTensor, LaunchEnv, Op, OpSpec, Role};
-use crate::timing::StampArena;
+use crate::ops::{HostTensor, LaunchEnv, Op, OpSpec, Role, StampSlots};
+use crate::timing::{StampArena, fill_library_spans, span_of};
 
 /// Slack allowed between a stamp interval and the enclosing event interval: the timers tick
 /// differently (events about 0.5 us, %globaltimer as the inventory reports).
@@ -75,21 +75,25 @@ pub fn check_op(device: &Arc<Device>, env: &LaunchEnv, op: Op, seed: u64) -> Res
     inst.fill(env, seed)?;
     env.stream.synchronize()?;
     let inputs = inst.download(&[Role::Input, Role::Weight, Role::InOut])?;
-    inst.launch(env, 0)?;
+    inst.launch(env, StampSlots::NONE)?;
     env.stream.synchronize()?;
     let bare = inst.download(&[Role::Output, Role::InOut])?;
 
     // Same inputs again (in/out tensors were overwritten), outputs poisoned again.
     inst.fill(env, seed)?;
-    let arena = StampArena::new(device, 1)?;
+    let launches = inst.op.launches().len();
+    let arena = StampArena::new(device, launches)?;
     arena.reset(env.stream)?;
     let (start, end) = (Event::new(ctx)?, Event::new(ctx)?);
     start.record(env.stream)?;
-    inst.launch(env, arena.slot(0))?;
+    inst.launch(env, arena.op_slots(0))?;
     end.record(env.stream)?;
     end.synchronize()?;
     let event_us = end.elapsed_ms_since(&start)? as f64 * 1e3;
-    let stamp = arena.read(1)?[0];
+    let mut per_launch = arena.read(launches)?;
+    let unstamped = per_launch.iter().filter(|s| s.start_ns.is_none() && s.end_ns.is_none()).count();
+    fill_library_spans(&mut per_launch);
+    let stamp = span_of(&per_launch);
     let stamped = inst.download(&[Role::Output, Role::InOut])?;
 
     let reference = inst.op.reference(&inputs);
@@ -118,6 +122,11 @@ pub fn check_op(device: &Arc<Device>, env: &LaunchEnv, op: Op, seed: u64) -> Res
         failures.push("instrumented run differs from the bare run".into());
     }
     let stamp_us = stamp.duration_ns().map(|ns| ns as f64 / 1e3);
+    if per_launch.iter().any(|s| s.duration_ns().is_none()) {
+        failures.push(format!(
+            "{unstamped} of {launches} launches wrote no stamp and could not be bracketed: {per_launch:?}"
+        ));
+    }
     match stamp_us {
         None => failures.push(format!("stamp slot not written in order: {stamp:?}")),
         Some(s) if s > event_us + STAMP_SLACK_US => {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::{Device, DeviceBuffer, KernelArgs};
 use crate::id::{KernelId, KernelSymbol};
-use crate::ops::{Bindings, HostTensor, HostTensors, Init, LaunchEnv, Op, OpSpec, Operand, Role};
+use crate::ops::{Bindings, HostTensor, HostTensors, Init, LaunchEnv, Op, OpSpec, Operand, Role, StampSlots};
 use crate::ops::{CHASE_A, CHASE_C};
 use crate::types::{DType, ElemType};
 
@@ -61,8 +61,8 @@ impl OpInstance {
         Ok(())
     }
 
-    pub fn launch(&self, env: &LaunchEnv, stamp: u64) -> Result<()> {
-        self.op.launch(env, &self.bindings, stamp)
+    pub fn launch(&self, env: &LaunchEnv, slots: StampSlots) -> Result<()> {
+        self.op.launch(env, &self.bindings, slots)
     }
 
     /// Copies operands with the given roles to the host (synchronous).

@@ -107,6 +107,37 @@ pub fn bootstrap_ci(samples: &[f64], level: f64, stat: impl Fn(&[f64]) -> f64) -
     (quantile_sorted(&stats, tail), quantile_sorted(&stats, 1.0 - tail))
 }
 
+/// Percentile bootstrap interval of `stat` over `clusters` of samples, resampling whole
+/// clusters (the independent units: the requests of one batch share its fate) and pooling
+/// their samples.
+pub fn cluster_bootstrap_ci(clusters: &[Vec<f64>], level: f64, stat: impl Fn(&mut [f64]) -> f64) -> (f64, f64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x0063_6f6c_6f63);
+    let n = clusters.len();
+    let total: usize = clusters.iter().map(Vec::len).sum();
+    let mut buf = Vec::with_capacity(total + total / 4);
+    let mut stats: Vec<f64> = (0..CLUSTER_RESAMPLES)
+        .map(|_| {
+            buf.clear();
+            for _ in 0..n {
+                buf.extend_from_slice(&clusters[rng.random_range(0..n)]);
+            }
+            stat(&mut buf)
+        })
+        .collect();
+    stats.sort_by(f64::total_cmp);
+    let tail = (1.0 - level) / 2.0;
+    (quantile_sorted(&stats, tail), quantile_sorted(&stats, 1.0 - tail))
+}
+
+/// Resamples of [`cluster_bootstrap_ci`]: fewer than for a plain sample, since each pools many.
+const CLUSTER_RESAMPLES: usize = 400;
+
+/// The `q` quantile of `v` (reordered in place), interpolated as [`quantile_sorted`] does.
+pub fn quantile_of(v: &mut [f64], q: f64) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    quantile_sorted(v, q)
+}
+
 /// Verdict of a comparison of a new sample set against a base.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -246,5 +277,18 @@ mod tests {
         let c = compare(&base, &faster, 0.05, 0.02).unwrap();
         assert_eq!(c.change, Change::Improved);
         assert!((c.ratio - 0.8).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_cluster_bootstrap_is_wider_than_one_that_ignores_the_clusters() {
+        // 40 batches of 8 requests; requests of a batch share most of their latency
+        let clusters: Vec<Vec<f64>> =
+            (0..40).map(|b| (0..8).map(|r| 10.0 + ((b * 37) % 11) as f64 + 0.01 * r as f64).collect()).collect();
+        let flat: Vec<f64> = clusters.iter().flatten().copied().collect();
+        let (lo, hi) = cluster_bootstrap_ci(&clusters, 0.95, |v| quantile_of(v, 0.5));
+        let (flo, fhi) = bootstrap_ci(&flat, 0.95, median_of);
+        let m = median_of(&flat);
+        assert!(lo <= m && m <= hi, "{lo} {m} {hi}");
+        assert!(hi - lo > fhi - flo, "clusters {lo}..{hi}, flat {flo}..{fhi}");
     }
 }

@@ -42,6 +42,31 @@ impl Stamp {
     }
 }
 
+/// Fills the bounds a library call could not stamp from its neighbours on the stream: a
+/// missing start is the previous launch's end, a missing end the next launch's start (see
+/// [`crate::ops`]). `stamps` are the slots of consecutive launches of one stream, in order.
+/// Spans filled this way are upper bounds: they include the launch gaps on either side.
+pub fn fill_library_spans(stamps: &mut [Stamp]) {
+    for i in 1..stamps.len() {
+        if stamps[i].start_ns.is_none() {
+            stamps[i].start_ns = stamps[i - 1].end_ns;
+        }
+    }
+    for i in (0..stamps.len().saturating_sub(1)).rev() {
+        if stamps[i].end_ns.is_none() {
+            stamps[i].end_ns = stamps[i + 1].start_ns;
+        }
+    }
+}
+
+/// The span of several launches: the earliest start to the latest end.
+pub fn span_of(stamps: &[Stamp]) -> Stamp {
+    Stamp {
+        start_ns: stamps.iter().filter_map(|s| s.start_ns).min(),
+        end_ns: stamps.iter().filter_map(|s| s.end_ns).max(),
+    }
+}
+
 /// A device array of stamp slots.
 pub struct StampArena {
     buf: DeviceBuffer,
@@ -61,6 +86,11 @@ impl StampArena {
     pub fn slot(&self, i: usize) -> u64 {
         assert!(i < self.slots, "stamp slot {i} of {}", self.slots);
         self.buf.ptr() + (i * SLOT_BYTES) as u64
+    }
+
+    /// The slots of an operator whose first launch stamps into slot `first`.
+    pub fn op_slots(&self, first: usize) -> crate::ops::StampSlots {
+        crate::ops::StampSlots::at_address(self.slot(first))
     }
 
     /// Zeroes every slot, queued on `stream`.
@@ -162,6 +192,23 @@ mod tests {
         assert_eq!(s.start_ns, Some(1_000));
         assert_eq!(s.end_ns, Some(1_750));
         assert_eq!(s.duration_ns(), Some(750));
+    }
+
+    #[test]
+    fn library_calls_take_their_bounds_from_the_launches_around_them() {
+        let known = |a: u64, b: u64| Stamp { start_ns: Some(a), end_ns: Some(b) };
+        let none = Stamp { start_ns: None, end_ns: None };
+        let exit_only = Stamp { start_ns: None, end_ns: Some(95) };
+        // im2col, GEMM, bias; then a GEMM that ends its operator (exit stamp after it)
+        let mut s = vec![known(10, 20), none, known(50, 60), exit_only];
+        fill_library_spans(&mut s);
+        assert_eq!(s[1], known(20, 50));
+        assert_eq!(s[3], known(60, 95));
+        assert_eq!(span_of(&s[0..3]), known(10, 60));
+        // a library call first on the stream with nothing before it keeps no start
+        let mut first = vec![none, known(30, 40)];
+        fill_library_spans(&mut first);
+        assert_eq!(first[0], Stamp { start_ns: None, end_ns: Some(30) });
     }
 
     #[test]

@@ -112,6 +112,11 @@ fn print(inv: &Inventory) {
     if let Some(c) = &inv.ceilings {
         println!("  measured ceilings:");
         println!("    device-to-device copy   {:>7} GB/s (read + write, {})", sig3(c.copy_gbps), gib(c.copy_bytes));
+        println!(
+            "    L2 read-modify-write    {:>7} GB/s (read + write, {} of L2)",
+            sig3(c.l2_gbps),
+            gib(c.l2_cache_bytes)
+        );
         println!("    f32 FMA                 {:>7} TFLOP/s", sig3(c.fp32_fma_tflops));
         if let (Some(b), Some(t)) = (c.tensor_bf16_probe_tflops, c.tensor_tf32_probe_tflops) {
             println!("    bf16 tensor (wgmma)     {:>7} TFLOP/s", sig3(b));

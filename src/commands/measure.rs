@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use coloc_harness::dataset::ProgressLine;
-use coloc_harness::measure::{self, MeasureOptions, Progress, ToolInfo};
-use coloc_harness::validity::Status;
+use coloc_dataset::manifest::ToolInfo;
+use coloc_dataset::rows::{RunRow, Status};
+use coloc_harness::measure::{self, MeasureOptions, Progress};
 use coloc_kernels::partition::probe::WorkerCommand;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -69,12 +69,13 @@ impl Progress for Bar {
         }
     }
 
-    fn run_done(&self, line: &ProgressLine) {
+    fn run_done(&self, line: &RunRow) {
         self.bar.inc(1);
-        let why = line.verdict.reasons.first().map(|r| format!(": {r}")).unwrap_or_default();
+        let why = line.reasons.first().map(|r| format!(": {r}")).unwrap_or_default();
+        let status = format!("{:?}", line.status).to_uppercase();
         if self.interactive {
-            if line.verdict.status != Status::Valid {
-                self.bar.println(format!("{} {} r{}{why}", line.verdict.status.word(), line.scenario, line.rep));
+            if line.status != Status::Valid {
+                self.bar.println(format!("{status} {} r{}{why}", line.scenario, line.rep));
             }
             self.bar.set_message(line.scenario.clone());
             return;
@@ -87,13 +88,7 @@ impl Progress for Bar {
         let left_s = per_run_s * st.total.saturating_sub(st.done) as f64;
         eprintln!(
             "[{}/{}] {} {} r{} ({:.1} s){why}; ETA {:.0} s",
-            st.done,
-            st.total,
-            line.verdict.status.word(),
-            line.scenario,
-            line.rep,
-            line.wall_s,
-            left_s
+            st.done, st.total, status, line.scenario, line.rep, line.wall_s, left_s
         );
     }
 }
@@ -104,6 +99,7 @@ pub fn run(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
         suite: args.suite.clone(),
         out: args.out.clone(),
         resume: args.resume,
+        retry_failed: args.retry_failed,
         only: args.only.clone(),
         ncu: args.ncu,
         worker: std::env::current_exe()
@@ -116,9 +112,22 @@ pub fn run(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let bar = Bar::new();
-    let lines = measure::measure(&gpu.device, &gpu.lib, &opts, &bar)?;
+    let lines = match measure::measure(&gpu.device, &gpu.lib, &opts, &bar) {
+        Err(coloc_harness::Error::Interrupted) => {
+            bar.bar.finish_and_clear();
+            let done = coloc_dataset::progress::read(&args.out).map(|l| l.len()).unwrap_or(0);
+            eprintln!(
+                "interrupted: {done} run(s) recorded in {}; the run in flight was dropped. Continue with: coloc measure {} --out {} --resume",
+                args.out.display(),
+                args.suite.display(),
+                args.out.display()
+            );
+            return Ok(ExitCode::from(130));
+        }
+        other => other?,
+    };
     bar.bar.finish_and_clear();
-    let count = |s: Status| lines.iter().filter(|l| l.verdict.status == s).count();
+    let count = |s: Status| lines.iter().filter(|l| l.status == s).count();
     println!(
         "{} runs: {} VALID, {} INVALID, {} FAILED; dataset, manifest and summary.txt in {}",
         lines.len(),

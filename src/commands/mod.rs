@@ -36,13 +36,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Measure(a) => measure::run(&a),
         Command::Dataset(DatasetCommand::Overlap(a)) => dataset::overlap(&a),
         Command::Dataset(DatasetCommand::Check(a)) => dataset::check(&a),
+        Command::Dataset(DatasetCommand::Timing(a)) => dataset::timing(&a),
         Command::NcuSolo { model, batch } => {
             coloc_harness::ncu::solo_worker(&model, batch)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::RunWorker => {
-            let stdin = std::io::stdin();
-            coloc_harness::run::worker_main(&mut stdin.lock(), &mut std::io::stdout())?;
+            let stdin = std::io::BufReader::new(std::io::stdin());
+            coloc_harness::worker::worker_main(Box::new(stdin), Box::new(std::io::stdout()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ProbeWorker => {

@@ -122,7 +122,7 @@ struct RunResult {
     graph_gpu_ms: Summary,
     graph_host_ms: Summary,
     eager_gpu_ms: Summary,
-    /// First operator's entry to last operator's exit, from the stamps of the last replay.
+    /// First launch's entry to last launch's exit, from the stamps of the last replay.
     kernel_span_ms: f64,
     output_finite: bool,
     /// For a softmax output: the largest deviation of a row sum from 1.
@@ -168,11 +168,9 @@ pub fn run(args: &RunModelsArgs) -> anyhow::Result<ExitCode> {
             let replay = || -> anyhow::Result<()> { Ok(inst.launch(&stream)?) };
             time(&replay, 3)?;
             let (graph_gpu, graph_host) = time(&replay, args.reps)?;
-            let stamps = inst.op_stamps()?;
-            let span = match (stamps.iter().find_map(|s| s.start_ns), stamps.iter().rev().find_map(|s| s.end_ns)) {
-                (Some(a), Some(b)) => (b.saturating_sub(a)) as f64 / 1e6,
-                _ => f64::NAN,
-            };
+            let span = coloc_kernels::timing::span_of(&inst.launch_stamps()?)
+                .duration_ns()
+                .map_or(f64::NAN, |ns| ns as f64 / 1e6);
             let eager = || -> anyhow::Result<()> { Ok(inst.launch_eager(&env, false)?) };
             let (eager_gpu, _) = time(&eager, args.reps.div_ceil(3))?;
             let out = inst.output()?;

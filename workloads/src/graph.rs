@@ -11,7 +11,7 @@ use coloc_kernels::ops::{
     LayerNorm, Linear, Op, OpSpec, PatchTokens, Pool2d, PoolMode, Role, Softmax,
 };
 use coloc_kernels::{Activation, DType, ElemType};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{Layer, ModelInput, ModelSpec, NormPlacement, TokenSelect};
@@ -66,7 +66,7 @@ pub struct GraphOp {
 }
 
 /// Sizes that follow the request shape.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildOptions {
     pub batch: usize,
     /// Sequence length of a token model (default: the model's).

@@ -1,10 +1,13 @@
-//! Model graphs, arrival processes, co-location scenarios and suites, read from TOML files.
+//! Model graphs, arrival processes, co-location scenarios and suites, read from TOML files,
+//! and the batching policy that both the harness and a simulator run.
 
+pub mod arrival;
+pub mod batcher;
 pub mod error;
 pub mod graph;
 pub mod model;
+pub mod order;
 pub mod scenario;
 pub mod suite;
 
 pub use error::{Error, Result};
-pub mod arrival;

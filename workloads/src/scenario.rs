@@ -26,11 +26,19 @@ pub enum PartitionKind {
     Green,
     /// One MPS client process per tenant, limited by an active-thread percentage.
     Mps,
+    /// One process per tenant without MPS: the driver time-slices the GPU between their
+    /// contexts, as for two inference servers sharing a GPU.
+    Processes,
 }
 
 impl PartitionKind {
-    pub const ALL: [PartitionKind; 4] =
-        [PartitionKind::TimeSliced, PartitionKind::Streams, PartitionKind::Green, PartitionKind::Mps];
+    pub const ALL: [PartitionKind; 5] = [
+        PartitionKind::TimeSliced,
+        PartitionKind::Streams,
+        PartitionKind::Green,
+        PartitionKind::Mps,
+        PartitionKind::Processes,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -38,12 +46,20 @@ impl PartitionKind {
             PartitionKind::Streams => "streams",
             PartitionKind::Green => "green",
             PartitionKind::Mps => "mps",
+            PartitionKind::Processes => "processes",
         }
+    }
+
+    /// Tenants run in processes of their own (MPS clients, or plain processes).
+    pub fn uses_processes(self) -> bool {
+        matches!(self, PartitionKind::Mps | PartitionKind::Processes)
     }
 }
 
-/// A tenant's or aggressor's share under the scenario's partition; exactly the field that the
-/// partition uses may be set (`priority` for streams, `sms` for green, `mps_percent` for MPS).
+/// A tenant's or aggressor's share under the scenario's partition; only the fields that the
+/// partition uses may be set: `priority` for streams, `sms` for green, `mps_percent` for MPS
+/// (with `sms`, the SM count that percentage is meant to grant, when the share was given in
+/// SMs: the harness checks the driver's grant against it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Share {
     pub priority: Option<i32>,
@@ -51,21 +67,91 @@ pub struct Share {
     pub mps_percent: Option<u32>,
 }
 
+/// The SMs a tenant runs on alone: what solo profiles at a tenant's share are keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SoloShare {
+    /// The whole device (time-sliced, streams, processes).
+    Device,
+    /// A green context of this many SMs.
+    Green { sms: u32 },
+    /// An MPS client at this active-thread percentage.
+    Mps { percent: u32 },
+}
+
+impl SoloShare {
+    /// `device`, `green56`, `mps43`.
+    pub fn label(self) -> String {
+        match self {
+            SoloShare::Device => "device".into(),
+            SoloShare::Green { sms } => format!("green{sms}"),
+            SoloShare::Mps { percent } => format!("mps{percent}"),
+        }
+    }
+
+    /// Parses a [`label`](Self::label).
+    pub fn parse(label: &str) -> Option<SoloShare> {
+        if label == "device" {
+            return Some(SoloShare::Device);
+        }
+        if let Some(n) = label.strip_prefix("green") {
+            return n.parse().ok().map(|sms| SoloShare::Green { sms });
+        }
+        label.strip_prefix("mps").and_then(|n| n.parse().ok()).map(|percent| SoloShare::Mps { percent })
+    }
+}
+
+impl Share {
+    /// The solo share of a tenant with this share under `partition`.
+    pub fn solo(&self, partition: PartitionKind) -> SoloShare {
+        match partition {
+            PartitionKind::TimeSliced | PartitionKind::Streams | PartitionKind::Processes => SoloShare::Device,
+            PartitionKind::Green => SoloShare::Green { sms: self.sms.unwrap_or(0) },
+            PartitionKind::Mps => SoloShare::Mps { percent: self.mps_percent.unwrap_or(100) },
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Batching {
-    /// Always batches of `batch` requests: a batch starts when that many are queued.
-    Fixed { batch: usize },
+    /// Batches of `batch` requests, run by one graph of that size: a batch starts when that
+    /// many are queued or the oldest has waited `max_wait_ms` (then it runs partly empty).
+    /// Without `max_wait_ms`, the wait is [`DEFAULT_MAX_WAIT_FACTOR`] times the solo latency
+    /// of the batch on the whole GPU.
+    Fixed {
+        batch: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_wait_ms: Option<f64>,
+    },
     /// A batch starts when `max_batch` requests are queued or the oldest has waited
-    /// `timeout_ms`, whichever comes first.
+    /// `timeout_ms`, whichever comes first, and runs in the smallest bucket that holds it.
     Dynamic { max_batch: usize, timeout_ms: f64 },
 }
 
+/// Fixed batching waits at most this many solo latencies (whole GPU, full batch) for a batch
+/// to fill, unless the suite says otherwise.
+pub const DEFAULT_MAX_WAIT_FACTOR: f64 = 2.0;
+
 impl Batching {
+    pub fn fixed(batch: usize) -> Batching {
+        Batching::Fixed { batch, max_wait_ms: None }
+    }
+
     pub fn max_batch(&self) -> usize {
         match self {
-            Batching::Fixed { batch } => *batch,
+            Batching::Fixed { batch, .. } => *batch,
             Batching::Dynamic { max_batch, .. } => *max_batch,
+        }
+    }
+
+    /// The longest the oldest request waits for its batch to form, in ms, given the solo
+    /// latency of a full batch on the whole GPU.
+    pub fn max_wait_ms(&self, solo_latency_ms: f64) -> f64 {
+        match self {
+            Batching::Fixed { max_wait_ms: Some(w), .. } => *w,
+            Batching::Fixed { max_wait_ms: None, .. } => DEFAULT_MAX_WAIT_FACTOR * solo_latency_ms,
+            Batching::Dynamic { timeout_ms, .. } => *timeout_ms,
         }
     }
 
@@ -73,7 +159,7 @@ impl Batching {
     /// maximum and the maximum itself (a partial batch runs in the next size up).
     pub fn buckets(&self) -> Vec<usize> {
         match self {
-            Batching::Fixed { batch } => vec![*batch],
+            Batching::Fixed { batch, .. } => vec![*batch],
             Batching::Dynamic { max_batch, .. } => {
                 let mut b: Vec<usize> = (0..).map(|i| 1usize << i).take_while(|s| s < max_batch).collect();
                 b.push(*max_batch);
@@ -84,19 +170,45 @@ impl Batching {
 
     pub fn describe(&self) -> String {
         match self {
-            Batching::Fixed { batch } => format!("b{batch}"),
+            Batching::Fixed { batch, max_wait_ms: None } => format!("b{batch}"),
+            Batching::Fixed { batch, max_wait_ms: Some(w) } => format!("b{batch}/wait{w}ms"),
             Batching::Dynamic { max_batch, timeout_ms } => format!("dyn{max_batch}/{timeout_ms}ms"),
         }
     }
 }
 
-/// The latency objective of a tenant's requests, arrival to completion.
+/// The latency objective of a tenant's requests, arrival to completion: the whole latency,
+/// batching wait included.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Slo {
     Ms(f64),
-    /// This many times the tenant's solo latency at its batch, measured before the scenario.
+    /// The longest batching wait plus this many times the tenant's solo latency at its largest
+    /// batch on the whole GPU (measured before the scenario): the same objective for a model
+    /// under every partition, with room for the batch to form.
     SoloFactor(f64),
+}
+
+impl Slo {
+    /// The objective in ms for a tenant whose full batch takes `solo_latency_ms` alone on the
+    /// whole GPU and whose batching waits at most `max_wait_ms`.
+    pub fn ms(self, solo_latency_ms: f64, max_wait_ms: f64) -> f64 {
+        match self {
+            Slo::Ms(ms) => ms,
+            Slo::SoloFactor(f) => max_wait_ms + f * solo_latency_ms,
+        }
+    }
+}
+
+/// What a tenant's `load` is a fraction of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadOf {
+    /// Its solo capacity at its own share (in its green context or MPS client, alone).
+    #[default]
+    Partition,
+    /// Its solo capacity on the whole GPU.
+    Gpu,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,8 +222,11 @@ pub struct Tenant {
     pub batching: Batching,
     pub arrival: ArrivalProcess,
     /// When set, the arrival process is rescaled so that its mean rate is `load` times the
-    /// tenant's solo capacity (requests per second at its batch size, alone on the GPU).
+    /// tenant's solo capacity (requests per second at its largest batch, alone), at its share
+    /// or on the whole GPU as `load_of` says.
     pub load: Option<f64>,
+    #[serde(default)]
+    pub load_of: LoadOf,
     pub slo: Slo,
     pub share: Share,
 }
@@ -179,6 +294,42 @@ impl Default for Seeds {
     }
 }
 
+impl Seeds {
+    /// The seeds of one tenant in one repetition of one scenario: the suite's seeds mixed with
+    /// the scenario's name, the tenant's index and the repetition, so that no two tenants,
+    /// scenarios or repetitions share an arrival sequence or request data, and the same run
+    /// always gets the same ones (whatever else the suite holds, whatever order it runs in).
+    pub fn for_tenant(&self, scenario: &str, tenant: usize, repetition: usize) -> Seeds {
+        let key = mix(mix(fnv64(scenario.as_bytes()), tenant as u64 + 1), repetition as u64 + 1);
+        Seeds { schedule: mix(self.schedule, key), inputs: mix(self.inputs, key ^ 0x5bd1_e995) }
+    }
+}
+
+/// FNV-1a, 64 bits.
+pub fn fnv64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Two words into one well-mixed word (splitmix64 of their combination).
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a.wrapping_add(b.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// What a scenario is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// One of the suite's scenarios.
+    #[default]
+    Measured,
+    /// The suite's drift reference: one solo tenant run again and again through the suite, at
+    /// fixed places in its run order, so that a change of the GPU over time shows.
+    Reference,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
     /// Unique within its suite, e.g. `pairs/resnet50+bert_base/b8/green-64-56/load0.5`.
@@ -192,9 +343,12 @@ pub struct Scenario {
     pub min_queries: usize,
     /// Requests before the measured window are not counted.
     pub warmup_s: f64,
-    /// Independent runs of the whole scenario (their spread is the noise floor).
+    /// Independent runs of the whole scenario, each with its own seeds (their spread is the
+    /// noise floor). For the reference, the number of runs comes from the suite's length.
     pub repetitions: usize,
     pub seeds: Seeds,
+    #[serde(default)]
+    pub role: Role,
 }
 
 /// What a scenario must fit in.
@@ -229,6 +383,23 @@ impl DeviceLimits {
     pub fn green_sms(&self) -> u32 {
         self.green_group_sms * self.green_groups
     }
+
+    /// The SMs an MPS client at `percent` active threads is granted: whole pairs of SMs
+    /// (TPCs), rounded down. Seen on the H200 (132 SMs): 12% gives 14, 25% 32, 50% 66, 75%
+    /// 98. The harness reads the real grant back from every client and checks it.
+    pub fn mps_granted_sms(&self, percent: u32) -> u32 {
+        (percent * self.sm_count / 200) * 2
+    }
+
+    /// The smallest active-thread percentage whose grant is `sms` SMs, if one is.
+    pub fn mps_percent_for_sms(&self, sms: u32) -> Option<u32> {
+        (1..=100).find(|&p| self.mps_granted_sms(p) >= sms).filter(|&p| self.mps_granted_sms(p) == sms)
+    }
+
+    /// The SMs each of `n` tenants gets from equal green shares (whole groups).
+    pub fn equal_green_sms(&self, n: usize) -> u32 {
+        (self.green_groups / n.max(1) as u32) * self.green_group_sms
+    }
 }
 
 /// What validation learned about a scenario.
@@ -236,8 +407,10 @@ impl DeviceLimits {
 pub struct Footprint {
     /// Device memory of every tenant's and aggressor's model at its largest batch.
     pub memory_bytes: u64,
-    /// Distinct (model, batch) pairs that need solo profiles (every bucket of dynamic batching).
-    pub solo_profiles: BTreeSet<(String, usize)>,
+    /// Distinct (model, batch, share) that need solo profiles: every bucket of every tenant on
+    /// the whole GPU (loads and SLOs are scaled by these) and at the tenant's own share
+    /// (interference is measured against these).
+    pub solo_profiles: BTreeSet<(String, usize, SoloShare)>,
 }
 
 impl Scenario {
@@ -275,11 +448,16 @@ impl Scenario {
                 .map_err(|e| in_context(&tctx, e))?;
             footprint.memory_bytes += graph.totals().allocated_bytes();
             for bucket in t.batching.buckets() {
-                footprint.solo_profiles.insert((t.model.clone(), bucket));
+                footprint.solo_profiles.insert((t.model.clone(), bucket, SoloShare::Device));
+                footprint.solo_profiles.insert((t.model.clone(), bucket, t.share.solo(self.partition)));
             }
-            if let Batching::Dynamic { timeout_ms, .. } = t.batching {
-                if !(timeout_ms.is_finite() && timeout_ms >= 0.0) {
-                    return Err(Error::invalid(tctx, format!("timeout_ms = {timeout_ms} must be >= 0")));
+            let wait = match t.batching {
+                Batching::Dynamic { timeout_ms, .. } => Some(("timeout_ms", timeout_ms)),
+                Batching::Fixed { max_wait_ms, .. } => max_wait_ms.map(|w| ("max_wait_ms", w)),
+            };
+            if let Some((what, w)) = wait {
+                if !(w.is_finite() && w >= 0.0) {
+                    return Err(Error::invalid(tctx, format!("{what} = {w} must be >= 0")));
                 }
             }
             t.arrival.validate(&tctx)?;
@@ -365,7 +543,7 @@ impl Scenario {
             let missing =
                 |field: &str| Error::invalid(ctx.clone(), format!("`{name}` has no `{field}` for partition = \"{p}\""));
             match self.partition {
-                PartitionKind::TimeSliced => {
+                PartitionKind::TimeSliced | PartitionKind::Processes => {
                     if s.priority.is_some() {
                         return Err(stray("priority", "streams"));
                     }
@@ -404,9 +582,21 @@ impl Scenario {
                             format!("`{name}` has mps_percent = {pct}; it must be 1 to 100"),
                         ));
                     }
+                    if let Some(sms) = s.sms {
+                        if limits.mps_granted_sms(pct) != sms {
+                            return Err(Error::invalid(
+                                ctx.clone(),
+                                format!(
+                                    "`{name}` is meant to get {sms} SMs, but mps_percent = {pct} grants {} on {}",
+                                    limits.mps_granted_sms(pct),
+                                    limits.name
+                                ),
+                            ));
+                        }
+                    }
                 }
             }
-            if self.partition != PartitionKind::Green && s.sms.is_some() {
+            if !matches!(self.partition, PartitionKind::Green | PartitionKind::Mps) && s.sms.is_some() {
                 return Err(stray("sms", "green"));
             }
             if self.partition != PartitionKind::Mps && s.mps_percent.is_some() {
@@ -441,8 +631,9 @@ impl Scenario {
     pub fn summary(&self) -> String {
         let share = |s: &Share| match (s.priority, s.sms, s.mps_percent) {
             (Some(p), _, _) => format!(" prio {p}"),
-            (_, Some(n), _) => format!(" {n} SMs"),
-            (_, _, Some(pct)) => format!(" {pct}%"),
+            (_, Some(n), Some(pct)) => format!(" {pct}% = {n} SMs"),
+            (_, Some(n), None) => format!(" {n} SMs"),
+            (_, None, Some(pct)) => format!(" {pct}%"),
             _ => String::new(),
         };
         let tenants: Vec<String> = self

@@ -31,9 +31,15 @@
 //! sms = 56
 //! ```
 //! A partition entry is a mechanism, optionally with one share per tenant after a colon:
-//! `streams:0,-5` (priorities), `green:96,24` (SMs), `mps:75,25` (active-thread percent).
-//! Without shares, tenants get equal ones: all priority 0, an equal number of green groups,
-//! an equal percentage.
+//! `streams:0,-5` (priorities), `green:96,24` (SMs), `mps:75,25` (active-thread percent) or
+//! `mps:96sm,24sm` (the percentages that grant those SMs), `processes` (no shares). Without
+//! shares, tenants get equal ones: all priority 0, an equal number of green groups, and under
+//! MPS the percentage that grants each tenant the same SMs as the equal green share (so that
+//! equal shares of the two mechanisms are equal in SMs).
+//!
+//! The runs of a suite are measured in an order shuffled by `order_seed`, with a solo
+//! `[reference]` run at its start, its end and every `every` runs in between, so that the
+//! GPU's drift over the suite is measured rather than mixed up with the order of scenarios.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -43,8 +49,8 @@ use serde::{Deserialize, Serialize};
 use crate::arrival::ArrivalProcess;
 use crate::error::{Error, Result, from_toml};
 use crate::scenario::{
-    Aggressor, AggressorWork, Batching, DeviceLimits, Footprint, PartitionKind, Scenario, Seeds, Share, Slo,
-    StressorName, Tenant,
+    Aggressor, AggressorWork, Batching, DeviceLimits, Footprint, LoadOf, PartitionKind, Role, Scenario, Seeds, Share,
+    Slo, SoloShare, StressorName, Tenant,
 };
 
 /// Settings a suite's `[defaults]`, a sweep or a scenario may set; the innermost wins.
@@ -58,6 +64,9 @@ pub struct RunSettings {
     pub seeds: Option<Seeds>,
     pub slo_ms: Option<f64>,
     pub slo_factor: Option<f64>,
+    /// Fixed batching's longest wait for a batch to fill (default: twice the solo latency).
+    pub max_wait_ms: Option<f64>,
+    pub load_of: Option<LoadOf>,
 }
 
 /// Defaults when nothing sets them.
@@ -81,7 +90,14 @@ impl RunSettings {
             } else {
                 outer.slo_factor
             },
+            max_wait_ms: self.max_wait_ms.or(outer.max_wait_ms),
+            load_of: self.load_of.or(outer.load_of),
         }
+    }
+
+    /// Fixed batching of `batch` with this setting's maximum wait.
+    fn fixed(&self, batch: usize) -> Batching {
+        Batching::Fixed { batch, max_wait_ms: self.max_wait_ms }
     }
 
     fn slo(&self, ctx: &str) -> Result<Slo> {
@@ -100,12 +116,54 @@ struct SuiteFile {
     name: String,
     #[serde(default)]
     description: String,
+    /// Seed of the run order (default: derived from the default schedule seed).
+    order_seed: Option<u64>,
+    reference: Option<ReferenceSpec>,
     #[serde(default)]
     defaults: RunSettings,
     #[serde(default, rename = "sweep")]
     sweeps: Vec<SweepSpec>,
     #[serde(default, rename = "scenario")]
     scenarios: Vec<ScenarioSpec>,
+}
+
+/// The drift reference: one tenant alone on the whole GPU, measured at the start and the end
+/// of the suite and every `every` runs in between.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReferenceSpec {
+    /// Default: the first tenant's model and largest batch of the suite's first scenario.
+    model: Option<String>,
+    batch: Option<usize>,
+    #[serde(default = "reference_load")]
+    load: f64,
+    #[serde(default = "reference_duration")]
+    duration_s: f64,
+    /// Runs between two references; 0 turns the reference off.
+    #[serde(default = "reference_every")]
+    every: usize,
+}
+
+fn reference_load() -> f64 {
+    0.5
+}
+fn reference_duration() -> f64 {
+    1.0
+}
+fn reference_every() -> usize {
+    10
+}
+
+impl Default for ReferenceSpec {
+    fn default() -> Self {
+        ReferenceSpec {
+            model: None,
+            batch: None,
+            load: reference_load(),
+            duration_s: reference_duration(),
+            every: reference_every(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -137,6 +195,10 @@ struct SweepSpec {
     load: Vec<f64>,
     #[serde(default)]
     rate: Vec<f64>,
+    /// Closed-loop clients per tenant (each value a scenario); the arrival table gives
+    /// `think_ms` (default 0).
+    #[serde(default)]
+    clients: Vec<usize>,
     arrival: Option<toml::Value>,
     seq: Option<usize>,
     context: Option<usize>,
@@ -147,6 +209,8 @@ struct SweepSpec {
     seeds: Option<Seeds>,
     slo_ms: Option<f64>,
     slo_factor: Option<f64>,
+    max_wait_ms: Option<f64>,
+    load_of: Option<LoadOf>,
 }
 
 fn one() -> usize {
@@ -169,6 +233,8 @@ struct ScenarioSpec {
     seeds: Option<Seeds>,
     slo_ms: Option<f64>,
     slo_factor: Option<f64>,
+    max_wait_ms: Option<f64>,
+    load_of: Option<LoadOf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -183,6 +249,8 @@ struct TenantSpec {
     rate: Option<f64>,
     slo_ms: Option<f64>,
     slo_factor: Option<f64>,
+    max_wait_ms: Option<f64>,
+    load_of: Option<LoadOf>,
     priority: Option<i32>,
     sms: Option<u32>,
     mps_percent: Option<u32>,
@@ -213,15 +281,23 @@ pub struct Suite {
     pub path: PathBuf,
     /// Model files and traces named in the suite are relative to this directory.
     pub base_dir: PathBuf,
+    /// The suite's scenarios, then its drift reference (role [`Role::Reference`]) if it has one.
     pub scenarios: Vec<Scenario>,
+    /// Seed of the shuffled run order.
+    pub order_seed: u64,
+    /// Runs between two reference runs (0: no reference).
+    pub reference_every: usize,
 }
 
 /// What `validate` found, for `coloc suite validate`.
 #[derive(Clone, Debug, Serialize)]
 pub struct SuiteCheck {
+    /// Scenarios of the suite (the reference not counted).
     pub scenarios: usize,
+    /// Runs of the reference among the suite's runs.
+    pub reference_runs: usize,
     pub by_partition: Vec<(PartitionKind, usize)>,
-    pub solo_profiles: BTreeSet<(String, usize)>,
+    pub solo_profiles: BTreeSet<(String, usize, SoloShare)>,
     pub peak_memory_bytes: u64,
     /// Seconds of measured runs (warm-ups, windows, repetitions) plus set-up estimates.
     pub estimated_seconds: f64,
@@ -239,7 +315,7 @@ impl Suite {
         let file: SuiteFile = toml::from_str(text).map_err(|e| from_toml(path, text, &e))?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let ctx = path.display().to_string();
-        let mut scenarios = Vec::new();
+        let mut scenarios: Vec<Scenario> = Vec::new();
         for sweep in &file.sweeps {
             scenarios.extend(expand_sweep(sweep, &file.defaults, limits, &ctx)?);
         }
@@ -249,13 +325,32 @@ impl Suite {
         if scenarios.is_empty() {
             return Err(Error::invalid(ctx, "the suite has no [[sweep]] and no [[scenario]]"));
         }
+        let reference = file.reference.clone().unwrap_or_default();
+        if reference.every > 0 {
+            let measured: usize = scenarios.iter().map(|s| s.repetitions).sum();
+            scenarios.push(reference_scenario(&reference, &scenarios[0], &file.defaults, measured, &ctx)?);
+        }
         let mut seen = BTreeSet::new();
         for s in &scenarios {
             if !seen.insert(s.name.clone()) {
                 return Err(Error::invalid(ctx, format!("two scenarios are named `{}`", s.name)));
             }
         }
-        Ok(Suite { name: file.name, description: file.description, path: path.to_path_buf(), base_dir, scenarios })
+        let schedule_seed = file.defaults.seeds.unwrap_or_default().schedule;
+        Ok(Suite {
+            name: file.name,
+            description: file.description,
+            path: path.to_path_buf(),
+            base_dir,
+            scenarios,
+            order_seed: file.order_seed.unwrap_or(schedule_seed ^ 0x6f72_6465_7273_6565),
+            reference_every: reference.every,
+        })
+    }
+
+    /// The suite's own scenarios (without the reference).
+    pub fn measured(&self) -> impl Iterator<Item = &Scenario> {
+        self.scenarios.iter().filter(|s| s.role == Role::Measured)
     }
 
     /// Validates every scenario against `limits` (stopping at the first problem, which names
@@ -276,16 +371,20 @@ impl Suite {
             peak_memory_bytes = peak_memory_bytes.max(fp.memory_bytes);
             // set-up per repetition: model graphs built and captured, partitions made, an MPS
             // daemon started and clients connected
-            let setup = if s.partition == PartitionKind::Mps { 3.0 } else { 1.0 };
+            let setup = if s.partition.uses_processes() { 3.0 } else { 1.0 };
             seconds += s.run_seconds() + setup * s.repetitions as f64;
             if let Some(slot) = by_partition.iter_mut().find(|(p, _)| *p == s.partition) {
                 slot.1 += 1;
             }
         }
-        // a solo profile: capture plus about a second of timed replays
-        seconds += 1.5 * solo_profiles.len() as f64;
+        // a solo profile: capture plus about a second of timed replays (MPS ones in a client)
+        seconds += solo_profiles
+            .iter()
+            .map(|(_, _, share)| if matches!(share, SoloShare::Mps { .. }) { 2.0 } else { 1.5 })
+            .sum::<f64>();
         Ok(SuiteCheck {
-            scenarios: self.scenarios.len(),
+            scenarios: self.measured().count(),
+            reference_runs: self.scenarios.iter().filter(|s| s.role == Role::Reference).map(|s| s.repetitions).sum(),
             by_partition,
             solo_profiles,
             peak_memory_bytes,
@@ -294,11 +393,63 @@ impl Suite {
     }
 }
 
+/// One share as written in a partition entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareValue {
+    /// A plain number: a priority, an SM count (green) or a percentage (MPS).
+    Plain(i64),
+    /// `96sm`: a number of SMs (MPS: the percentage that grants them).
+    Sms(u32),
+}
+
 /// A partition entry of a sweep: mechanism and optional per-tenant shares.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PartitionVariant {
     pub kind: PartitionKind,
-    pub shares: Vec<i64>,
+    pub shares: Vec<ShareValue>,
+}
+
+/// The reference scenario: `spec`'s model (default: `first`'s first tenant at its largest
+/// batch) alone on the whole GPU.
+fn reference_scenario(
+    spec: &ReferenceSpec,
+    first: &Scenario,
+    defaults: &RunSettings,
+    measured_runs: usize,
+    file: &str,
+) -> Result<Scenario> {
+    let ctx = format!("{file}, [reference]");
+    let tenant = &first.tenants[0];
+    let model = spec.model.clone().unwrap_or_else(|| tenant.model.clone());
+    let batch = spec.batch.unwrap_or_else(|| tenant.batching.max_batch());
+    if !(spec.load.is_finite() && spec.load > 0.0) {
+        return Err(Error::invalid(ctx, format!("load = {} must be positive", spec.load)));
+    }
+    let run = RunSettings { duration_s: Some(spec.duration_s), repetitions: Some(1), ..RunSettings::default() }
+        .over(defaults);
+    let name = tenant_names(std::slice::from_ref(&model)).remove(0);
+    let t = Tenant {
+        name,
+        model: model.clone(),
+        seq: None,
+        context: None,
+        batching: run.fixed(batch),
+        arrival: arrival_from(None, None, Some(spec.load), &ctx)?,
+        load: Some(spec.load),
+        load_of: LoadOf::Gpu,
+        slo: run.slo(&ctx)?,
+        share: Share::default(),
+    };
+    let mut s = finish(format!("reference/{model}/b{batch}"), PartitionKind::TimeSliced, vec![t], Vec::new(), &run);
+    s.role = Role::Reference;
+    s.repetitions = reference_runs(measured_runs, spec.every);
+    Ok(s)
+}
+
+/// Reference runs among `measured` runs with one every `every`: at the start, the end and
+/// every `every` runs in between.
+pub fn reference_runs(measured: usize, every: usize) -> usize {
+    if every == 0 { 0 } else { measured.div_ceil(every) + 1 }
 }
 
 impl PartitionVariant {
@@ -316,14 +467,20 @@ impl PartitionVariant {
             Some(list) => list
                 .split(',')
                 .map(|v| {
-                    v.trim()
-                        .parse::<i64>()
-                        .map_err(|_| Error::invalid(ctx, format!("partition `{text}`: `{v}` is not a whole number")))
+                    let v = v.trim();
+                    let bad = || Error::invalid(ctx, format!("partition `{text}`: `{v}` is not a whole number"));
+                    match v.strip_suffix("sm") {
+                        Some(n) => n.parse::<u32>().map(ShareValue::Sms).map_err(|_| bad()),
+                        None => v.parse::<i64>().map(ShareValue::Plain).map_err(|_| bad()),
+                    }
                 })
                 .collect::<Result<_>>()?,
         };
-        if kind == PartitionKind::TimeSliced && !shares.is_empty() {
-            return Err(Error::invalid(ctx, format!("partition `{text}`: time_sliced takes no shares")));
+        if matches!(kind, PartitionKind::TimeSliced | PartitionKind::Processes) && !shares.is_empty() {
+            return Err(Error::invalid(ctx, format!("partition `{text}`: {} takes no shares", kind.name())));
+        }
+        if kind == PartitionKind::Streams && shares.iter().any(|s| matches!(s, ShareValue::Sms(_))) {
+            return Err(Error::invalid(ctx, format!("partition `{text}`: stream shares are priorities, not SMs")));
         }
         Ok(PartitionVariant { kind, shares })
     }
@@ -333,30 +490,44 @@ impl PartitionVariant {
         if !self.shares.is_empty() && self.shares.len() != n {
             return Err(Error::invalid(ctx, format!("{} shares given for {n} tenants", self.shares.len())));
         }
-        let pick = |i: usize, equal: i64| if self.shares.is_empty() { equal } else { self.shares[i] };
+        let equal_sms = limits.equal_green_sms(n);
+        if equal_sms == 0 && self.shares.is_empty() && matches!(self.kind, PartitionKind::Green | PartitionKind::Mps) {
+            return Err(Error::invalid(
+                ctx,
+                format!("{n} tenants cannot each get a green group of {} SMs", limits.green_group_sms),
+            ));
+        }
+        let pick = |i: usize, equal: ShareValue| if self.shares.is_empty() { equal } else { self.shares[i] };
         let to_u32 = |v: i64, what: &str| {
             u32::try_from(v).map_err(|_| Error::invalid(ctx, format!("{what} {v} must be a positive whole number")))
+        };
+        let mps_for = |sms: u32| {
+            limits.mps_percent_for_sms(sms).ok_or_else(|| {
+                Error::invalid(
+                    ctx,
+                    format!("no MPS percentage grants exactly {sms} SMs on {} (MPS grants pairs)", limits.name),
+                )
+            })
         };
         (0..n)
             .map(|i| {
                 Ok(match self.kind {
-                    PartitionKind::TimeSliced => Share::default(),
-                    PartitionKind::Streams => {
-                        Share { priority: Some(pick(i, limits.priority_range.1 as i64) as i32), ..Share::default() }
-                    }
-                    PartitionKind::Green => {
-                        let equal = (limits.green_groups as usize / n.max(1)) as i64 * limits.green_group_sms as i64;
-                        if equal == 0 && self.shares.is_empty() {
-                            return Err(Error::invalid(
-                                ctx,
-                                format!("{n} tenants cannot each get a green group of {} SMs", limits.green_group_sms),
-                            ));
+                    PartitionKind::TimeSliced | PartitionKind::Processes => Share::default(),
+                    PartitionKind::Streams => match pick(i, ShareValue::Plain(limits.priority_range.1 as i64)) {
+                        ShareValue::Plain(p) => Share { priority: Some(p as i32), ..Share::default() },
+                        ShareValue::Sms(_) => unreachable!("rejected by parse"),
+                    },
+                    PartitionKind::Green => match pick(i, ShareValue::Sms(equal_sms)) {
+                        ShareValue::Plain(v) => Share { sms: Some(to_u32(v, "SMs")?), ..Share::default() },
+                        ShareValue::Sms(v) => Share { sms: Some(v), ..Share::default() },
+                    },
+                    PartitionKind::Mps => match pick(i, ShareValue::Sms(equal_sms)) {
+                        ShareValue::Plain(v) => {
+                            Share { mps_percent: Some(to_u32(v, "mps percent")?), ..Share::default() }
                         }
-                        Share { sms: Some(to_u32(pick(i, equal), "SMs")?), ..Share::default() }
-                    }
-                    PartitionKind::Mps => Share {
-                        mps_percent: Some(to_u32(pick(i, (100 / n.max(1)) as i64), "mps percent")?),
-                        ..Share::default()
+                        ShareValue::Sms(sms) => {
+                            Share { sms: Some(sms), mps_percent: Some(mps_for(sms)?), ..Share::default() }
+                        }
                     },
                 })
             })
@@ -366,7 +537,13 @@ impl PartitionVariant {
     fn label(&self, shares: &[Share]) -> String {
         let parts: Vec<String> = shares
             .iter()
-            .filter_map(|s| s.sms.or(s.mps_percent).map(|v| v.to_string()).or(s.priority.map(|p| p.to_string())))
+            .filter_map(|s| match (s.priority, s.sms, s.mps_percent) {
+                (Some(p), _, _) => Some(p.to_string()),
+                (_, Some(sms), Some(_)) => Some(format!("{sms}sm")),
+                (_, Some(sms), None) => Some(sms.to_string()),
+                (_, None, Some(pct)) => Some(pct.to_string()),
+                _ => None,
+            })
             .collect();
         if parts.is_empty() || (self.kind == PartitionKind::Streams && self.shares.is_empty()) {
             self.kind.name().to_string()
@@ -457,6 +634,41 @@ fn combinations(n: usize, degree: usize, with_replacement: bool) -> Vec<Vec<usiz
     out
 }
 
+/// What a sweep offers each tenant: a load, a rate, or closed-loop clients.
+enum Offered {
+    Load(f64),
+    Rate(f64),
+    Clients(usize),
+}
+
+/// A closed loop of `clients`, with the think time (and its distribution) of the sweep's
+/// arrival table, if it gives one.
+fn closed_loop(value: Option<&toml::Value>, clients: usize, ctx: &str) -> Result<ArrivalProcess> {
+    let mut table = match value {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(t)) => t.clone(),
+        Some(toml::Value::String(k)) if k == "closed_loop" => toml::Table::new(),
+        Some(other) => {
+            return Err(Error::invalid(
+                ctx,
+                format!("`clients` makes closed loops; `arrival` must be a closed_loop table, not {other}"),
+            ));
+        }
+    };
+    if table.get("kind").and_then(|k| k.as_str()).is_some_and(|k| k != "closed_loop") {
+        return Err(Error::invalid(ctx, "`clients` makes closed loops; the arrival kind must be closed_loop"));
+    }
+    if table.contains_key("clients") {
+        return Err(Error::invalid(ctx, "the arrival table sets `clients`; drop it when the sweep lists `clients`"));
+    }
+    table.insert("kind".into(), toml::Value::String("closed_loop".into()));
+    table.insert("clients".into(), toml::Value::Integer(clients as i64));
+    table.entry("think_ms").or_insert(toml::Value::Float(0.0));
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| Error::invalid(ctx, format!("arrival: {}", e.message().trim())))
+}
+
 fn expand_sweep(sweep: &SweepSpec, defaults: &RunSettings, limits: &DeviceLimits, file: &str) -> Result<Vec<Scenario>> {
     let ctx = format!("{file}, sweep `{}`", sweep.name);
     let run = RunSettings {
@@ -467,6 +679,8 @@ fn expand_sweep(sweep: &SweepSpec, defaults: &RunSettings, limits: &DeviceLimits
         seeds: sweep.seeds,
         slo_ms: sweep.slo_ms,
         slo_factor: sweep.slo_factor,
+        max_wait_ms: sweep.max_wait_ms,
+        load_of: sweep.load_of,
     }
     .over(defaults);
     let sets: Vec<Vec<String>> = if !sweep.groups.is_empty() {
@@ -489,7 +703,7 @@ fn expand_sweep(sweep: &SweepSpec, defaults: &RunSettings, limits: &DeviceLimits
             .map(|c| c.into_iter().map(|i| sweep.models[i].clone()).collect())
             .collect()
     };
-    let mut batchings: Vec<Batching> = sweep.batch.iter().map(|b| Batching::Fixed { batch: *b }).collect();
+    let mut batchings: Vec<Batching> = sweep.batch.iter().map(|b| run.fixed(*b)).collect();
     batchings
         .extend(sweep.dynamic.iter().map(|d| Batching::Dynamic { max_batch: d.max_batch, timeout_ms: d.timeout_ms }));
     if batchings.is_empty() {
@@ -500,13 +714,17 @@ fn expand_sweep(sweep: &SweepSpec, defaults: &RunSettings, limits: &DeviceLimits
     }
     let partitions: Vec<PartitionVariant> =
         sweep.partition.iter().map(|p| PartitionVariant::parse(p, &ctx)).collect::<Result<_>>()?;
-    let loads: Vec<(Option<f64>, Option<f64>)> = match (sweep.load.is_empty(), sweep.rate.is_empty()) {
-        (false, true) => sweep.load.iter().map(|l| (Some(*l), None)).collect(),
-        (true, false) => sweep.rate.iter().map(|r| (None, Some(*r))).collect(),
-        (true, true) => {
-            return Err(Error::invalid(ctx, "needs `load` (fractions of solo capacity) or `rate` (requests/s)"));
+    let loads: Vec<Offered> = match (sweep.load.is_empty(), sweep.rate.is_empty(), sweep.clients.is_empty()) {
+        (false, true, true) => sweep.load.iter().map(|l| Offered::Load(*l)).collect(),
+        (true, false, true) => sweep.rate.iter().map(|r| Offered::Rate(*r)).collect(),
+        (true, true, false) => sweep.clients.iter().map(|c| Offered::Clients(*c)).collect(),
+        (true, true, true) => {
+            return Err(Error::invalid(
+                ctx,
+                "needs `load` (fractions of solo capacity), `rate` (requests/s) or `clients` (closed loops)",
+            ));
         }
-        (false, false) => return Err(Error::invalid(ctx, "give `load` or `rate`, not both")),
+        _ => return Err(Error::invalid(ctx, "give one of `load`, `rate` and `clients`")),
     };
     let slo = run.slo(&ctx)?;
     let mut out = Vec::new();
@@ -515,11 +733,16 @@ fn expand_sweep(sweep: &SweepSpec, defaults: &RunSettings, limits: &DeviceLimits
         for batching in &batchings {
             for partition in &partitions {
                 let shares = partition.shares_for(set.len(), limits, &ctx)?;
-                for (load, rate) in &loads {
-                    let load_label = match (load, rate) {
-                        (Some(l), _) => format!("load{l}"),
-                        (_, Some(r)) => format!("rate{r}"),
-                        _ => unreachable!("one of load and rate"),
+                for offered in &loads {
+                    let (load, rate) = match offered {
+                        Offered::Load(l) => (Some(*l), None),
+                        Offered::Rate(r) => (None, Some(*r)),
+                        Offered::Clients(_) => (None, None),
+                    };
+                    let load_label = match offered {
+                        Offered::Load(l) => format!("load{l}"),
+                        Offered::Rate(r) => format!("rate{r}"),
+                        Offered::Clients(c) => format!("clients{c}"),
                     };
                     let name = format!(
                         "{}/{}/{}/{}/{load_label}",
@@ -539,8 +762,12 @@ fn expand_sweep(sweep: &SweepSpec, defaults: &RunSettings, limits: &DeviceLimits
                                 seq: sweep.seq,
                                 context: sweep.context,
                                 batching: batching.clone(),
-                                arrival: arrival_from(sweep.arrival.as_ref(), *rate, *load, &ctx)?,
-                                load: *load,
+                                arrival: match offered {
+                                    Offered::Clients(c) => closed_loop(sweep.arrival.as_ref(), *c, &ctx)?,
+                                    _ => arrival_from(sweep.arrival.as_ref(), rate, load, &ctx)?,
+                                },
+                                load,
+                                load_of: run.load_of.unwrap_or_default(),
                                 slo,
                                 share: *share,
                             })
@@ -571,6 +798,7 @@ fn finish(
         warmup_s: run.warmup_s.unwrap_or(WARMUP_S),
         repetitions: run.repetitions.unwrap_or(1),
         seeds: run.seeds.unwrap_or_default(),
+        role: Role::Measured,
     }
 }
 
@@ -584,6 +812,8 @@ fn build_scenario(spec: &ScenarioSpec, defaults: &RunSettings, file: &str) -> Re
         seeds: spec.seeds,
         slo_ms: spec.slo_ms,
         slo_factor: spec.slo_factor,
+        max_wait_ms: spec.max_wait_ms,
+        load_of: spec.load_of,
     }
     .over(defaults);
     if spec.tenants.is_empty() {
@@ -594,13 +824,20 @@ fn build_scenario(spec: &ScenarioSpec, defaults: &RunSettings, file: &str) -> Re
     for (t, default_name) in spec.tenants.iter().zip(default_names) {
         let name = t.name.clone().unwrap_or(default_name);
         let tctx = format!("{ctx}, tenant `{name}`");
+        let tset = RunSettings {
+            slo_ms: t.slo_ms,
+            slo_factor: t.slo_factor,
+            max_wait_ms: t.max_wait_ms,
+            load_of: t.load_of,
+            ..RunSettings::default()
+        }
+        .over(&run);
         let batching = match (&t.batching, t.batch) {
             (Some(_), Some(_)) => return Err(Error::invalid(tctx, "give `batch` or `batching`, not both")),
             (Some(b), None) => b.clone(),
-            (None, Some(b)) => Batching::Fixed { batch: b },
-            (None, None) => Batching::Fixed { batch: 1 },
+            (None, Some(b)) => tset.fixed(b),
+            (None, None) => tset.fixed(1),
         };
-        let tslo = RunSettings { slo_ms: t.slo_ms, slo_factor: t.slo_factor, ..RunSettings::default() }.over(&run);
         tenants.push(Tenant {
             arrival: arrival_from(t.arrival.as_ref(), t.rate, t.load, &tctx)?,
             name,
@@ -609,7 +846,8 @@ fn build_scenario(spec: &ScenarioSpec, defaults: &RunSettings, file: &str) -> Re
             context: t.context,
             batching,
             load: t.load,
-            slo: tslo.slo(&tctx)?,
+            load_of: tset.load_of.unwrap_or_default(),
+            slo: tset.slo(&tctx)?,
             share: Share { priority: t.priority, sms: t.sms, mps_percent: t.mps_percent },
         });
     }
@@ -661,8 +899,12 @@ mod tests {
             PartitionVariant::parse("green", "t").unwrap(),
             PartitionVariant { kind: PartitionKind::Green, shares: vec![] }
         );
-        assert_eq!(PartitionVariant::parse("mps:75,25", "t").unwrap().shares, vec![75, 25]);
-        assert_eq!(PartitionVariant::parse("streams:0,-5", "t").unwrap().shares, vec![0, -5]);
+        use ShareValue::{Plain, Sms};
+        assert_eq!(PartitionVariant::parse("mps:75,25", "t").unwrap().shares, vec![Plain(75), Plain(25)]);
+        assert_eq!(PartitionVariant::parse("mps:96sm,24sm", "t").unwrap().shares, vec![Sms(96), Sms(24)]);
+        assert_eq!(PartitionVariant::parse("streams:0,-5", "t").unwrap().shares, vec![Plain(0), Plain(-5)]);
+        assert!(PartitionVariant::parse("streams:0sm,1", "t").is_err());
+        assert!(PartitionVariant::parse("processes:1,1", "t").unwrap_err().to_string().contains("no shares"));
         let err = PartitionVariant::parse("gren", "t").unwrap_err().to_string();
         assert!(err.contains("unknown partition `gren`") && err.contains("green"), "{err}");
         assert!(PartitionVariant::parse("time_sliced:1", "t").is_err());
@@ -674,8 +916,14 @@ mod tests {
         let h = DeviceLimits::h200();
         let green = PartitionVariant::parse("green", "t").unwrap().shares_for(2, &h, "t").unwrap();
         assert_eq!(green.iter().map(|s| s.sms.unwrap()).collect::<Vec<_>>(), vec![56, 56]);
+        // equal MPS shares grant the SMs of equal green shares: 56 SMs is 43%, 40 SMs 31%
+        let mps = PartitionVariant::parse("mps", "t").unwrap().shares_for(2, &h, "t").unwrap();
+        assert_eq!(mps.iter().map(|s| (s.mps_percent.unwrap(), s.sms.unwrap())).collect::<Vec<_>>(), vec![(43, 56); 2]);
         let mps = PartitionVariant::parse("mps", "t").unwrap().shares_for(3, &h, "t").unwrap();
-        assert_eq!(mps.iter().map(|s| s.mps_percent.unwrap()).collect::<Vec<_>>(), vec![33, 33, 33]);
+        assert_eq!(mps.iter().map(|s| (s.mps_percent.unwrap(), s.sms.unwrap())).collect::<Vec<_>>(), vec![(31, 40); 3]);
+        let uneven = PartitionVariant::parse("mps:96sm,24sm", "t").unwrap().shares_for(2, &h, "t").unwrap();
+        assert_eq!(uneven.iter().map(|s| s.mps_percent.unwrap()).collect::<Vec<_>>(), vec![73, 19]);
+        assert!(PartitionVariant::parse("mps:95sm,24sm", "t").unwrap().shares_for(2, &h, "t").is_err());
         assert!(PartitionVariant::parse("green:64", "t").unwrap().shares_for(2, &h, "t").is_err());
     }
 

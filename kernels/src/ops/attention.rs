@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, OpSpec, Operand, Role, positive, storage_tolerance,
+    Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, LaunchSpec, OpSpec, Operand, Role, StampSlots,
+    positive, storage_tolerance,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{KernelArgs, LaunchConfig};
@@ -102,10 +103,11 @@ impl OpSpec for AttentionPrefill {
             unit: ComputeUnit::Fp32,
         }
     }
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![attention_symbol(KernelId::AttentionPrefill, self.dtype, self.head_dim)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(attention_symbol(KernelId::AttentionPrefill, self.dtype, self.head_dim), self.cost())]
     }
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let grid = ((self.seq as u32).div_ceil(PREFILL_QUERIES_PER_BLOCK), self.heads as u32, self.batch as u32);
         let args = KernelArgs::new()
             .ptr(b.require("attention_prefill", "out")?)
@@ -193,10 +195,11 @@ impl OpSpec for AttentionDecode {
             unit: ComputeUnit::Fp32,
         }
     }
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![attention_symbol(KernelId::AttentionDecode, self.dtype, self.head_dim)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(attention_symbol(KernelId::AttentionDecode, self.dtype, self.head_dim), self.cost())]
     }
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let args = KernelArgs::new()
             .ptr(b.require("attention_decode", "out")?)
             .ptr(b.require("attention_decode", "qkv")?)
@@ -276,10 +279,11 @@ impl OpSpec for KvAppend {
         let n = (self.batch * self.heads * self.head_dim) as f64;
         Cost { macs: 0.0, flops: 0.0, dram_bytes: 4.0 * n * self.dtype.bytes() as f64, unit: ComputeUnit::Fp32 }
     }
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![KernelSymbol::typed(KernelId::KvAppend, self.dtype)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::KvAppend, self.dtype), self.cost())]
     }
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let args = KernelArgs::new()
             .ptr(b.require("kv_append", "k_cache")?)
             .ptr(b.require("kv_append", "v_cache")?)

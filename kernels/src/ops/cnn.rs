@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::gemm::{gemm_tolerance, gemm_unit};
 use super::{
-    Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, OpSpec, Operand, Role, fits_i32, positive,
-    storage_tolerance, window_out_hw,
+    Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, LaunchSpec, OpSpec, Operand, Role, StampSlots,
+    fits_i32, positive, storage_tolerance, window_out_hw,
 };
 use crate::error::Result;
 use crate::gpu::{GemmCall, GemmPrecision, KernelArgs};
@@ -124,51 +124,43 @@ impl OpSpec for Conv2d {
     }
 
     fn cost(&self) -> Cost {
+        Cost::sum(self.launches().into_iter().map(|l| l.cost))
+    }
+
+    fn launches(&self) -> Vec<LaunchSpec> {
         let (m, n, k) = self.dims();
         let (m, n, k) = (m as f64, n as f64, k as f64);
         let e = self.dtype().bytes() as f64;
         let x = (self.batch * self.height * self.width * self.in_ch) as f64;
-        let mut bytes = (m * k + n * k + m * n) * e; // GEMM: A, B, C
-        if !self.direct() {
-            bytes += (x + m * k) * e; // im2col: read x, write columns
-        }
-        let mut flops = 2.0 * m * n * k;
-        if self.has_epilogue() {
-            bytes += (2.0 * m * n + if self.bias { n } else { 0.0 }) * e;
-            flops += m * n * (self.bias as u8 as f64 + self.act.flops());
-        }
-        Cost { macs: m * n * k, flops, dram_bytes: bytes, unit: gemm_unit(self.precision) }
-    }
-
-    fn kernels(&self) -> Vec<KernelSymbol> {
         let mut v = Vec::new();
         if !self.direct() {
-            v.push(KernelSymbol::typed(KernelId::Im2col, self.dtype()));
+            // read the image, write the columns
+            let cost = Cost { macs: 0.0, flops: 0.0, dram_bytes: (x + m * k) * e, unit: ComputeUnit::Fp32 };
+            v.push(LaunchSpec::coloc(KernelSymbol::typed(KernelId::Im2col, self.dtype()), cost));
         }
+        let gemm_bytes = (m * k + n * k + m * n) * e;
+        let unit = gemm_unit(self.precision);
+        v.push(LaunchSpec::cublas(Cost { macs: m * n * k, flops: 2.0 * m * n * k, dram_bytes: gemm_bytes, unit }));
         if self.has_epilogue() {
-            v.push(KernelSymbol::typed(KernelId::BiasAct, self.dtype()));
+            let cost = Cost {
+                macs: 0.0,
+                flops: m * n * (self.bias as u8 as f64 + self.act.flops()),
+                dram_bytes: (2.0 * m * n + if self.bias { n } else { 0.0 }) * e,
+                unit: ComputeUnit::Fp32,
+            };
+            v.push(LaunchSpec::coloc(KernelSymbol::typed(KernelId::BiasAct, self.dtype()), cost));
         }
         v
     }
 
-    fn uses_cublas(&self) -> bool {
-        true
-    }
-
-    fn starts_in_library(&self) -> bool {
-        self.direct()
-    }
-
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
         let (oh, ow) = self.out_hw()?;
         let (m, n, k) = self.dims();
         let d = self.dtype();
         let x = b.require("conv2d", "x")?;
         let y = b.require("conv2d", "y")?;
+        let mut next = 0;
         let a = if self.direct() {
-            if env.bracket_library_calls {
-                env.stamp_point(stamp, false)?;
-            }
             x
         } else {
             let col = b.require("conv2d", "col")?;
@@ -187,17 +179,18 @@ impl OpSpec for Conv2d {
                 .i32(oh as i32)
                 .i32(ow as i32)
                 .i32(k as i32)
-                .ptr(stamp);
+                .ptr(slots.at(0));
             env.launch_1d(KernelSymbol::typed(KernelId::Im2col, d), (m * k) as u64, args)?;
+            next = 1;
             col
         };
         let call = GemmCall::dense(m, n, k, true, self.precision, a, b.require("conv2d", "w")?, y);
-        env.blas("conv2d")?.gemm(&call)?;
+        let blas = env.blas("conv2d")?;
+        env.library_call(slots, next, !self.has_epilogue(), || blas.gemm(&call))?;
         if self.has_epilogue() {
-            launch_bias_act(env, d, y, y, b.get("bias"), m * n, n, self.act, stamp)
-        } else {
-            env.stamp_point(stamp, true)
+            launch_bias_act(env, d, y, y, b.get("bias"), m * n, n, self.act, slots.at(next + 1))?;
         }
+        Ok(())
     }
 
     fn reference(&self, inputs: &HostTensors) -> HostTensors {
@@ -339,11 +332,12 @@ impl OpSpec for DepthwiseConv2d {
         }
     }
 
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![KernelSymbol::typed(KernelId::DepthwiseConv, self.dtype)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::DepthwiseConv, self.dtype), self.cost())]
     }
 
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let (oh, ow) = self.out_hw()?;
         let args = KernelArgs::new()
             .ptr(b.require("depthwise_conv2d", "y")?)
@@ -496,11 +490,12 @@ impl OpSpec for Pool2d {
         }
     }
 
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![KernelSymbol::typed(KernelId::Pool2d, self.dtype)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::Pool2d, self.dtype), self.cost())]
     }
 
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let (oh, ow) = self.out_hw()?;
         let args = KernelArgs::new()
             .ptr(b.require("pool2d", "y")?)
@@ -595,11 +590,12 @@ impl OpSpec for GlobalAvgPool {
         Cost { macs: 0.0, flops: x + y, dram_bytes: (x + y) * self.dtype.bytes() as f64, unit: ComputeUnit::Fp32 }
     }
 
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![KernelSymbol::typed(KernelId::GlobalAvgPool, self.dtype)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::GlobalAvgPool, self.dtype), self.cost())]
     }
 
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let args = KernelArgs::new()
             .ptr(b.require("global_avg_pool", "y")?)
             .ptr(b.require("global_avg_pool", "x")?)

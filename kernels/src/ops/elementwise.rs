@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cnn::launch_bias_act;
 use super::{
-    Bindings, ComputeUnit, Cost, HostTensor, HostTensors, Init, LaunchEnv, OpSpec, Operand, Role, fits_i32, positive,
-    storage_tolerance,
+    Bindings, ComputeUnit, Cost, HostTensor, HostTensors, Init, LaunchEnv, LaunchSpec, OpSpec, Operand, Role,
+    StampSlots, fits_i32, positive, storage_tolerance,
 };
 use crate::error::{Error, Result};
 use crate::gpu::KernelArgs;
@@ -65,10 +65,11 @@ impl OpSpec for BiasAct {
             unit: ComputeUnit::Fp32,
         }
     }
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![KernelSymbol::typed(KernelId::BiasAct, self.dtype)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::BiasAct, self.dtype), self.cost())]
     }
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let y = b.require("bias_act", "y")?;
         let x = b.require("bias_act", "x")?;
         launch_bias_act(env, self.dtype, y, x, b.get("bias"), self.rows * self.channels, self.channels, self.act, stamp)
@@ -120,10 +121,11 @@ impl OpSpec for AddAct {
             unit: ComputeUnit::Fp32,
         }
     }
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![KernelSymbol::typed(KernelId::AddAct, self.dtype)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::AddAct, self.dtype), self.cost())]
     }
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let (y, a, bb) = (b.require("add_act", "y")?, b.require("add_act", "a")?, b.require("add_act", "b")?);
         let per_vec = 16 / self.dtype.bytes();
         let vec = self.elements % per_vec == 0 && [y, a, bb].iter().all(|p| p % 16 == 0);
@@ -211,10 +213,11 @@ impl OpSpec for Embedding {
             unit: ComputeUnit::Fp32,
         }
     }
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![KernelSymbol::typed(KernelId::Embedding, self.dtype)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::Embedding, self.dtype), self.cost())]
     }
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let args = KernelArgs::new()
             .ptr(b.require("embedding", "out")?)
             .ptr(b.require("embedding", "table")?)
@@ -278,10 +281,11 @@ impl OpSpec for PatchTokens {
         let out = (self.batch * (self.patches + 1) * self.dim) as f64;
         Cost { macs: 0.0, flops: out, dram_bytes: 3.0 * out * self.dtype.bytes() as f64, unit: ComputeUnit::Fp32 }
     }
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![KernelSymbol::typed(KernelId::PatchTokens, self.dtype)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::PatchTokens, self.dtype), self.cost())]
     }
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let args = KernelArgs::new()
             .ptr(b.require("patch_tokens", "out")?)
             .ptr(b.require("patch_tokens", "patches")?)

@@ -2,10 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, OpSpec, Operand, fits_i32, positive};
+use super::{
+    Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, LaunchSpec, OpSpec, Operand, StampSlots, fits_i32,
+    positive,
+};
 use crate::error::Result;
 use crate::gpu::{GemmCall, GemmPrecision};
-use crate::id::KernelSymbol;
 
 /// Row-major `c[b] = a[b] (m x k) * b[b]` for b in 0..batch, with b[b] stored k x n, or n x k
 /// when `b_transposed` (a linear layer's weight layout).
@@ -125,26 +127,14 @@ impl OpSpec for Gemm {
         }
     }
 
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        Vec::new()
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::cublas(self.cost())]
     }
 
-    fn uses_cublas(&self) -> bool {
-        true
-    }
-
-    fn starts_in_library(&self) -> bool {
-        true
-    }
-
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
         let call = self.call(b.require("gemm", "a")?, b.require("gemm", "b")?, b.require("gemm", "c")?);
         let blas = env.blas("gemm")?;
-        if env.bracket_library_calls {
-            env.stamp_point(stamp, false)?;
-        }
-        blas.gemm(&call)?;
-        env.stamp_point(stamp, true)
+        env.library_call(slots, 0, true, || blas.gemm(&call))
     }
 
     fn reference(&self, inputs: &HostTensors) -> HostTensors {

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::cnn::launch_bias_act;
 use super::gemm::{gemm_tolerance, gemm_unit};
-use super::{Bindings, Cost, HostTensor, HostTensors, LaunchEnv, OpSpec, Operand, fits_i32, positive};
+use super::{
+    Bindings, Cost, HostTensor, HostTensors, LaunchEnv, LaunchSpec, OpSpec, Operand, StampSlots, fits_i32, positive,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{GemmCall, GemmPrecision};
 use crate::id::{KernelId, KernelSymbol};
@@ -98,49 +100,41 @@ impl OpSpec for Linear {
     }
 
     fn cost(&self) -> Cost {
+        Cost::sum(self.launches().into_iter().map(|l| l.cost))
+    }
+
+    fn launches(&self) -> Vec<LaunchSpec> {
         let (m, n, k) = (self.rows as f64, self.out_features as f64, self.in_features as f64);
         let e = self.precision.elem_bytes() as f64;
-        let mut flops = 2.0 * m * n * k;
-        let mut bytes = (m * k + n * k + m * n) * e;
+        let unit = gemm_unit(self.precision);
+        let gemm = Cost { macs: m * n * k, flops: 2.0 * m * n * k, dram_bytes: (m * k + n * k + m * n) * e, unit };
+        let mut v = vec![LaunchSpec::cublas(gemm)];
         if self.has_epilogue() {
-            flops += m * n * (self.bias as u8 as f64 + self.act.flops());
-            bytes += (2.0 * m * n + if self.bias { n } else { 0.0 }) * e;
+            let epilogue = Cost {
+                macs: 0.0,
+                flops: m * n * (self.bias as u8 as f64 + self.act.flops()),
+                dram_bytes: (2.0 * m * n + if self.bias { n } else { 0.0 }) * e,
+                unit: crate::ops::ComputeUnit::Fp32,
+            };
+            v.push(LaunchSpec::coloc(KernelSymbol::typed(KernelId::BiasAct, self.precision.dtype()), epilogue));
         }
-        Cost { macs: m * n * k, flops, dram_bytes: bytes, unit: gemm_unit(self.precision) }
+        v
     }
 
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        if self.has_epilogue() {
-            vec![KernelSymbol::typed(KernelId::BiasAct, self.precision.dtype())]
-        } else {
-            Vec::new()
-        }
-    }
-
-    fn uses_cublas(&self) -> bool {
-        true
-    }
-
-    fn starts_in_library(&self) -> bool {
-        true
-    }
-
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
         let (x, w, y) = (b.require("linear", "x")?, b.require("linear", "w")?, b.require("linear", "y")?);
         let call = GemmCall {
             lda: self.stride(),
             ..GemmCall::dense(self.rows, self.out_features, self.in_features, true, self.precision, x, w, y)
         };
-        if env.bracket_library_calls {
-            env.stamp_point(stamp, false)?;
-        }
-        env.blas("linear")?.gemm(&call)?;
+        let blas = env.blas("linear")?;
+        env.library_call(slots, 0, !self.has_epilogue(), || blas.gemm(&call))?;
         if self.has_epilogue() {
             let n = self.rows * self.out_features;
-            launch_bias_act(env, self.precision.dtype(), y, y, b.get("bias"), n, self.out_features, self.act, stamp)
-        } else {
-            env.stamp_point(stamp, true)
+            let d = self.precision.dtype();
+            launch_bias_act(env, d, y, y, b.get("bias"), n, self.out_features, self.act, slots.at(1))?;
         }
+        Ok(())
     }
 
     fn reference(&self, inputs: &HostTensors) -> HostTensors {

@@ -1,14 +1,16 @@
 //! Operators of the kernel library. Each one is plain data (its shape and precision), knows
-//! its operands, its analytic FLOPs and DRAM bytes, how to launch itself on a stream, and how
-//! to compute the same result on the CPU in f64.
+//! its operands, its analytic FLOPs and DRAM bytes, the launches it makes (each with its share
+//! of the cost), how to launch itself on a stream, and how to compute the same result on the
+//! CPU in f64.
 //!
-//! Timing stamps: an operator writes its [first block in, last block out] into the stamp slot
-//! it is given, from every kernel of ours it launches. cuBLAS kernels cannot carry stamps, so an
-//! operator that ends with a cuBLAS call (a GEMM without epilogue) always follows it with a
-//! one-thread `stamp_point` kernel that writes its end. An operator that starts with a cuBLAS
-//! call writes an entry stamp the same way only when [`LaunchEnv::bracket_library_calls`] is set
-//! (check, bench); without it (model graphs) its start is left unset and the reader takes the
-//! end of the previous operator on the stream.
+//! Timing stamps: every launch of an operator has a stamp slot of its own (see
+//! [`StampSlots`]); each kernel of ours writes [first block in, last block out] into its slot.
+//! cuBLAS kernels cannot write stamps, so a library call is timed by the stamps around it: its
+//! start is the end of the launch before it on the stream, its end the start of the launch
+//! after it (see [`crate::timing::fill_library_spans`]). Two one-thread `stamp_point` kernels
+//! make those neighbours where none exists: one after a library call that ends an operator
+//! (always, so a request never ends before its last GEMM), and one before a library call when
+//! [`LaunchEnv::bracket_library_calls`] is set (check, bench, and the first launch of a model).
 
 mod attention;
 mod cnn;
@@ -33,6 +35,7 @@ pub use stressor::{CHASE_A, CHASE_C, Stressor, StressorKind, chase_table};
 use crate::error::{Error, Result};
 use crate::gpu::{Blas, KernelArgs, KernelLibrary, LaunchConfig, Stream};
 use crate::id::{KernelId, KernelSymbol};
+use crate::timing::SLOT_BYTES;
 use crate::types::{DType, ElemType};
 
 /// How an operand is used by its operator.
@@ -126,6 +129,86 @@ pub struct Cost {
     pub unit: ComputeUnit,
 }
 
+impl Cost {
+    /// The cost of several launches run one after another: FLOPs, MACs and bytes add up; the
+    /// unit is the one that does most of the arithmetic.
+    pub fn sum(parts: impl IntoIterator<Item = Cost>) -> Cost {
+        let mut total = Cost::default();
+        let mut unit_flops = -1.0;
+        for c in parts {
+            total.flops += c.flops;
+            total.macs += c.macs;
+            total.dram_bytes += c.dram_bytes;
+            if c.flops > unit_flops {
+                unit_flops = c.flops;
+                total.unit = c.unit;
+            }
+        }
+        total
+    }
+}
+
+/// The most launches any operator makes (a convolution: im2col, GEMM, epilogue).
+pub const MAX_LAUNCHES_PER_OP: usize = 4;
+
+/// Who runs one launch of an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Launcher {
+    /// A kernel of coloc's library, which writes its own stamps.
+    Coloc(KernelSymbol),
+    /// One cuBLAS call (one or more of cuBLAS's kernels), timed by the stamps around it.
+    Cublas,
+}
+
+/// One launch an operator makes, in order, with its share of the operator's analytic cost.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    pub launcher: Launcher,
+    pub cost: Cost,
+}
+
+impl LaunchSpec {
+    pub fn coloc(symbol: KernelSymbol, cost: Cost) -> LaunchSpec {
+        LaunchSpec { launcher: Launcher::Coloc(symbol), cost }
+    }
+    pub fn cublas(cost: Cost) -> LaunchSpec {
+        LaunchSpec { launcher: Launcher::Cublas, cost }
+    }
+    pub fn is_library(&self) -> bool {
+        self.launcher == Launcher::Cublas
+    }
+    /// `im2col_bf16`, or `cublas` for a library call.
+    pub fn name(&self) -> String {
+        match self.launcher {
+            Launcher::Coloc(s) => s.c_name(),
+            Launcher::Cublas => "cublas".into(),
+        }
+    }
+}
+
+/// The stamp slots of one operator: launch `i` writes into `at(i)`. A null base turns
+/// instrumentation off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StampSlots {
+    base: u64,
+}
+
+impl StampSlots {
+    /// No stamps.
+    pub const NONE: StampSlots = StampSlots { base: 0 };
+
+    /// Slots starting at device address `base`, one per launch of the operator.
+    pub fn at_address(base: u64) -> StampSlots {
+        StampSlots { base }
+    }
+
+    /// The slot of launch `i` (null when instrumentation is off).
+    pub fn at(&self, i: usize) -> u64 {
+        if self.base == 0 { 0 } else { self.base + (i * SLOT_BYTES) as u64 }
+    }
+}
+
 /// The execution unit whose ceiling bounds an operator's arithmetic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -183,6 +266,7 @@ impl Bindings {
 }
 
 /// What an operator needs to launch.
+#[derive(Clone, Copy)]
 pub struct LaunchEnv<'a> {
     pub lib: &'a KernelLibrary,
     pub stream: &'a Stream,
@@ -212,12 +296,29 @@ impl LaunchEnv<'_> {
     }
 
     /// One-thread stamp of entry (`end` = false) or exit into `stamp`.
-    pub fn stamp_point(&self, stamp: u64, end: bool) -> Result<()> {
+    fn stamp_point(&self, stamp: u64, end: bool) -> Result<()> {
         if stamp == 0 {
             return Ok(());
         }
         let args = KernelArgs::new().ptr(stamp).i32(end as i32);
         self.launch(KernelSymbol::plain(KernelId::StampPoint), LaunchConfig::new((1, 1, 1), (32, 1, 1)), args)
+    }
+
+    /// Queues library call `call` as launch `i` of an operator: an entry stamp before it when
+    /// library calls are bracketed, an exit stamp after it when it is the operator's last
+    /// launch (`last`), so that the call has a stamped neighbour on both sides.
+    pub fn library_call(
+        &self,
+        slots: StampSlots,
+        i: usize,
+        last: bool,
+        call: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        if self.bracket_library_calls {
+            self.stamp_point(slots.at(i), false)?;
+        }
+        call()?;
+        if last { self.stamp_point(slots.at(i), true) } else { Ok(()) }
     }
 }
 
@@ -230,19 +331,26 @@ pub trait OpSpec {
     /// Rejects shapes the kernels cannot run, with the reason.
     fn validate(&self) -> Result<()>;
     fn operands(&self) -> Vec<Operand>;
+    /// Analytic cost of the whole operator (the sum over its launches).
     fn cost(&self) -> Cost;
+    /// Its launches in order, each with its share of [`cost`](Self::cost).
+    fn launches(&self) -> Vec<LaunchSpec>;
     /// The kernels of ours it launches (cuBLAS calls are not listed).
-    fn kernels(&self) -> Vec<KernelSymbol>;
+    fn kernels(&self) -> Vec<KernelSymbol> {
+        self.launches()
+            .iter()
+            .filter_map(|l| match l.launcher {
+                Launcher::Coloc(s) => Some(s),
+                Launcher::Cublas => None,
+            })
+            .collect()
+    }
     /// True when part of the work runs in cuBLAS.
     fn uses_cublas(&self) -> bool {
-        false
+        self.launches().iter().any(LaunchSpec::is_library)
     }
-    /// True when the first kernel is cuBLAS's, so the operator writes no entry stamp of its
-    /// own (unless library calls are bracketed).
-    fn starts_in_library(&self) -> bool {
-        false
-    }
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()>;
+    /// Queues every launch on `env.stream`, launch `i` stamping into `slots.at(i)`.
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()>;
     /// The outputs (Output and InOut operands, by name) computed in f64 from the inputs.
     fn reference(&self, inputs: &HostTensors) -> HostTensors;
     /// Largest accepted relative L2 error of the outputs against the reference.
@@ -318,17 +426,11 @@ impl OpSpec for Op {
     fn cost(&self) -> Cost {
         dispatch!(self, o => o.cost())
     }
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        dispatch!(self, o => o.kernels())
+    fn launches(&self) -> Vec<LaunchSpec> {
+        dispatch!(self, o => o.launches())
     }
-    fn uses_cublas(&self) -> bool {
-        dispatch!(self, o => o.uses_cublas())
-    }
-    fn starts_in_library(&self) -> bool {
-        dispatch!(self, o => o.starts_in_library())
-    }
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
-        dispatch!(self, o => o.launch(env, b, stamp))
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        dispatch!(self, o => o.launch(env, b, slots))
     }
     fn reference(&self, inputs: &HostTensors) -> HostTensors {
         dispatch!(self, o => o.reference(inputs))

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, OpSpec, Operand, fits_i32, positive,
-    storage_tolerance,
+    Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, LaunchSpec, OpSpec, Operand, StampSlots, fits_i32,
+    positive, storage_tolerance,
 };
 use crate::error::Result;
 use crate::gpu::{KernelArgs, LaunchConfig};
@@ -62,10 +62,11 @@ impl OpSpec for LayerNorm {
             unit: ComputeUnit::Fp32,
         }
     }
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![KernelSymbol::typed(KernelId::LayerNorm, self.dtype)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::LayerNorm, self.dtype), self.cost())]
     }
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let args = KernelArgs::new()
             .ptr(b.require("layer_norm", "y")?)
             .ptr(b.require("layer_norm", "x")?)
@@ -134,10 +135,11 @@ impl OpSpec for Softmax {
         let n = (self.rows * self.len) as f64;
         Cost { macs: 0.0, flops: 5.0 * n, dram_bytes: 2.0 * n * self.dtype.bytes() as f64, unit: ComputeUnit::Fp32 }
     }
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![KernelSymbol::typed(KernelId::Softmax, self.dtype)]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::Softmax, self.dtype), self.cost())]
     }
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let args = KernelArgs::new()
             .ptr(b.require("softmax", "y")?)
             .ptr(b.require("softmax", "x")?)

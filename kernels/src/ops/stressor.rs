@@ -5,7 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Bindings, ComputeUnit, Cost, HostTensor, HostTensors, Init, LaunchEnv, OpSpec, Operand, Role};
+use super::{
+    Bindings, ComputeUnit, Cost, HostTensor, HostTensors, Init, LaunchEnv, LaunchSpec, OpSpec, Operand, Role,
+    StampSlots,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{KernelArgs, LaunchConfig};
 use crate::id::{KernelId, KernelSymbol};
@@ -155,11 +158,12 @@ impl OpSpec for Stressor {
         Cost { macs: 0.0, flops, dram_bytes, unit: ComputeUnit::Fp32 }
     }
 
-    fn kernels(&self) -> Vec<KernelSymbol> {
-        vec![self.symbol()]
+    fn launches(&self) -> Vec<LaunchSpec> {
+        vec![LaunchSpec::coloc(self.symbol(), self.cost())]
     }
 
-    fn launch(&self, env: &LaunchEnv, b: &Bindings, stamp: u64) -> Result<()> {
+    fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
+        let stamp = slots.at(0);
         let op = self.name();
         let args = match self.kind {
             StressorKind::Fma { iters } => KernelArgs::new().ptr(b.require(op, "out")?).i64(iters as i64),

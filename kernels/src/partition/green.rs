@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cudarc::driver::sys;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::driver::cu;
@@ -31,7 +31,7 @@ pub struct GreenPartition {
 }
 
 /// Green-context facts of a device, for the inventory.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GreenSupport {
     pub usable: bool,
     pub total_sms: u32,

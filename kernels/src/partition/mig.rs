@@ -1,10 +1,10 @@
 //! MIG is detected and reported through NVML; coloc never changes it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::nvml::NvmlDevice;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MigStatus {
     /// False when NVML says the device has no MIG support (or NVML is unavailable).
     pub supported: bool,

@@ -103,18 +103,8 @@ impl MpsDaemon {
     /// killed with SIGKILL). The client must be spawned and waited for on one thread: the
     /// signal follows the spawning thread.
     pub fn client_command(&self, worker: &WorkerCommand, active_thread_percentage: Option<u32>) -> Command {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(&worker.program);
-        cmd.args(&worker.args).envs(self.client_env(active_thread_percentage));
-        // SAFETY: prctl is async-signal-safe and touches nothing of the parent's state.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let mut cmd = child_command(worker);
+        cmd.envs(self.client_env(active_thread_percentage));
         cmd
     }
 
@@ -193,6 +183,24 @@ fn tail_logs(log: &Path) -> String {
         }
     }
     if lines.is_empty() { "(no log)".into() } else { lines.join(" | ") }
+}
+
+/// A command for a child process of coloc's own (an MPS client or a plain process) that dies
+/// with the thread that spawned it, even if this process is killed with SIGKILL.
+pub fn child_command(worker: &WorkerCommand) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(&worker.program);
+    cmd.args(&worker.args);
+    // SAFETY: prctl is async-signal-safe and touches nothing of the parent's state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 /// Prefix of the directories daemons live in: `coloc-mps-<pid>-<nanos>` under the temp dir.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::gpu::{Event, ExecContext, KernelLibrary, Stream};
 use crate::instance::OpInstance;
-use crate::ops::{LaunchEnv, Op, Stressor, StressorKind};
+use crate::ops::{LaunchEnv, Op, StampSlots, Stressor, StressorKind};
 use crate::stats::median_of;
 
 #[derive(Clone, Debug, Serialize)]
@@ -48,7 +48,7 @@ pub fn run(lib: &KernelLibrary, ctx: &ExecContext, reps: usize) -> Result<Priori
     let measure = |probe_stream: &Stream, with_background: bool| -> Result<(f64, f64)> {
         if with_background {
             bg_start.record(&low)?;
-            bg.launch(&env(lib, &low), 0)?;
+            bg.launch(&env(lib, &low), StampSlots::NONE)?;
             bg_end.record(&low)?;
             let t0 = std::time::Instant::now();
             while t0.elapsed().as_micros() < 300 {
@@ -56,7 +56,7 @@ pub fn run(lib: &KernelLibrary, ctx: &ExecContext, reps: usize) -> Result<Priori
             }
         }
         start.record(probe_stream)?;
-        pr.launch(&env(lib, probe_stream), 0)?;
+        pr.launch(&env(lib, probe_stream), StampSlots::NONE)?;
         end.record(probe_stream)?;
         end.synchronize()?;
         let probe_us = end.elapsed_ms_since(&start)? as f64 * 1e3;

@@ -12,7 +12,7 @@ use crate::gpu::driver::cu;
 use crate::gpu::{Device, DeviceBuffer, ExecContext, KernelArgs, KernelLibrary, LaunchConfig};
 use crate::id::{KernelId, KernelSymbol};
 use crate::instance::OpInstance;
-use crate::ops::{LaunchEnv, Op, Stressor};
+use crate::ops::{LaunchEnv, Op, StampSlots, Stressor};
 use crate::timing::event_times_ms;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -71,9 +71,9 @@ pub fn run(lib: &KernelLibrary, ctx: &ExecContext, job: &ProbeJob, driver_sms: u
     let env = LaunchEnv { lib, stream: &stream, blas: None, bracket_library_calls: false };
     let inst = OpInstance::allocate(&device, Op::Stressor(job.work.clone()))?;
     inst.fill(&env, 1)?;
-    inst.launch(&env, 0)?;
+    inst.launch(&env, StampSlots::NONE)?;
     stream.synchronize()?;
-    let times_ms = event_times_ms(ctx, &stream, 0, job.reps, || inst.launch(&env, 0))?;
+    let times_ms = event_times_ms(ctx, &stream, 0, job.reps, || inst.launch(&env, StampSlots::NONE))?;
     let median_ms = crate::stats::median_of(&times_ms);
     Ok(ProbeResult { label: job.label.clone(), driver_sms, census_sms, times_ms, median_ms })
 }

@@ -1,0 +1,213 @@
+//! `coloc dataset check DIR`: is the dataset whole, and does every number in it fit what the
+//! device and the clocks allow? Each invariant is a function of typed rows, and each has a
+//! test that feeds it broken data and sees it fail (`dataset/tests/check.rs`).
+//!
+//! - runs: every run the suite selected is recorded exactly once, in the progress log and in
+//!   `runs.parquet`, and every row of every run table belongs to a recorded run;
+//! - request times: each request's parts add up, in order, and its SLO flag is right;
+//! - ceilings: no operator or kernel ran faster than the measured ceilings allow (by more than
+//!   5%);
+//! - coverage: a batch's kernel launches are all there and cover its span, with no gap longer
+//!   than [`MAX_LAUNCH_GAP_NS`] where the tenant had its SMs to itself;
+//! - clock: no completion was noticed before its kernel's end, and no batch started before it
+//!   was formed, beyond the clock map's uncertainty;
+//! - arrivals: no two tenants of any runs (repetitions included) share an arrival sequence;
+//! - solo at share: every co-located tenant has a solo profile at its share, granted the same
+//!   SMs;
+//! - queues: no VALID run has a queue that grew or built up.
+
+mod arrivals;
+mod physics;
+mod runs;
+mod shares;
+mod times;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use coloc_workloads::order::plan_runs;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::rows::{AggressorRow, BatchRow, DeviceSampleRow, KernelRow, RequestRow, RunRow, Status, TenantRow};
+use crate::solo_rows::{SoloKernelRow, SoloModelRow, SoloOpRow};
+use crate::{Dataset, progress};
+
+pub use physics::{CEILING_SLACK, MAX_LAUNCH_GAP_NS};
+
+/// One of the invariants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invariant {
+    RunsOnce,
+    RequestTimes,
+    Ceilings,
+    Coverage,
+    Clock,
+    DistinctArrivals,
+    SoloAtShare,
+    StableQueues,
+}
+
+impl Invariant {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Invariant::RunsOnce => "every run recorded once, no orphan rows",
+            Invariant::RequestTimes => "request times add up and SLO flags agree",
+            Invariant::Ceilings => "no operator or kernel above 1.05x a measured ceiling",
+            Invariant::Coverage => "kernel launches cover each batch's span",
+            Invariant::Clock => "nothing noticed before it happened, beyond the clock's uncertainty",
+            Invariant::DistinctArrivals => "no two tenants share an arrival sequence",
+            Invariant::SoloAtShare => "every co-located tenant has a solo profile at its share",
+            Invariant::StableQueues => "no VALID run with a growing queue",
+        }
+    }
+}
+
+/// The outcome of one invariant.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    pub invariant: Invariant,
+    /// Items it examined (rows, batches, tenants).
+    pub checked: usize,
+    /// What is wrong, one sentence each (examples first, then a count).
+    pub problems: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Runs the suite (and the run's `--only`) selected, the reference's included.
+    pub expected_runs: usize,
+    pub progress_lines: usize,
+    /// Rows of `runs.parquet` (none before the suite finished).
+    pub recorded_runs: usize,
+    /// False while `parts/` exists or `runs.parquet` is missing: the suite has not finished.
+    pub consolidated: bool,
+    pub table_rows: BTreeMap<String, usize>,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn is_whole(&self) -> bool {
+        self.consolidated && self.findings.iter().all(|f| f.problems.is_empty())
+    }
+}
+
+/// Problems of one kind, counted, with the first few as examples.
+pub(crate) struct Problems {
+    examples: Vec<String>,
+    count: usize,
+    what: &'static str,
+}
+
+const EXAMPLES: usize = 5;
+
+impl Problems {
+    pub(crate) fn new(what: &'static str) -> Problems {
+        Problems { examples: Vec::new(), count: 0, what }
+    }
+    pub(crate) fn push(&mut self, example: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.examples.len() < EXAMPLES {
+            self.examples.push(example());
+        }
+    }
+    pub(crate) fn into_lines(self, out: &mut Vec<String>) {
+        if self.count == 0 {
+            return;
+        }
+        let more = if self.count > self.examples.len() {
+            format!(" (and {} more)", self.count - self.examples.len())
+        } else {
+            String::new()
+        };
+        out.push(format!("{} {}{more}: {}", self.count, self.what, self.examples.join("; ")));
+    }
+}
+
+/// Everything the checks read, loaded once.
+pub struct Tables {
+    pub runs: Vec<RunRow>,
+    pub tenants: Vec<TenantRow>,
+    pub aggressors: Vec<AggressorRow>,
+    pub requests: Vec<RequestRow>,
+    pub batches: Vec<BatchRow>,
+    pub kernels: Vec<KernelRow>,
+    pub device_samples: Vec<DeviceSampleRow>,
+    pub solo_models: Vec<SoloModelRow>,
+    pub solo_ops: Vec<SoloOpRow>,
+    pub solo_kernels: Vec<SoloKernelRow>,
+}
+
+impl Tables {
+    pub fn load(ds: &Dataset) -> Result<Tables> {
+        Ok(Tables {
+            runs: ds.load()?,
+            tenants: ds.load()?,
+            aggressors: ds.load_or_empty()?,
+            requests: ds.load()?,
+            batches: ds.load()?,
+            kernels: ds.load_or_empty()?,
+            device_samples: ds.load_or_empty()?,
+            solo_models: ds.load()?,
+            solo_ops: ds.load()?,
+            solo_kernels: ds.load()?,
+        })
+    }
+
+    fn rows(&self) -> BTreeMap<String, usize> {
+        BTreeMap::from([
+            ("runs".into(), self.runs.len()),
+            ("tenants".into(), self.tenants.len()),
+            ("aggressors".into(), self.aggressors.len()),
+            ("requests".into(), self.requests.len()),
+            ("batches".into(), self.batches.len()),
+            ("kernels".into(), self.kernels.len()),
+            ("device_samples".into(), self.device_samples.len()),
+            ("solo_models".into(), self.solo_models.len()),
+            ("solo_ops".into(), self.solo_ops.len()),
+            ("solo_kernels".into(), self.solo_kernels.len()),
+        ])
+    }
+
+    /// Runs judged VALID.
+    pub fn valid_runs(&self) -> BTreeSet<&str> {
+        self.runs.iter().filter(|r| r.status == Status::Valid).map(|r| r.run.as_str()).collect()
+    }
+}
+
+/// Checks the dataset in `dir`.
+pub fn check(dir: &Path) -> Result<Report> {
+    let ds = Dataset::open(dir)?;
+    let manifest = ds.manifest()?;
+    let scenarios = ds.scenarios()?;
+    let expected: Vec<String> =
+        plan_runs(&scenarios, &manifest.suite.only, manifest.suite.order_seed, manifest.suite.reference_every)
+            .iter()
+            .map(|r| r.key())
+            .collect();
+    let log = progress::read(dir)?;
+    let mut report = Report { expected_runs: expected.len(), progress_lines: log.len(), ..Report::default() };
+    report.consolidated = dir.join("runs.parquet").exists() && !dir.join("parts").exists();
+    if !report.consolidated {
+        // Unfinished: only the progress log can be judged (no run twice, none unknown).
+        let mut f = runs::runs_once(&expected, &log, None);
+        f.problems.retain(|p| !p.contains("missing"));
+        report.findings.push(f);
+        return Ok(report);
+    }
+    let t = Tables::load(&ds)?;
+    report.recorded_runs = t.runs.len();
+    report.table_rows = t.rows();
+    report.findings = vec![
+        runs::runs_once(&expected, &log, Some(&t)),
+        times::request_times(&t),
+        physics::ceilings(&manifest.ceilings, &t),
+        physics::coverage(&t),
+        times::clock(&t),
+        arrivals::distinct(&t),
+        shares::solo_at_share(&t),
+        times::stable_queues(&t),
+    ];
+    Ok(report)
+}

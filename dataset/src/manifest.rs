@@ -1,0 +1,85 @@
+//! `manifest.json`: what was measured, on what, by what, and the facts every check of the
+//! dataset needs (the ceilings, the harness's own cost, the suite's selection and order).
+
+use coloc_kernels::ceilings::Ceilings;
+use coloc_kernels::gpu::DeviceInfo;
+use coloc_kernels::nvml::{DeviceSample, DeviceSettings};
+use coloc_kernels::partition::green::GreenSupport;
+use coloc_kernels::partition::mig::MigStatus;
+use coloc_workloads::scenario::DeviceLimits;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{ClockCheck, ClockMap};
+
+/// What built the binary that measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    pub version: String,
+    pub git_commit: String,
+    pub command: String,
+}
+
+/// The suite as run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SuiteInfo {
+    pub name: String,
+    pub path: String,
+    /// FNV-64 of the suite file's text: `--resume` needs the same file.
+    pub fnv64: String,
+    /// Scenarios of the suite, not counting the reference.
+    pub scenarios: usize,
+    /// Runs selected, the reference's included.
+    pub runs: usize,
+    /// `--only` patterns that chose the runs (none: every run).
+    pub only: Vec<String>,
+    /// Seed of the shuffled run order, and runs between two reference runs (0: none).
+    pub order_seed: u64,
+    pub reference_every: usize,
+}
+
+/// What the harness itself adds, from a null workload (one tiny kernel served at batch 1
+/// through the same serving loop as every tenant).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HarnessOverhead {
+    pub requests: usize,
+    pub rate_rps: f64,
+    /// The null kernel alone, replayed as a graph (stamps), microseconds.
+    pub solo_kernel_us: f64,
+    /// Medians over the measured requests, microseconds:
+    pub kernel_us: f64,
+    pub latency_us: f64,
+    /// Arrival to the kernel's start: dispatch in the loop, launch and GPU front end.
+    pub dispatch_us: f64,
+    /// Kernel end to the host noticing the completion.
+    pub notice_us: f64,
+    /// The clock map the loop ran with, and its check against bracketed launches.
+    pub clock: ClockMap,
+    pub clock_check: ClockCheck,
+}
+
+impl HarnessOverhead {
+    /// Latency the harness adds beyond the kernel itself.
+    pub fn added_latency_us(&self) -> f64 {
+        self.latency_us - self.kernel_us
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub tool: ToolInfo,
+    pub started_unix_s: f64,
+    pub started_utc: String,
+    pub host: String,
+    pub device: DeviceInfo,
+    pub nvml_settings: Option<DeviceSettings>,
+    pub nvml_at_start: Option<DeviceSample>,
+    pub nvrtc_version: String,
+    pub cublas_version: i32,
+    pub mps_control: Option<String>,
+    pub mig: MigStatus,
+    pub green_contexts: GreenSupport,
+    pub limits: DeviceLimits,
+    pub ceilings: Ceilings,
+    pub harness_overhead: HarnessOverhead,
+    pub suite: SuiteInfo,
+}

@@ -1,0 +1,257 @@
+//! `coloc dataset check` holds a dataset that obeys every invariant, and each invariant fails
+//! when the data breaks it, one at a time.
+
+mod common;
+
+use coloc_dataset::check::{Invariant, MAX_LAUNCH_GAP_NS, check};
+use coloc_dataset::rows::*;
+use coloc_dataset::solo_rows::*;
+use coloc_dataset::{Dataset, progress, store};
+use coloc_workloads::scenario::{PartitionKind, SoloShare};
+
+use common::{CLOCK_NS, Synthetic, build};
+
+/// The problems `check` reports for `inv`, and that every other invariant holds.
+fn problems_of(s: &Synthetic, inv: Invariant) -> Vec<String> {
+    let r = check(&s.dir).unwrap();
+    assert!(r.consolidated);
+    for f in &r.findings {
+        if f.invariant != inv {
+            assert!(f.problems.is_empty(), "{:?} failed too: {:?}", f.invariant, f.problems);
+        }
+    }
+    r.findings.iter().find(|f| f.invariant == inv).unwrap().problems.clone()
+}
+
+fn pair_run(s: &Synthetic) -> String {
+    s.keys.iter().find(|k| k.contains("pair")).unwrap().clone()
+}
+
+#[test]
+fn the_synthetic_dataset_is_whole_and_every_invariant_checks_something() {
+    let s = build("whole");
+    let r = check(&s.dir).unwrap();
+    for f in &r.findings {
+        assert!(f.problems.is_empty(), "{:?}: {:?}", f.invariant, f.problems);
+        assert!(f.checked > 0, "{:?} checked nothing", f.invariant);
+    }
+    assert!(r.is_whole());
+    assert_eq!(r.expected_runs, 6, "3 measured runs and 3 references (first, after 2, last)");
+    assert_eq!(r.recorded_runs, 6);
+}
+
+#[test]
+fn tables_read_back_as_written() {
+    let s = build("roundtrip");
+    let ds = Dataset::open(&s.dir).unwrap();
+    let runs: Vec<RunRow> = ds.load().unwrap();
+    assert_eq!(runs, progress::read(&s.dir).unwrap());
+    assert_eq!(runs[0].notes, vec!["a note".to_string()]);
+    let tenants: Vec<TenantRow> = ds.load().unwrap();
+    assert!(tenants.iter().any(|t| t.share == SoloShare::Green { sms: 56 } && t.sms == Some(56)));
+    assert!(tenants.iter().all(|t| t.p50_ms.is_none() && t.rate_rps == Some(1000.0)));
+    let k: Vec<KernelRow> = ds.load().unwrap();
+    assert!(k.iter().any(|k| k.kind == LaunchKind::Cublas) && k.iter().all(|k| k.aggressor.is_none()));
+    assert_eq!(ds.manifest().unwrap().ceilings, common::ceilings());
+}
+
+#[test]
+fn a_column_of_the_wrong_kind_is_an_error_naming_table_column_and_row() {
+    let s = build("badcolumn");
+    s.edit::<RunRow>(|rows| rows.truncate(1));
+    let df = polars::prelude::df!("run" => ["a"], "status" => ["MAYBE"]).unwrap();
+    let mut df = df;
+    store::save_frame(&s.dir.join("runs.parquet"), &mut df).unwrap();
+    let err = Dataset::open(&s.dir).unwrap().load::<RunRow>().unwrap_err().to_string();
+    assert!(err.contains("runs.parquet") && err.contains("runs.scenario"), "{err}");
+}
+
+#[test]
+fn a_run_recorded_twice_or_missing_or_an_orphan_row_is_caught() {
+    let s = build("runs");
+    s.edit::<RunRow>(|rows| {
+        let first = rows[0].clone();
+        rows.push(first);
+        rows.remove(1);
+    });
+    let p = problems_of(&s, Invariant::RunsOnce);
+    assert!(p.iter().any(|p| p.contains("more than once")), "{p:?}");
+    assert!(p.iter().any(|p| p.contains("missing")), "{p:?}");
+    assert!(p.iter().any(|p| p.contains("not in runs.parquet")), "{p:?}");
+}
+
+#[test]
+fn request_times_that_do_not_add_up_are_caught() {
+    let s = build("times");
+    s.edit::<RequestRow>(|rows| {
+        rows[10].latency_ns = rows[10].latency_ns.map(|l| l + 1);
+        rows[20].slo_met = !rows[20].slo_met;
+    });
+    let p = problems_of(&s, Invariant::RequestTimes);
+    assert!(p.iter().any(|p| p.starts_with("1 request(s) whose times")), "{p:?}");
+    assert!(p.iter().any(|p| p.starts_with("1 request(s) whose slo_met")), "{p:?}");
+}
+
+#[test]
+fn a_gemm_faster_than_the_matrix_ceiling_is_caught_alone_and_co_located() {
+    // the first dataset's BERT fc2: 4.8 GFLOP in 2.27 us, twice the chip's peak
+    let s = build("ceilings");
+    s.edit::<SoloKernelRow>(|rows| {
+        let gemm = rows.iter_mut().find(|k| k.kind == LaunchKind::Cublas).unwrap();
+        gemm.time_us = Some(gemm.floor_us / 2.0);
+    });
+    s.edit::<KernelRow>(|rows| {
+        let gemm = rows.iter_mut().find(|k| k.kind == LaunchKind::Cublas).unwrap();
+        gemm.end_ns = gemm.start_ns + 1;
+    });
+    let p = problems_of(&s, Invariant::Ceilings);
+    assert!(p.iter().any(|p| p.starts_with("1 solo kernel launch(es) faster")), "{p:?}");
+    assert!(p.iter().any(|p| p.starts_with("1 co-located kernel launch(es) faster")), "{p:?}");
+}
+
+#[test]
+fn an_operator_timed_by_its_epilogue_alone_is_caught() {
+    let s = build("epilogue");
+    s.edit::<SoloOpRow>(|rows| {
+        let conv = rows.iter_mut().find(|o| o.launches == 3).unwrap();
+        conv.time_us = Some(conv.floor_us * 0.5);
+    });
+    let p = problems_of(&s, Invariant::Ceilings);
+    assert!(p.iter().any(|p| p.starts_with("1 solo operator(s) faster")), "{p:?}");
+}
+
+#[test]
+fn a_batch_with_a_launch_missing_or_a_gap_in_a_green_context_is_caught() {
+    let s = build("coverage");
+    let pair = pair_run(&s);
+    s.edit::<KernelRow>(|rows| {
+        let i = rows.iter().position(|k| k.kind == LaunchKind::Cublas).unwrap();
+        rows.remove(i);
+        // push the rest of one green batch back: a gap no graph replay leaves
+        let (b, t) = rows.iter().find(|k| k.run == pair && k.batch > 0).map(|k| (k.batch, k.tenant)).unwrap();
+        for k in rows.iter_mut().filter(|k| k.run == pair && k.batch == b && k.tenant == t && k.op >= 3) {
+            k.start_ns += 2 * MAX_LAUNCH_GAP_NS;
+            k.end_ns += 2 * MAX_LAUNCH_GAP_NS;
+        }
+    });
+    let p = problems_of(&s, Invariant::Coverage);
+    assert!(p.iter().any(|p| p.contains("without every launch")), "{p:?}");
+    assert!(p.iter().any(|p| p.contains("gap between launches")), "{p:?}");
+}
+
+#[test]
+fn the_same_gap_under_mps_is_waiting_for_sms_not_a_missing_launch() {
+    let s = build("mpsgap");
+    let pair = pair_run(&s);
+    s.edit::<RunRow>(|rows| rows.iter_mut().filter(|r| r.run == pair).for_each(|r| r.partition = PartitionKind::Mps));
+    s.edit::<KernelRow>(|rows| {
+        let b = rows.iter().find(|k| k.run == pair && k.batch > 0).map(|k| k.batch).unwrap();
+        for k in rows.iter_mut().filter(|k| k.run == pair && k.batch == b && k.tenant == Some(0) && k.op >= 3) {
+            k.start_ns += 2 * MAX_LAUNCH_GAP_NS;
+            k.end_ns += 2 * MAX_LAUNCH_GAP_NS;
+        }
+    });
+    s.edit::<BatchRow>(|rows| {
+        let b = rows.iter_mut().find(|b| b.run == pair && b.tenant == 0 && b.sampled && b.batch > 0).unwrap();
+        b.end_ns += 2 * MAX_LAUNCH_GAP_NS;
+        b.noticed_ns += 2 * MAX_LAUNCH_GAP_NS;
+    });
+    let r = check(&s.dir).unwrap();
+    let cov = r.findings.iter().find(|f| f.invariant == Invariant::Coverage).unwrap();
+    assert!(cov.problems.iter().all(|p| !p.contains("gap between")), "{:?}", cov.problems);
+}
+
+#[test]
+fn a_completion_noticed_before_the_kernel_ended_is_caught() {
+    // the first dataset: 57% of batches "noticed" before the GPU finished, offset-only clock
+    let s = build("clock");
+    s.edit::<BatchRow>(|rows| {
+        rows[5].noticed_ns = rows[5].end_ns - 3 * CLOCK_NS;
+        rows[7].start_ns = rows[7].formed_ns - 3 * CLOCK_NS;
+    });
+    let p = problems_of(&s, Invariant::Clock);
+    assert!(p.iter().any(|p| p.contains("noticed before")), "{p:?}");
+    assert!(p.iter().any(|p| p.contains("before they were formed")), "{p:?}");
+}
+
+#[test]
+fn a_noticed_time_within_the_clock_uncertainty_is_fine() {
+    let s = build("clockok");
+    s.edit::<BatchRow>(|rows| rows[5].noticed_ns = rows[5].end_ns - CLOCK_NS / 2);
+    assert!(problems_of(&s, Invariant::Clock).is_empty());
+}
+
+#[test]
+fn repetitions_with_the_same_arrivals_are_caught() {
+    // the first dataset: r1, r2 and r3 of the noise sweep had identical inter-arrival gaps
+    let s = build("arrivals");
+    let pair: Vec<String> = s.keys.iter().filter(|k| k.contains("pair")).cloned().collect();
+    s.edit::<RequestRow>(|rows| {
+        let first: Vec<i64> = rows.iter().filter(|r| r.run == pair[0] && r.tenant == 0).map(|r| r.arrival_ns).collect();
+        for (r, a) in rows.iter_mut().filter(|r| r.run == pair[1] && r.tenant == 0).zip(&first) {
+            // the same sequence at another rate is the same sequence (each request moved whole)
+            let delta = 2 * a - r.arrival_ns;
+            r.arrival_ns += delta;
+            for t in [&mut r.formed_ns, &mut r.start_ns, &mut r.end_ns, &mut r.noticed_ns].into_iter().flatten() {
+                *t += delta;
+            }
+        }
+    });
+    let p = problems_of(&s, Invariant::DistinctArrivals);
+    assert!(p.iter().any(|p| p.contains("arrival sequence of another")), "{p:?}");
+}
+
+#[test]
+fn a_co_located_tenant_without_a_solo_profile_at_its_share_is_caught() {
+    let s = build("share");
+    s.edit::<SoloModelRow>(|rows| rows.retain(|m| m.share == SoloShare::Device));
+    let p = problems_of(&s, Invariant::SoloAtShare);
+    assert!(p.iter().any(|p| p.contains("without a solo profile at their share")), "{p:?}");
+}
+
+#[test]
+fn a_tenant_granted_other_sms_than_asked_is_caught() {
+    // equal shares of two mechanisms that are not equal in SMs (56 against 66)
+    let s = build("granted");
+    let pair = pair_run(&s);
+    s.edit::<TenantRow>(|rows| rows.iter_mut().filter(|t| t.run == pair).for_each(|t| t.granted_sms = 66));
+    let p = problems_of(&s, Invariant::SoloAtShare);
+    assert!(p.iter().any(|p| p.contains("granted other SMs than their solo profile")), "{p:?}");
+    assert!(p.iter().any(|p| p.contains("asked for 56 SMs, granted 66")), "{p:?}");
+}
+
+#[test]
+fn a_valid_run_whose_queue_grows_is_caught_and_an_invalid_one_is_not() {
+    let s = build("queue");
+    let pair = pair_run(&s);
+    let grow = |rows: &mut Vec<RequestRow>| {
+        for r in rows.iter_mut().filter(|r| r.run == pair && r.tenant == 0 && !r.warmup) {
+            // the wait climbs by 40 ms over the window
+            let extra = r.arrival_ns / 25;
+            for t in [&mut r.start_ns, &mut r.end_ns, &mut r.noticed_ns, &mut r.formed_ns].into_iter().flatten() {
+                *t += extra;
+            }
+            r.queue_wait_ns = r.formed_ns.map(|f| f - r.arrival_ns);
+            r.latency_ns = r.end_ns.map(|e| e - r.arrival_ns);
+            r.slo_met = r.latency_ns.is_some_and(|l| l as f64 / 1e6 <= common::slo_ms());
+        }
+    };
+    s.edit::<RequestRow>(grow);
+    let p = problems_of(&s, Invariant::StableQueues);
+    assert!(p.iter().any(|p| p.contains("queue grew")), "{p:?}");
+    s.edit::<RunRow>(|rows| rows.iter_mut().filter(|r| r.run == pair).for_each(|r| r.status = Status::Invalid));
+    assert!(problems_of(&s, Invariant::StableQueues).is_empty());
+}
+
+#[test]
+fn an_unfinished_dataset_is_not_whole_but_its_log_is_judged() {
+    let s = build("unfinished");
+    std::fs::create_dir_all(s.dir.join("parts")).unwrap();
+    let r = check(&s.dir).unwrap();
+    assert!(!r.consolidated && !r.is_whole());
+    assert!(r.findings[0].problems.is_empty(), "{:?}", r.findings[0].problems);
+    let again = progress::read(&s.dir).unwrap()[0].clone();
+    progress::append(&s.dir, &again).unwrap();
+    let r = check(&s.dir).unwrap();
+    assert!(r.findings[0].problems.iter().any(|p| p.contains("more than once")), "{:?}", r.findings[0].problems);
+}
