@@ -19,10 +19,12 @@ mps_processes() { pgrep -f 'nvidia-cuda-mps-(control|server)' | wc -l; }
 workers() { pgrep -f -- "__run-worker" | wc -l; }
 before=$(mps_processes)
 
-# Waits until a run with client processes has started and measured for a moment, then sends
-# signal $2 to pid $1; fails if coloc ended first.
+# Waits until the suite's runs have begun (the manifest is written after the solo profiles, some
+# of which run in MPS clients too) and a run with client processes has started and measured for
+# a moment, then sends signal $2 to pid $1; fails if coloc ended first.
 hit() {
     local pid=$1 sig=$2 t0=$SECONDS
+    while [ ! -f "$data/manifest.json" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     while [ "$(workers)" -eq 0 ] && kill -0 "$pid" 2>/dev/null && [ $((SECONDS - t0)) -lt 300 ]; do sleep 0.05; done
     sleep 1.0
     kill "-$sig" "$pid" 2>/dev/null && ok "sent SIG$sig with $(lines) runs done and $(workers) client(s) up" || bad "coloc measure ended before SIG$sig"

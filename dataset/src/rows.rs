@@ -138,10 +138,13 @@ table! {
         pub load_of: LoadOf,
         /// The latency objective, arrival to completion, ms.
         pub slo_ms: f64,
-        /// Solo latency of a full batch on the whole GPU and at the tenant's share, ms
-        /// (medians of graph replays).
+        /// Solo latency of a full batch on the whole GPU, ms: the median GPU time of a graph
+        /// replay between CUDA events, which loads and SLOs are scaled by.
         pub solo_device_ms: f64,
-        pub solo_share_ms: f64,
+        /// Solo GPU time of a full batch (first launch in to last launch out, stamps, as
+        /// `gpu_p50_ms`) on the whole GPU and at the tenant's share, ms.
+        pub solo_device_gpu_ms: f64,
+        pub solo_share_gpu_ms: f64,
         /// The solo profile this tenant is compared with.
         pub share: SoloShare,
         /// The share asked for: stream priority, green SMs, MPS percentage.
@@ -176,12 +179,13 @@ table! {
         pub queue_wait_p50_ms: Option<f64>,
         pub dispatch_wait_p50_ms: Option<f64>,
         pub gpu_p50_ms: Option<f64>,
-        /// Median GPU time of full-size batches over the solo time at the same share, with a
-        /// 95% bootstrap interval: interference alone, without the share.
+        /// Median GPU time of full-size batches over the solo GPU time at the same share, with
+        /// a 95% bootstrap interval: interference alone, without the share.
         pub interference: Option<f64>,
         pub interference_lo: Option<f64>,
         pub interference_hi: Option<f64>,
-        /// Solo at the share over solo on the whole GPU: what the smaller share costs by itself.
+        /// Solo GPU time at the share over solo GPU time on the whole GPU: what the smaller share
+        /// costs by itself.
         pub share_effect: f64,
     }
 }

@@ -55,8 +55,8 @@ impl Instability {
 
 /// The wait a stable tenant may have without any queue, ms: its longest batching wait plus
 /// its batch's GPU time (measured co-located, or else alone at its share).
-pub fn wait_scale_ms(max_wait_ms: f64, gpu_p50_ms: Option<f64>, solo_share_ms: f64) -> f64 {
-    max_wait_ms + gpu_p50_ms.unwrap_or(solo_share_ms)
+pub fn wait_scale_ms(max_wait_ms: f64, gpu_p50_ms: Option<f64>, solo_share_gpu_ms: f64) -> f64 {
+    max_wait_ms + gpu_p50_ms.unwrap_or(solo_share_gpu_ms)
 }
 
 /// A request's arrival and its wait (arrival to its batch's first kernel), ns; no wait if it

@@ -37,9 +37,6 @@ use crate::validity::{self, Verdict};
 use crate::worker::{Clients, solo_in_client};
 use crate::{overhead, parts};
 
-/// The harness's own record of the solo profiles, to resume with.
-const SOLO_STATE: &str = "solo.json";
-
 pub struct MeasureOptions {
     pub suite: PathBuf,
     pub out: PathBuf,
@@ -163,7 +160,7 @@ pub fn measure(
     let (solo, mut done) = if opts.resume {
         let m: Manifest = store::load_json(&manifest_path)?;
         check_resumable(&m, opts, device, &suite_text)?;
-        let solo: SoloProfiles = store::load_json(&out.join(SOLO_STATE))?;
+        let solo = read_solo(out)?;
         let mut done = progress::recover(out)?;
         if opts.retry_failed {
             let failed: Vec<String> =
@@ -222,7 +219,6 @@ pub fn measure(
         if opts.ncu {
             solo.counters = ncu_counters(&suite, &solo, opts, progress)?;
         }
-        store::save_json(&out.join(SOLO_STATE), &solo)?;
         write_solo(out, &solo)?;
         // the manifest goes last: its presence marks a run that can be resumed
         store::save_json(&manifest_path, &manifest)?;
@@ -365,6 +361,17 @@ fn ncu_counters(
         out.extend(crate::ncu::profile(&exe, &target, batch as usize, &nodes, &opts.out)?);
     }
     Ok(out)
+}
+
+/// The solo profiles of a run being resumed, from its solo tables.
+fn read_solo(dir: &std::path::Path) -> Result<SoloProfiles> {
+    Ok(SoloProfiles {
+        models: store::load(dir)?,
+        ops: store::load(dir)?,
+        kernels: store::load(dir)?,
+        nodes: store::load(dir)?,
+        counters: store::load_or_empty(dir)?,
+    })
 }
 
 /// Writes the solo tables into `dir`.

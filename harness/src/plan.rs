@@ -138,7 +138,8 @@ pub fn plan(env: &RunEnv, scenario: &Scenario, rep: usize) -> Result<Plans> {
             load_of: t.load_of,
             slo_ms,
             solo_device_ms,
-            solo_share_ms: at_share.latency_p50_us / 1e3,
+            solo_device_gpu_ms: device.stamped_p50_us / 1e3,
+            solo_share_gpu_ms: at_share.stamped_p50_us / 1e3,
             share,
             priority: t.share.priority,
             sms: t.share.sms,
@@ -164,7 +165,7 @@ pub fn plan(env: &RunEnv, scenario: &Scenario, rep: usize) -> Result<Plans> {
             interference: None,
             interference_lo: None,
             interference_hi: None,
-            share_effect: at_share.latency_p50_us / device.latency_p50_us,
+            share_effect: at_share.stamped_p50_us / device.stamped_p50_us,
         });
     }
     let mut aplans = Vec::new();

@@ -93,7 +93,7 @@ pub fn tenant_stats(row: &mut TenantRow, requests: &[&RequestRow], batches: &[&B
         .collect();
     let gpu = quantile_ci(&full, 0.5);
     row.gpu_p50_ms = gpu.map(|g| g.0);
-    let solo = row.solo_share_ms;
+    let solo = row.solo_share_gpu_ms;
     (row.interference, row.interference_lo, row.interference_hi) =
         (gpu.map(|g| g.0 / solo), gpu.map(|g| g.1 / solo), gpu.map(|g| g.2 / solo));
 }
@@ -131,7 +131,7 @@ pub fn judge(scenario: &Scenario, data: &mut RunData) -> Verdict {
                 .filter(|r| !r.warmup)
                 .map(|r| (r.arrival_ns, r.start_ns.map(|s| s - r.arrival_ns)))
                 .collect();
-            let scale = stability::wait_scale_ms(row.max_wait_ms, row.gpu_p50_ms, row.solo_share_ms);
+            let scale = stability::wait_scale_ms(row.max_wait_ms, row.gpu_p50_ms, row.solo_share_gpu_ms);
             if let Some(why) = stability::judge(&stability::sub_window_waits_ms(&waits, window_ns, window_ns), scale) {
                 v.invalid(format!("`{name}`: {}", why.reason()), why.fix());
             }

@@ -129,7 +129,7 @@ pub fn stable_queues(t: &Tables) -> Finding {
         };
         checked += 1;
         let waits = stability::sub_window_waits_ms(reqs, w, w);
-        let scale = stability::wait_scale_ms(tenant.max_wait_ms, tenant.gpu_p50_ms, tenant.solo_share_ms);
+        let scale = stability::wait_scale_ms(tenant.max_wait_ms, tenant.gpu_p50_ms, tenant.solo_share_gpu_ms);
         if let Some(why) = stability::judge(&waits, scale) {
             unstable.push(|| format!("{} tenant {}: {}", tenant.run, tenant.name, why.reason()));
         }
