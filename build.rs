@@ -15,6 +15,8 @@ fn main() {
         .ok()
         .is_some_and(|o| !o.stdout.is_empty());
     println!("cargo:rustc-env=COLOC_GIT_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
+    // HEAD names the branch; a commit rewrites the branch's ref, a `git add` the index
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
 }

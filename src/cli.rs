@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "coloc", version, about = "Measure GPU interference between co-located ML-inference workloads")]
+#[command(
+    name = "coloc",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("COLOC_GIT_COMMIT"), ")"),
+    about = "Measure GPU interference between co-located ML-inference workloads"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
