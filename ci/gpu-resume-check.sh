@@ -26,7 +26,7 @@ hit() {
     local pid=$1 sig=$2 t0=$SECONDS
     while [ ! -f "$data/manifest.json" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     while [ "$(workers)" -eq 0 ] && kill -0 "$pid" 2>/dev/null && [ $((SECONDS - t0)) -lt 300 ]; do sleep 0.05; done
-    sleep 1.0
+    sleep 0.3
     kill "-$sig" "$pid" 2>/dev/null && ok "sent SIG$sig with $(lines) runs done and $(workers) client(s) up" || bad "coloc measure ended before SIG$sig"
 }
 

@@ -175,12 +175,13 @@ table! {
         /// Share of the window this tenant had a batch on the GPU (first kernel in to last out).
         pub busy_fraction: f64,
         /// Medians of the parts of latency, ms: waiting for the batch to form, from formed to
-        /// the first kernel, GPU execution.
+        /// the first kernel (over requests); GPU execution (over batches, any bucket).
         pub queue_wait_p50_ms: Option<f64>,
         pub dispatch_wait_p50_ms: Option<f64>,
         pub gpu_p50_ms: Option<f64>,
-        /// Median GPU time of full-size batches over the solo GPU time at the same share, with
-        /// a 95% bootstrap interval: interference alone, without the share.
+        /// Median over batches of each batch's GPU time over the solo GPU time of the same graph
+        /// (bucket) at the same share, with a 95% bootstrap interval: interference alone,
+        /// without the share.
         pub interference: Option<f64>,
         pub interference_lo: Option<f64>,
         pub interference_hi: Option<f64>,

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod record;
 pub mod run;
 pub mod sampler;
+pub mod settle;
 pub mod solo;
 pub mod summary;
 pub mod tenant;

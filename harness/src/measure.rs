@@ -215,7 +215,8 @@ pub fn measure(
         store::save_text(&out.join(SUITE), &suite_text)?;
         store::save_json(&out.join(SCENARIOS), &suite.scenarios)?;
         progress.phase(&format!("solo profiles of {} (model, batch, share)", check.solo_profiles.len()));
-        let mut solo = profile_all(lib, &ceilings, &suite, &check.solo_profiles, opts.worker.as_ref(), progress)?;
+        let mut solo =
+            profile_all(lib, &ceilings, &suite, &check.solo_profiles, opts.worker.as_ref(), nvml.as_ref(), progress)?;
         if opts.ncu {
             solo.counters = ncu_counters(&suite, &solo, opts, progress)?;
         }
@@ -239,6 +240,7 @@ pub fn measure(
     let _listening = crate::control::listen();
     for (position, planned) in todo {
         let key = planned.key();
+        let settled = crate::settle::settle(nvml.as_ref());
         let started = unix_now();
         let t0 = Instant::now();
         let result = crate::run::run(&env, planned.scenario, planned.rep);
@@ -246,10 +248,11 @@ pub fn measure(
             // whatever the run returned, it was cut short: it stays unfinished
             return Err(Error::Interrupted);
         }
-        let (verdict, data) = match result {
-            Ok(mut data) => (validity::judge(planned.scenario, &mut data), Some(data)),
+        let (mut verdict, data) = match result {
+            Ok(mut data) => (validity::judge(planned.scenario, &mut data, &solo), Some(data)),
             Err(e) => (Verdict::failed(e.to_string()), None),
         };
+        verdict.notes.extend(settled.note());
         let row = RunRow {
             run: key,
             scenario: planned.scenario.name.clone(),
@@ -286,6 +289,7 @@ fn profile_all(
     suite: &Suite,
     wanted: &BTreeSet<(String, usize, SoloShare)>,
     worker: Option<&WorkerCommand>,
+    nvml: Option<&NvmlDevice>,
     progress: &dyn Progress,
 ) -> Result<SoloProfiles> {
     let device = lib.device().clone();
@@ -321,6 +325,16 @@ fn profile_all(
                 }
                 let d = daemon.as_ref().expect("started");
                 all.extend(solo_in_client(&Clients::Mps(d), worker, Some(percent), targets, ceilings)?);
+            }
+            SoloShare::Process => {
+                // after the MPS ones (shares sort that way): no MPS server beside this client
+                if let Some(mut d) = daemon.take() {
+                    d.stop()?;
+                }
+                crate::settle::settle(nvml);
+                let worker = worker
+                    .ok_or_else(|| Error::invalid("solo profiles in a process", "need coloc's own executable"))?;
+                all.extend(solo_in_client(&Clients::Plain, worker, None, targets, ceilings)?);
             }
         }
     }

@@ -14,6 +14,7 @@ use coloc_workloads::scenario::Scenario;
 use serde::{Deserialize, Serialize};
 
 use crate::run::RunData;
+use crate::solo::SoloProfiles;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -58,8 +59,15 @@ fn quantile_ci(by_batch: &[Vec<f64>], q: f64) -> Option<(f64, f64, f64)> {
     Some((point, lo, hi))
 }
 
-/// Fills the statistics of `row` from its requests and batches over a window of `window_ns`.
-pub fn tenant_stats(row: &mut TenantRow, requests: &[&RequestRow], batches: &[&BatchRow], window_ns: i64) {
+/// Fills the statistics of `row` from its requests and batches over a window of `window_ns`;
+/// `solo_gpu_ms` gives the solo GPU time at the tenant's share for each bucket.
+pub fn tenant_stats(
+    row: &mut TenantRow,
+    requests: &[&RequestRow],
+    batches: &[&BatchRow],
+    window_ns: i64,
+    solo_gpu_ms: &dyn Fn(u16) -> Option<f64>,
+) {
     let measured: Vec<&&RequestRow> = requests.iter().filter(|r| !r.warmup).collect();
     let done: Vec<&&&RequestRow> = measured.iter().filter(|r| r.latency_ns.is_some()).collect();
     let mut by_batch: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
@@ -86,26 +94,28 @@ pub fn tenant_stats(row: &mut TenantRow, requests: &[&RequestRow], batches: &[&B
         (!in_window.is_empty()).then(|| in_window.iter().map(|b| b.size as f64).sum::<f64>() / in_window.len() as f64);
     let busy: i64 = in_window.iter().map(|b| b.end_ns.min(window_ns) - b.start_ns).sum();
     row.busy_fraction = busy as f64 / window_ns as f64;
-    let full: Vec<Vec<f64>> = in_window
+    let gpu: Vec<f64> = in_window.iter().map(|b| (b.end_ns - b.start_ns) as f64 / 1e6).collect();
+    row.gpu_p50_ms = median(gpu);
+    // each batch against the same graph alone at the same share
+    let ratios: Vec<Vec<f64>> = in_window
         .iter()
-        .filter(|b| b.bucket as u32 == row.max_batch)
-        .map(|b| vec![(b.end_ns - b.start_ns) as f64 / 1e6])
+        .filter_map(|b| solo_gpu_ms(b.bucket).map(|s| vec![(b.end_ns - b.start_ns) as f64 / 1e6 / s]))
         .collect();
-    let gpu = quantile_ci(&full, 0.5);
-    row.gpu_p50_ms = gpu.map(|g| g.0);
-    let solo = row.solo_share_gpu_ms;
+    let interference = quantile_ci(&ratios, 0.5);
     (row.interference, row.interference_lo, row.interference_hi) =
-        (gpu.map(|g| g.0 / solo), gpu.map(|g| g.1 / solo), gpu.map(|g| g.2 / solo));
+        (interference.map(|g| g.0), interference.map(|g| g.1), interference.map(|g| g.2));
 }
 
-/// Judges `data` and fills its tenants' statistics.
-pub fn judge(scenario: &Scenario, data: &mut RunData) -> Verdict {
+/// Judges `data` and fills its tenants' statistics (interference against `solo`).
+pub fn judge(scenario: &Scenario, data: &mut RunData, solo: &SoloProfiles) -> Verdict {
     let mut v = Verdict { status: Status::Valid, reasons: Vec::new(), fixes: Vec::new(), notes: Vec::new() };
     let window_ns = data.window_ns;
     for row in data.tenants.iter_mut() {
         let requests: Vec<&RequestRow> = data.records.requests.iter().filter(|r| r.tenant == row.tenant).collect();
         let batches: Vec<&BatchRow> = data.records.batches.iter().filter(|b| b.tenant == row.tenant).collect();
-        tenant_stats(row, &requests, &batches, window_ns);
+        let (model, share) = (row.model.clone(), row.share);
+        let solo_gpu_ms = |bucket: u16| solo.find(&model, bucket as usize, share).map(|m| m.stamped_p50_us / 1e3);
+        tenant_stats(row, &requests, &batches, window_ns, &solo_gpu_ms);
         let name = &row.name;
         if (row.completed as usize) < scenario.min_queries {
             v.invalid(

@@ -83,6 +83,13 @@ impl NvmlDevice {
         }
     }
 
+    /// Process ids of every process with a compute context on the device (an MPS server
+    /// included), or why NVML cannot tell.
+    pub fn compute_pids(&self) -> Result<Vec<u32>, String> {
+        let d = self.device()?;
+        d.running_compute_processes().map(|v| v.into_iter().map(|p| p.pid).collect()).map_err(|e| e.to_string())
+    }
+
     /// (current, pending) MIG mode.
     pub fn mig_mode(&self) -> Result<(bool, bool), String> {
         let d = self.device()?;

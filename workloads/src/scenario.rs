@@ -77,6 +77,9 @@ pub enum SoloShare {
     Green { sms: u32 },
     /// An MPS client at this active-thread percentage.
     Mps { percent: u32 },
+    /// The whole device from a process of its own, beside this one's context (as tenants of
+    /// the processes partition run).
+    Process,
 }
 
 impl SoloShare {
@@ -86,13 +89,16 @@ impl SoloShare {
             SoloShare::Device => "device".into(),
             SoloShare::Green { sms } => format!("green{sms}"),
             SoloShare::Mps { percent } => format!("mps{percent}"),
+            SoloShare::Process => "process".into(),
         }
     }
 
     /// Parses a [`label`](Self::label).
     pub fn parse(label: &str) -> Option<SoloShare> {
-        if label == "device" {
-            return Some(SoloShare::Device);
+        match label {
+            "device" => return Some(SoloShare::Device),
+            "process" => return Some(SoloShare::Process),
+            _ => {}
         }
         if let Some(n) = label.strip_prefix("green") {
             return n.parse().ok().map(|sms| SoloShare::Green { sms });
@@ -105,7 +111,8 @@ impl Share {
     /// The solo share of a tenant with this share under `partition`.
     pub fn solo(&self, partition: PartitionKind) -> SoloShare {
         match partition {
-            PartitionKind::TimeSliced | PartitionKind::Streams | PartitionKind::Processes => SoloShare::Device,
+            PartitionKind::TimeSliced | PartitionKind::Streams => SoloShare::Device,
+            PartitionKind::Processes => SoloShare::Process,
             PartitionKind::Green => SoloShare::Green { sms: self.sms.unwrap_or(0) },
             PartitionKind::Mps => SoloShare::Mps { percent: self.mps_percent.unwrap_or(100) },
         }
