@@ -269,6 +269,8 @@ pub enum DatasetCommand {
     /// coloc's solo launch times against Nsight Compute's durations of the same kernels (a
     /// dataset measured with --ncu).
     Timing(DatasetCheckArgs),
+    /// Print the summary of a dataset (what `summary.txt` holds), computed from its tables.
+    Summary(DatasetCheckArgs),
 }
 
 #[derive(Args, Debug)]

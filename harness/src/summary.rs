@@ -194,10 +194,17 @@ fn drift(s: &mut String, runs: &[RunRow], by_run: &BTreeMap<&str, Vec<&TenantRow
         hi,
         100.0 * (hi - lo) / med
     );
+    let before: BTreeMap<u32, &RunRow> = runs.iter().map(|r| (r.position, r)).collect();
+    let previous = |r: &RunRow| r.position.checked_sub(1).and_then(|p| before.get(&p)).map(|p| p.partition.name());
+    let mut by_previous: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for (r, t) in &refs {
+        let after = previous(r).unwrap_or("the solo profiles");
+        if let Some(g) = t.gpu_p50_ms {
+            by_previous.entry(after).or_default().push(g);
+        }
         let _ = writeln!(
             s,
-            "  #{:<4} +{:>6.0} s  GPU p50 {} ms, latency p50 {} ms  {}",
+            "  #{:<4} +{:>6.0} s  GPU p50 {} ms, latency p50 {} ms  {}, after {after}",
             r.position,
             r.started_unix_s - first,
             ms(t.gpu_p50_ms),
@@ -205,4 +212,9 @@ fn drift(s: &mut String, runs: &[RunRow], by_run: &BTreeMap<&str, Vec<&TenantRow
             format!("{:?}", r.status).to_uppercase()
         );
     }
+    let groups: Vec<String> = by_previous
+        .iter()
+        .map(|(after, g)| format!("after {after}: {:.3} ms ({} runs)", median_of(g), g.len()))
+        .collect();
+    let _ = writeln!(s, "  by the run before it: {}", groups.join("; "));
 }

@@ -150,3 +150,8 @@ pub fn timing(args: &DatasetCheckArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub fn summary(args: &DatasetCheckArgs) -> anyhow::Result<ExitCode> {
+    print!("{}", coloc_harness::summary::text(&Dataset::open(&args.dir)?)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dataset(DatasetCommand::Overlap(a)) => dataset::overlap(&a),
         Command::Dataset(DatasetCommand::Check(a)) => dataset::check(&a),
         Command::Dataset(DatasetCommand::Timing(a)) => dataset::timing(&a),
+        Command::Dataset(DatasetCommand::Summary(a)) => dataset::summary(&a),
         Command::NcuSolo { model, batch } => {
             coloc_harness::ncu::solo_worker(&model, batch)?;
             Ok(ExitCode::SUCCESS)

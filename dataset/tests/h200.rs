@@ -1,0 +1,114 @@
+//! The committed H200 dataset (`data/h200/`, `coloc measure suites/default.toml`) is whole and
+//! every invariant of `coloc dataset check` holds on it; and it shows what the harness claims:
+//! every kernel launch timed, shares matched in SMs across mechanisms, solo profiles at every
+//! share, fresh arrivals in every run, kernels of co-located tenants overlapping under green
+//! contexts, MPS and streams, and never on one stream.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use coloc_dataset::Dataset;
+use coloc_dataset::check::check;
+use coloc_dataset::overlap;
+use coloc_dataset::rows::*;
+use coloc_dataset::solo_rows::*;
+use coloc_workloads::scenario::{PartitionKind, Role, SoloShare};
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/h200")
+}
+
+#[test]
+fn every_invariant_holds_on_the_committed_dataset() {
+    let r = check(&dir()).unwrap();
+    for f in &r.findings {
+        assert!(f.problems.is_empty(), "{:?}: {:?}", f.invariant, f.problems);
+        assert!(f.checked > 0, "{:?} checked nothing", f.invariant);
+    }
+    assert!(r.is_whole());
+    let bytes: u64 = std::fs::read_dir(dir()).unwrap().flatten().map(|e| e.metadata().unwrap().len()).sum();
+    assert!(bytes < 48 << 20, "the dataset is {bytes} bytes");
+}
+
+#[test]
+fn the_manifest_names_the_device_the_code_and_the_suite() {
+    let m = Dataset::open(&dir()).unwrap().manifest().unwrap();
+    assert!(m.device.name.contains("H200"));
+    assert_eq!(m.suite.name, "default");
+    assert!(m.tool.git_commit.len() >= 7 && !m.tool.git_commit.ends_with("dirty"), "{}", m.tool.git_commit);
+    assert!(m.ceilings.copy_gbps > 1000.0 && m.ceilings.l2_gbps > m.ceilings.copy_gbps);
+    assert_eq!(m.harness_overhead.clock_check.outside, 0);
+    assert!(m.suite.reference_every > 0);
+}
+
+#[test]
+fn gemms_are_timed_and_equal_shares_are_equal_in_sms() {
+    let ds = Dataset::open(&dir()).unwrap();
+    let kernels: Vec<SoloKernelRow> = ds.load().unwrap();
+    let m = ds.manifest().unwrap();
+    // BERT-base's fc2 at batch 8 on the whole GPU: a timed GEMM under the bf16 ceiling
+    let fc2_ops: Vec<SoloOpRow> = ds.load().unwrap();
+    let fc2 = fc2_ops
+        .iter()
+        .find(|o| o.model == "bert_base" && o.batch == 8 && o.share == SoloShare::Device && o.layer.ends_with("fc2"))
+        .unwrap();
+    let tflops = fc2.flops / (fc2.time_us.unwrap() * 1e-6) / 1e12;
+    assert!(tflops > 50.0 && tflops < m.ceilings.matrix_bf16_tflops(), "{tflops} TFLOP/s");
+    assert!(kernels.iter().any(|k| k.kind == LaunchKind::Cublas && k.time_us.is_some()));
+    let tenants: Vec<TenantRow> = ds.load().unwrap();
+    let runs: Vec<RunRow> = ds.load().unwrap();
+    let partition: BTreeMap<&str, PartitionKind> = runs.iter().map(|r| (r.run.as_str(), r.partition)).collect();
+    let granted = |p: PartitionKind, n: usize| -> BTreeSet<u32> {
+        let per_run = |run: &str| tenants.iter().filter(|t| t.run == run).count();
+        tenants
+            .iter()
+            .filter(|t| partition[t.run.as_str()] == p && per_run(&t.run) == n && t.sms.is_some())
+            .map(|t| t.granted_sms)
+            .collect()
+    };
+    assert!(granted(PartitionKind::Green, 2).contains(&56) && granted(PartitionKind::Mps, 2).contains(&56));
+    assert!(granted(PartitionKind::Green, 3).contains(&40) && granted(PartitionKind::Mps, 3).contains(&40));
+    for t in &tenants {
+        if let Some(sms) = t.sms {
+            assert_eq!(sms, t.granted_sms, "{} {}", t.run, t.name);
+        }
+    }
+}
+
+#[test]
+fn kernels_overlap_under_green_contexts_mps_and_streams_and_never_on_one_stream() {
+    let ds = Dataset::open(&dir()).unwrap();
+    let runs: Vec<RunRow> = ds.load().unwrap();
+    let kernels: Vec<KernelRow> = ds.load().unwrap();
+    let mut by_run: BTreeMap<&str, Vec<&KernelRow>> = BTreeMap::new();
+    for k in &kernels {
+        by_run.entry(k.run.as_str()).or_default().push(k);
+    }
+    let mut overlapping = BTreeMap::<PartitionKind, usize>::new();
+    for r in runs.iter().filter(|r| r.role == Role::Measured) {
+        let Some(ks) = by_run.get(r.run.as_str()) else { continue };
+        let total: i64 = overlap::overlaps(ks, 0).iter().map(|p| p.overlap_ns).sum();
+        if r.partition == PartitionKind::TimeSliced {
+            assert_eq!(total, 0, "{}: launches on one stream overlapped by {total} ns", r.run);
+        } else if total > 0 {
+            *overlapping.entry(r.partition).or_default() += 1;
+        }
+    }
+    for p in [PartitionKind::Green, PartitionKind::Mps, PartitionKind::Streams] {
+        assert!(overlapping.get(&p).copied().unwrap_or(0) >= 3, "too few {p:?} runs overlap: {overlapping:?}");
+    }
+}
+
+#[test]
+fn a_quarter_of_batches_or_more_have_their_launches_recorded() {
+    let batches: Vec<BatchRow> = Dataset::open(&dir()).unwrap().load().unwrap();
+    let mut per: BTreeMap<(&str, u16), (usize, usize)> = BTreeMap::new();
+    for b in batches.iter().filter(|b| b.start_ns >= 0) {
+        let e = per.entry((b.run.as_str(), b.tenant)).or_default();
+        e.0 += b.sampled as usize;
+        e.1 += 1;
+    }
+    for ((run, t), (s, n)) in per {
+        assert!(s * 4 >= n, "{run} tenant {t}: {s} of {n} batches sampled");
+    }
+}
