@@ -11,16 +11,7 @@ coloc=${1:?usage: gpu-harness-check.sh COLOC_BINARY OUT_DIR}
 out=${2:?usage: gpu-harness-check.sh COLOC_BINARY OUT_DIR}
 mkdir -p "$out"
 here=$(cd "$(dirname "$0")" && pwd)
-failed=0
-step() {
-    local name=$1; shift
-    echo "=== $name: $*"
-    local t0=$SECONDS
-    "$@"
-    local rc=$?
-    echo "=== $name: exit $rc after $((SECONDS - t0)) s"
-    [ $rc -eq 0 ] || failed=$((failed + 1))
-}
+. "$here/steps.sh"
 nvidia-smi --query-gpu=name,uuid,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu,compute_mode,mig.mode.current --format=csv || true
 step check timeout 300 "$coloc" kernels check --json "$out/check.json"
 step smoke timeout 300 "$coloc" measure suites/smoke.toml --out "$out/smoke"

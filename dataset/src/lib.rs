@@ -49,10 +49,6 @@ impl Dataset {
         Ok(Dataset { dir: dir.to_path_buf() })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn manifest(&self) -> Result<Manifest> {
         store::load_json(&self.dir.join(MANIFEST))
     }

@@ -126,7 +126,8 @@ table! {
         pub model: String,
         pub batching: BatchingPolicy,
         pub max_batch: u32,
-        /// The longest a request waits for its batch to form, ms.
+        /// Once the tenant may start a batch, one goes as soon as its oldest request has waited
+        /// this long, ms (requests also queue behind the tenant's batch in flight).
         pub max_wait_ms: f64,
         pub arrival: ArrivalKind,
         /// Mean offered rate, requests/s (none for closed loops).
@@ -155,6 +156,7 @@ table! {
         pub granted_sms: u32,
         /// How well this tenant's clock map is known, ns.
         pub clock_uncertainty_ns: i64,
+        /// Arrivals scheduled (closed loops: think times drawn, an upper bound on requests).
         pub scheduled_requests: u32,
         /// Requests that arrived in the measured window, and of those completed.
         pub measured: u32,
@@ -174,8 +176,8 @@ table! {
         pub mean_batch_size: Option<f64>,
         /// Share of the window this tenant had a batch on the GPU (first kernel in to last out).
         pub busy_fraction: f64,
-        /// Medians of the parts of latency, ms: waiting for the batch to form, from formed to
-        /// the first kernel (over requests); GPU execution (over batches, any bucket).
+        /// Medians of the parts of latency, ms: waiting for the batch to form and from formed to
+        /// the first kernel over requests; GPU execution over batches (any bucket).
         pub queue_wait_p50_ms: Option<f64>,
         pub dispatch_wait_p50_ms: Option<f64>,
         pub gpu_p50_ms: Option<f64>,

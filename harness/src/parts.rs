@@ -65,16 +65,6 @@ pub fn remove_stale(dir: &Path, done: &[RunRow]) -> Result<Vec<String>> {
     Ok(removed)
 }
 
-/// The rows of table `T` of every finished run, read back from the parts.
-pub fn read_parts<T: Table>(dir: &Path, runs: &[RunRow]) -> Result<Vec<T>> {
-    let mut out = Vec::new();
-    for r in runs {
-        let part = part_dir(dir, &r.run);
-        out.extend(store::load_or_empty::<T>(&part)?);
-    }
-    Ok(out)
-}
-
 /// Concatenates every part's tables into `dir/<table>.parquet`, writes `runs.parquet`, and
 /// removes the parts.
 pub fn consolidate(dir: &Path, runs: &[RunRow]) -> Result<()> {

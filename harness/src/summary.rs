@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use coloc_dataset::rows::{RunRow, Status, TenantRow};
+use coloc_dataset::rows::{AggressorRow, BatchRow, RunRow, Status, TenantRow};
+use coloc_dataset::solo_rows::SoloModelRow;
 use coloc_dataset::{Dataset, Manifest};
 use coloc_kernels::stats::median_of;
 use coloc_workloads::scenario::Role;
@@ -96,6 +97,9 @@ pub fn text(ds: &Dataset) -> Result<String> {
     let m = ds.manifest()?;
     let runs: Vec<RunRow> = ds.load()?;
     let tenants: Vec<TenantRow> = ds.load_or_empty()?;
+    let aggressors: Vec<AggressorRow> = ds.load_or_empty()?;
+    let batches: Vec<BatchRow> = if aggressors.is_empty() { Vec::new() } else { ds.load()? };
+    let solo: Vec<SoloModelRow> = ds.load_or_empty()?;
     let mut by_run: BTreeMap<&str, Vec<&TenantRow>> = BTreeMap::new();
     for t in &tenants {
         by_run.entry(t.run.as_str()).or_default().push(t);
@@ -107,6 +111,11 @@ pub fn text(ds: &Dataset) -> Result<String> {
             writeln!(s, "{:<8} {} r{} [#{}]", format!("{:?}", r.status).to_uppercase(), r.scenario, r.rep, r.position);
         for t in by_run.get(r.run.as_str()).into_iter().flatten() {
             let _ = writeln!(s, "         {}", tenant_line(t));
+        }
+        for a in aggressors.iter().filter(|a| a.run == r.run) {
+            for t in by_run.get(r.run.as_str()).into_iter().flatten() {
+                let _ = writeln!(s, "         {}", aggressor_line(a, t, &batches, &solo));
+            }
         }
         for (reason, fix) in r.reasons.iter().zip(r.fixes.iter().map(Some).chain(std::iter::repeat(None))) {
             let _ = writeln!(s, "         because {reason}");
@@ -121,6 +130,40 @@ pub fn text(ds: &Dataset) -> Result<String> {
     noise_floor(&mut s, &runs, &by_run);
     drift(&mut s, &runs, &by_run);
     Ok(s)
+}
+
+/// A tenant's interference while an aggressor was on and while it was off: the medians of its
+/// batches' GPU time over solo at the same share and graph, batches wholly inside or outside
+/// the aggressor's window.
+fn aggressor_line(a: &AggressorRow, t: &TenantRow, batches: &[BatchRow], solo: &[SoloModelRow]) -> String {
+    let (on_ns, off_ns) = ((a.start_s * 1e9) as i64, (a.stop_s * 1e9) as i64);
+    let solo_ms = |bucket: u16| {
+        solo.iter()
+            .find(|m| m.model == t.model && m.batch == bucket as u32 && m.share == t.share)
+            .map(|m| m.stamped_p50_us / 1e3)
+    };
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for b in batches.iter().filter(|b| b.run == t.run && b.tenant == t.tenant && b.start_ns >= 0) {
+        let Some(alone) = solo_ms(b.bucket) else { continue };
+        let x = (b.end_ns - b.start_ns) as f64 / 1e6 / alone;
+        if b.start_ns >= on_ns && b.end_ns <= off_ns {
+            on.push(x);
+        } else if b.end_ns < on_ns || b.start_ns > off_ns {
+            off.push(x);
+        }
+    }
+    let med = |v: &[f64]| if v.is_empty() { "-".to_string() } else { format!("x{:.2}", median_of(v)) };
+    format!(
+        "{}: interference {} while `{}` was on ({}-{} s, {} batches), {} while it was off ({} batches)",
+        t.name,
+        med(&on),
+        a.name,
+        a.start_s,
+        a.stop_s,
+        on.len(),
+        med(&off),
+        off.len()
+    )
 }
 
 /// Repetitions of one scenario, each with fresh seeds: the spread of their medians.

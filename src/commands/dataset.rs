@@ -31,18 +31,20 @@ pub fn overlap(args: &OverlapArgs) -> anyhow::Result<ExitCode> {
             .find(|x| x.run == run && x.aggressor == a)
             .map_or(format!("aggressor {a}"), |x| x.name.clone()),
     };
-    let kernel = |run: &str, k: &KernelRow| {
-        let Some(Owner::Tenant(t)) = k.owner() else {
-            return format!("{} launch {}", name(run, k.owner().unwrap_or(Owner::Aggressor(0))), k.batch);
-        };
-        let Some(x) = tenants.iter().find(|x| x.run == run && x.tenant == t) else { return format!("op {}", k.op) };
-        let bucket = batch_of.get(&(run.to_string(), t, k.batch)).map_or(x.max_batch, |b| b.bucket as u32);
-        solo_ops
-            .iter()
-            .find(|o| o.model == x.model && o.batch == bucket && o.op == k.op)
-            .map_or(format!("{}:op{}", x.model, k.op), |o| {
-                format!("{}:{} ({} launch {}, {:?})", x.model, o.layer, o.kind, k.launch, k.kind).to_lowercase()
-            })
+    let kernel = |run: &str, k: &KernelRow| match k.owner() {
+        Some(Owner::Tenant(t)) => {
+            let Some(x) = tenants.iter().find(|x| x.run == run && x.tenant == t) else { return format!("op {}", k.op) };
+            let bucket = batch_of.get(&(run.to_string(), t, k.batch)).map_or(x.max_batch, |b| b.bucket as u32);
+            let layer = solo_ops.iter().find(|o| o.model == x.model && o.batch == bucket && o.op == k.op);
+            match layer {
+                Some(o) => {
+                    format!("{}:{} ({} launch {}, {:?})", x.model, o.layer, o.kind, k.launch, k.kind).to_lowercase()
+                }
+                None => format!("{}:op{}", x.model, k.op),
+            }
+        }
+        Some(a @ Owner::Aggressor(_)) => format!("{} launch {}", name(run, a), k.batch),
+        None => "a launch of no tenant".into(),
     };
     let mut by_run: BTreeMap<&str, Vec<&KernelRow>> = BTreeMap::new();
     for k in &kernels {

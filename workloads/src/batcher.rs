@@ -82,10 +82,6 @@ impl Batcher {
         Batcher { policy, queue: VecDeque::new() }
     }
 
-    pub fn policy(&self) -> &BatchPolicy {
-        &self.policy
-    }
-
     /// Admits a request (arrivals come in time order).
     pub fn admit(&mut self, q: Queued) {
         debug_assert!(self.queue.back().is_none_or(|b| b.arrival_ns <= q.arrival_ns), "arrivals out of order");
