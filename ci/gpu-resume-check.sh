@@ -27,7 +27,10 @@ hit() {
     while [ ! -f "$data/manifest.json" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     while [ "$(workers)" -eq 0 ] && kill -0 "$pid" 2>/dev/null && [ $((SECONDS - t0)) -lt 300 ]; do sleep 0.05; done
     sleep 0.3
-    kill "-$sig" "$pid" 2>/dev/null && ok "sent SIG$sig with $(lines) runs done and $(workers) client(s) up" || bad "coloc measure ended before SIG$sig"
+    local up done
+    up=$(workers) done=$(lines)
+    kill "-$sig" "$pid" 2>/dev/null && ok "sent SIG$sig with $done runs done and $up client(s) up" || bad "coloc measure ended before SIG$sig"
+    [ "$up" -gt 0 ] || bad "SIG$sig came between runs, not during one with client processes"
 }
 
 "$coloc" measure suites/smoke.toml --out "$data" > "$out/first.log" 2>&1 &
