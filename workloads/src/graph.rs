@@ -435,8 +435,16 @@ impl<'a> Builder<'a> {
                     self.flow = Flow::Vector { tensor, dim: h * w * c };
                     Ok(())
                 }
-                _ => Err(self.err(format!("layer {i}: flatten needs an image"))),
+                Flow::Vector { .. } => Ok(()),
+                _ => Err(self.err(format!("layer {i}: flatten needs an image or a vector"))),
             },
+            Layer::BasicBlock { name, out, stride, repeat } => {
+                let n = Self::layer_name(i, name, "basic_block");
+                for r in 0..*repeat {
+                    self.basic_block(&format!("{n}.{r}"), *out, if r == 0 { *stride } else { 1 })?;
+                }
+                Ok(())
+            }
             Layer::Bottleneck { name, mid, out, stride, repeat } => {
                 let n = Self::layer_name(i, name, "bottleneck");
                 for r in 0..*repeat {
@@ -599,6 +607,22 @@ impl<'a> Builder<'a> {
         self.conv(&format!("{name}.conv1"), mid, 1, 1, 0, Activation::Relu, true)?;
         self.conv(&format!("{name}.conv2"), mid, 3, stride, 1, Activation::Relu, true)?;
         self.conv(&format!("{name}.conv3"), out, 1, 1, 0, Activation::None, true)?;
+        let (main, oh, ow, _) = self.image(name)?;
+        let shortcut = if stride != 1 || c != out {
+            self.conv_on(&format!("{name}.downsample"), x, (h, w, c), out, 1, stride, 0, Activation::None, true)?;
+            self.image(name)?.0
+        } else {
+            x
+        };
+        let y = self.add(&format!("{name}.add"), main, shortcut, Activation::Relu)?;
+        self.flow = Flow::Image { tensor: y, h: oh, w: ow, c: out };
+        Ok(())
+    }
+
+    fn basic_block(&mut self, name: &str, out: usize, stride: usize) -> Result<()> {
+        let (x, h, w, c) = self.image(name)?;
+        self.conv(&format!("{name}.conv1"), out, 3, stride, 1, Activation::Relu, true)?;
+        self.conv(&format!("{name}.conv2"), out, 3, 1, 1, Activation::None, true)?;
         let (main, oh, ow, _) = self.image(name)?;
         let shortcut = if stride != 1 || c != out {
             self.conv_on(&format!("{name}.downsample"), x, (h, w, c), out, 1, stride, 0, Activation::None, true)?;

@@ -133,8 +133,19 @@ pub enum Layer {
     GlobalAvgPool {
         name: Option<String>,
     },
-    /// View an image as a vector (NHWC order); no kernel.
+    /// View an image as a vector (NHWC order); no kernel. After a layer that already gives a
+    /// vector (`global_avg_pool`), it changes nothing, as in PyTorch.
     Flatten {},
+    /// ResNet-18/34 basic block: 3x3 (out, stride) -> 3x3 (out), ReLU, residual with a 1x1
+    /// projection when the shape changes; `repeat` blocks, the first with `stride`.
+    BasicBlock {
+        name: Option<String>,
+        out: usize,
+        #[serde(default = "one")]
+        stride: usize,
+        #[serde(default = "one")]
+        repeat: usize,
+    },
     /// ResNet v1.5 bottleneck: 1x1 (mid) -> 3x3 (mid, stride) -> 1x1 (out), ReLU, residual
     /// with a 1x1 projection when the shape changes; `repeat` blocks, the first with `stride`.
     Bottleneck {
@@ -223,8 +234,9 @@ pub enum Layer {
 }
 
 /// The models shipped with coloc: (name, TOML text).
-pub const BUILTIN: [(&str, &str); 7] = [
+pub const BUILTIN: [(&str, &str); 8] = [
     ("resnet50", include_str!("../models/resnet50.toml")),
+    ("resnet18", include_str!("../models/resnet18.toml")),
     ("mobilenet_v2", include_str!("../models/mobilenet_v2.toml")),
     ("vgg16", include_str!("../models/vgg16.toml")),
     ("bert_base", include_str!("../models/bert_base.toml")),

@@ -38,6 +38,7 @@ fn parameter_counts_match_the_published_figures() {
     // so CNNs with batch norm land slightly below the published count; the rest are exact.
     let tolerance = [
         ("resnet50", 0.01),
+        ("resnet18", 0.001),
         ("mobilenet_v2", 0.02),
         ("vgg16", 0.0),
         ("bert_base", 0.0),
@@ -187,4 +188,56 @@ out = 10
     let m = ModelSpec::parse(text, Path::new("broken.toml")).unwrap();
     let err = ModelGraph::build(&m, &BuildOptions { batch: 1, ..Default::default() }).unwrap_err().to_string();
     assert!(err.contains("global_avg_pool or flatten"), "{err}");
+}
+
+#[test]
+fn resnet18_is_basic_blocks_with_11_7_million_parameters_and_1_8_gmacs() {
+    let g = build("resnet18", 1);
+    let t = g.totals();
+    // torchvision: 11,689,512 parameters with batch norm; folded, each of the 4,800 batch-norm
+    // channels keeps one bias instead of a scale and a shift
+    assert_eq!(t.params, 11_689_512 - 4_800);
+    assert!(rel(t.macs, 1.82e9) < 0.01, "{}", t.macs);
+    // 8 basic blocks of two 3x3 convolutions, 3 of them with a 1x1 projection, and the stem
+    let convs = g.ops.iter().filter(|o| o.op.kind() == "conv2d").count();
+    assert_eq!(convs, 1 + 8 * 2 + 3);
+    assert!(g.ops.iter().any(|o| o.name == "layer2.0.downsample"));
+    assert!(!g.ops.iter().any(|o| o.name == "layer1.0.downsample"));
+}
+
+#[test]
+fn flatten_after_global_average_pooling_is_accepted_as_in_pytorch() {
+    let text = r#"
+name = "pool_then_flatten"
+dtype = "f32"
+input = { kind = "image", height = 8, width = 8, channels = 4 }
+max_batch = 4
+[[layer]]
+type = "global_avg_pool"
+[[layer]]
+type = "flatten"
+[[layer]]
+type = "linear"
+out = 3
+"#;
+    let spec = ModelSpec::parse(text, std::path::Path::new("t.toml")).unwrap();
+    let g = ModelGraph::build(&spec, &BuildOptions { batch: 2, ..Default::default() }).unwrap();
+    assert_eq!(g.tensors[g.output].shape, vec![2, 3]);
+    // flatten of token embeddings is still an error naming the layer
+    let tokens = r#"
+name = "t"
+dtype = "f32"
+input = { kind = "tokens", seq = 4 }
+max_batch = 1
+[[layer]]
+type = "embedding"
+name = "e"
+vocab = 10
+dim = 8
+[[layer]]
+type = "flatten"
+"#;
+    let spec = ModelSpec::parse(tokens, std::path::Path::new("t.toml")).unwrap();
+    let err = ModelGraph::build(&spec, &BuildOptions { batch: 1, ..Default::default() }).unwrap_err().to_string();
+    assert!(err.contains("layer 1: flatten needs an image or a vector"), "{err}");
 }
