@@ -174,6 +174,26 @@ pub enum ModelsCommand {
     Show(ShowArgs),
     /// Run models on the GPU once per batch size and time them (graph replay and eager).
     Run(RunModelsArgs),
+    /// Time each (model, batch) of a PyTorch reference (`ci/torch_reference.py`'s JSON) with
+    /// coloc's graphs and print coloc / PyTorch.
+    Compare(CompareModelsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompareModelsArgs {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// The JSON that ci/torch_reference.py wrote.
+    pub file: PathBuf,
+    /// Timed replays per model and batch.
+    #[arg(long, default_value_t = 50)]
+    pub reps: usize,
+    /// The ratio a model must stay within.
+    #[arg(long, default_value_t = 1.2)]
+    pub target: f64,
+    /// Also write the comparison as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

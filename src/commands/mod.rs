@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(ModelsCommand::List) => models::list(),
         Command::Models(ModelsCommand::Show(a)) => models::show(&a),
         Command::Models(ModelsCommand::Run(a)) => models::run(&a),
+        Command::Models(ModelsCommand::Compare(a)) => models::compare(&a),
         Command::Suite(SuiteCommand::Validate(a)) => suite::validate(&a),
         Command::Suite(SuiteCommand::Expand(a)) => suite::expand(&a),
         Command::Measure(a) => measure::run(&a),

@@ -1,4 +1,4 @@
-//! `coloc models list | show | run`
+//! `coloc models list | show | run | compare`
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -114,7 +114,7 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Serialize)]
-struct RunResult {
+pub struct RunResult {
     model: String,
     batch: usize,
     ops: usize,
@@ -129,70 +129,111 @@ struct RunResult {
     softmax_row_error: Option<f64>,
 }
 
+/// Times models on one stream of the primary context: graph replay and eager launches.
+struct Timer<'a> {
+    gpu: &'a super::Gpu,
+    stream: coloc_kernels::gpu::Stream,
+    blas: Blas,
+    events: (Event, Event),
+}
+
+impl<'a> Timer<'a> {
+    fn new(gpu: &'a super::Gpu) -> anyhow::Result<Timer<'a>> {
+        let ctx = ExecContext::primary(&gpu.device);
+        let stream = ctx.new_stream(0)?;
+        let blas = Blas::new(&stream)?;
+        Ok(Timer { gpu, stream, blas, events: (Event::new(&ctx)?, Event::new(&ctx)?) })
+    }
+
+    /// Runs `f` `n` times, each between events and waited for: GPU and host times, ms.
+    fn time(&self, f: &dyn Fn() -> anyhow::Result<()>, n: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+        let (start, end) = &self.events;
+        let (mut gpu_ms, mut host_ms) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let t0 = Instant::now();
+            start.record(&self.stream)?;
+            f()?;
+            end.record(&self.stream)?;
+            end.synchronize()?;
+            host_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            gpu_ms.push(end.elapsed_ms_since(start)? as f64);
+        }
+        Ok((gpu_ms, host_ms))
+    }
+
+    /// One model at one batch size: `reps` graph replays after 3 warm-ups, eager launches, and
+    /// the output's sanity.
+    fn model(&self, spec: &ModelSpec, options: &BuildOptions, reps: usize) -> anyhow::Result<RunResult> {
+        let env = LaunchEnv {
+            lib: &self.gpu.lib,
+            stream: &self.stream,
+            blas: Some(&self.blas),
+            bracket_library_calls: false,
+        };
+        let batch = options.batch;
+        let graph = ModelGraph::build(spec, options)?;
+        let mut inst = ModelInstance::allocate(&self.gpu.device, graph)?;
+        inst.initialize(&env, 1, 2)?;
+        inst.launch_eager(&env, false)?;
+        self.stream.synchronize().with_context(|| format!("{} at batch {batch}", spec.name))?;
+        inst.capture(&env)?;
+        let replay = || -> anyhow::Result<()> { Ok(inst.launch(&self.stream)?) };
+        self.time(&replay, 3)?;
+        let (graph_gpu, graph_host) = self.time(&replay, reps)?;
+        let span =
+            coloc_kernels::timing::span_of(&inst.launch_stamps()?).duration_ns().map_or(f64::NAN, |ns| ns as f64 / 1e6);
+        let eager = || -> anyhow::Result<()> { Ok(inst.launch_eager(&env, false)?) };
+        let (eager_gpu, _) = self.time(&eager, reps.div_ceil(3))?;
+        let out = inst.output()?;
+        let softmax_row_error = (inst.graph.ops.last().map(|o| o.op.kind()) == Some("softmax")).then(|| {
+            let width = *inst.graph.tensors[inst.graph.output].shape.last().unwrap_or(&1);
+            out.chunks(width).map(|r| (r.iter().sum::<f64>() - 1.0).abs()).fold(0.0, f64::max)
+        });
+        Ok(RunResult {
+            model: spec.name.clone(),
+            batch,
+            ops: inst.graph.ops.len(),
+            device_mib: inst.device_bytes() as f64 / (1 << 20) as f64,
+            graph_gpu_ms: Summary::of(&graph_gpu).context("no samples")?,
+            graph_host_ms: Summary::of(&graph_host).context("no samples")?,
+            eager_gpu_ms: Summary::of(&eager_gpu).context("no samples")?,
+            kernel_span_ms: span,
+            output_finite: out.iter().all(|v| v.is_finite()),
+            softmax_row_error,
+        })
+    }
+}
+
+impl RunResult {
+    fn output_ok(&self) -> bool {
+        self.output_finite && self.softmax_row_error.is_none_or(|e| e < 0.02)
+    }
+
+    fn output_note(&self) -> String {
+        match (self.output_finite, self.softmax_row_error) {
+            (false, _) => "NOT FINITE".into(),
+            (true, Some(e)) if e >= 0.02 => format!("softmax rows off by {e:.3}"),
+            (true, Some(e)) => format!("ok (softmax rows within {e:.1e})"),
+            (true, None) => "ok (finite)".into(),
+        }
+    }
+}
+
 pub fn run(args: &RunModelsArgs) -> anyhow::Result<ExitCode> {
     let names: Vec<String> =
         if args.models.is_empty() { BUILTIN.iter().map(|(n, _)| n.to_string()).collect() } else { args.models.clone() };
     let specs: Vec<ModelSpec> =
         names.iter().map(|n| ModelSpec::resolve(n, Path::new(".")).map(|(s, _)| s)).collect::<Result<_, _>>()?;
     let gpu = open_gpu(&args.gpu)?;
-    let ctx = ExecContext::primary(&gpu.device);
-    let stream = ctx.new_stream(0)?;
-    let blas = Blas::new(&stream)?;
-    let env = LaunchEnv { lib: &gpu.lib, stream: &stream, blas: Some(&blas), bracket_library_calls: false };
-    let (start, end) = (Event::new(&ctx)?, Event::new(&ctx)?);
+    let timer = Timer::new(&gpu)?;
     let mut results = Vec::new();
     let mut t =
         Table::new(&["<model", "batch", "ops", "MiB", "graph ms", "p95", "host ms", "eager ms", "span ms", "<output"]);
     let mut failed = false;
     for spec in &specs {
         for &batch in &args.batch {
-            let graph = ModelGraph::build(spec, &options(batch, &args.shape))?;
-            let mut inst = ModelInstance::allocate(&gpu.device, graph)?;
-            inst.initialize(&env, 1, 2)?;
-            inst.launch_eager(&env, false)?;
-            stream.synchronize().with_context(|| format!("{} at batch {batch}", spec.name))?;
-            inst.capture(&env)?;
-            let time = |f: &dyn Fn() -> anyhow::Result<()>, n: usize| -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-                let (mut gpu_ms, mut host_ms) = (Vec::new(), Vec::new());
-                for _ in 0..n {
-                    let t0 = Instant::now();
-                    start.record(&stream)?;
-                    f()?;
-                    end.record(&stream)?;
-                    end.synchronize()?;
-                    host_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-                    gpu_ms.push(end.elapsed_ms_since(&start)? as f64);
-                }
-                Ok((gpu_ms, host_ms))
-            };
-            let replay = || -> anyhow::Result<()> { Ok(inst.launch(&stream)?) };
-            time(&replay, 3)?;
-            let (graph_gpu, graph_host) = time(&replay, args.reps)?;
-            let span = coloc_kernels::timing::span_of(&inst.launch_stamps()?)
-                .duration_ns()
-                .map_or(f64::NAN, |ns| ns as f64 / 1e6);
-            let eager = || -> anyhow::Result<()> { Ok(inst.launch_eager(&env, false)?) };
-            let (eager_gpu, _) = time(&eager, args.reps.div_ceil(3))?;
-            let out = inst.output()?;
-            let finite = out.iter().all(|v| v.is_finite());
-            let softmax_row_error = (inst.graph.ops.last().map(|o| o.op.kind()) == Some("softmax")).then(|| {
-                let width = *inst.graph.tensors[inst.graph.output].shape.last().unwrap_or(&1);
-                out.chunks(width).map(|r| (r.iter().sum::<f64>() - 1.0).abs()).fold(0.0, f64::max)
-            });
-            let ok = finite && softmax_row_error.is_none_or(|e| e < 0.02);
-            failed |= !ok;
-            let r = RunResult {
-                model: spec.name.clone(),
-                batch,
-                ops: inst.graph.ops.len(),
-                device_mib: inst.device_bytes() as f64 / (1 << 20) as f64,
-                graph_gpu_ms: Summary::of(&graph_gpu).context("no samples")?,
-                graph_host_ms: Summary::of(&graph_host).context("no samples")?,
-                eager_gpu_ms: Summary::of(&eager_gpu).context("no samples")?,
-                kernel_span_ms: span,
-                output_finite: finite,
-                softmax_row_error,
-            };
+            let r = timer.model(spec, &options(batch, &args.shape), args.reps)?;
+            failed |= !r.output_ok();
             t.row(vec![
                 r.model.clone(),
                 batch.to_string(),
@@ -203,12 +244,7 @@ pub fn run(args: &RunModelsArgs) -> anyhow::Result<ExitCode> {
                 sig3(r.graph_host_ms.median),
                 sig3(r.eager_gpu_ms.median),
                 sig3(r.kernel_span_ms),
-                match (finite, softmax_row_error) {
-                    (false, _) => "NOT FINITE".into(),
-                    (true, Some(e)) if e >= 0.02 => format!("softmax rows off by {e:.3}"),
-                    (true, Some(e)) => format!("ok (softmax rows within {e:.1e})"),
-                    (true, None) => "ok (finite)".into(),
-                },
+                r.output_note(),
             ]);
             results.push(r);
         }
@@ -221,4 +257,71 @@ pub fn run(args: &RunModelsArgs) -> anyhow::Result<ExitCode> {
         write_json(path, &serde_json::json!({ "device": gpu.device.info(), "results": results }))?;
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// One (model, batch) as `ci/torch_reference.py` timed it in PyTorch.
+#[derive(serde::Deserialize)]
+struct TorchTiming {
+    model: String,
+    batch: usize,
+    median_ms: f64,
+}
+
+#[derive(serde::Deserialize)]
+struct TorchReference {
+    device: String,
+    torch: String,
+    results: Vec<TorchTiming>,
+}
+
+#[derive(Serialize)]
+struct Comparison {
+    model: String,
+    batch: usize,
+    coloc_ms: f64,
+    torch_ms: f64,
+    ratio: f64,
+}
+
+pub fn compare(args: &crate::cli::CompareModelsArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let reference: TorchReference = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not the JSON of ci/torch_reference.py", args.file.display()))?;
+    let gpu = open_gpu(&args.gpu)?;
+    if reference.device != gpu.device.info().name {
+        eprintln!("note: the reference ran on {}, this is {}", reference.device, gpu.device.info().name);
+    }
+    let timer = Timer::new(&gpu)?;
+    let mut rows = Vec::new();
+    let mut t = Table::new(&["<model", "batch", "coloc ms", "PyTorch ms", "coloc / PyTorch", "<within"]);
+    let mut over = 0;
+    for r in &reference.results {
+        let (spec, _) = ModelSpec::resolve(&r.model, Path::new("."))
+            .with_context(|| format!("{}: model `{}`", args.file.display(), r.model))?;
+        let mine = timer.model(&spec, &BuildOptions { batch: r.batch, ..Default::default() }, args.reps)?;
+        let c = Comparison {
+            model: r.model.clone(),
+            batch: r.batch,
+            coloc_ms: mine.graph_gpu_ms.median,
+            torch_ms: r.median_ms,
+            ratio: mine.graph_gpu_ms.median / r.median_ms,
+        };
+        over += (c.ratio > args.target) as usize;
+        t.row(vec![
+            c.model.clone(),
+            c.batch.to_string(),
+            sig3(c.coloc_ms),
+            sig3(c.torch_ms),
+            format!("{:.2}", c.ratio),
+            if c.ratio <= args.target { "yes".into() } else { format!("no (> {})", args.target) },
+        ]);
+        rows.push(c);
+    }
+    println!("coloc (CUDA-graph replay) against PyTorch {} on {}:", reference.torch, reference.device);
+    println!("{}", t.render());
+    println!("{over} of {} above {}x", rows.len(), args.target);
+    if let Some(path) = &args.json {
+        write_json(path, &serde_json::json!({ "device": gpu.device.info(), "torch": reference.torch, "rows": rows }))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
