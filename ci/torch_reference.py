@@ -40,7 +40,8 @@ class Bert(nn.Module):
         super().__init__()
         from transformers import BertConfig, BertModel
 
-        self.bert = BertModel(BertConfig(), add_pooling_layer=True, attn_implementation="sdpa")
+        # transformers' default attention is scaled-dot-product (fused) attention
+        self.bert = BertModel(BertConfig(), add_pooling_layer=True)
 
     def forward(self, ids):
         return self.bert(input_ids=ids, token_type_ids=torch.zeros_like(ids)).pooler_output
@@ -158,20 +159,26 @@ def main():
     )
     a = p.parse_args()
     torch.backends.cudnn.benchmark = True
-    results = []
-    for name in a.models.split(","):
-        for batch in (int(b) for b in a.batch.split(",")):
-            r = time_model(name, batch, a.reps)
-            print(f"{name:14s} b{batch:<3d} {r['median_ms']:8.3f} ms (p95 {r['p95_ms']:.3f})", flush=True)
-            results.append(r)
     doc = {
         "device": torch.cuda.get_device_name(),
         "torch": torch.__version__,
         "cudnn": torch.backends.cudnn.version(),
-        "results": results,
+        "results": [],
+        "failed": [],
     }
-    with open(a.out, "w") as f:
-        json.dump(doc, f, indent=1)
+    for name in a.models.split(","):
+        for batch in (int(b) for b in a.batch.split(",")):
+            try:
+                r = time_model(name, batch, a.reps)
+            except Exception as e:  # one model that fails must not lose the others
+                print(f"{name:14s} b{batch:<3d} FAILED: {e}", flush=True)
+                doc["failed"].append({"model": name, "batch": batch, "error": str(e)})
+                continue
+            print(f"{name:14s} b{batch:<3d} {r['median_ms']:8.3f} ms (p95 {r['p95_ms']:.3f})", flush=True)
+            doc["results"].append(r)
+            # written after every model: a run cut short keeps what it measured
+            with open(a.out, "w") as f:
+                json.dump(doc, f, indent=1)
 
 
 if __name__ == "__main__":
