@@ -451,6 +451,26 @@ pub fn targets(entries: &[BenchEntry], overhead: &[OverheadEntry], ceilings: &Ce
             detail: format!("{:.0} of {:.0} GB/s", e.gbps, ceilings.copy_gbps),
         });
     }
+    let attention: Vec<Op> =
+        catalog::ATTENTION_TARGET_SHAPES.iter().map(|&(b, s)| catalog::attention_target_op(b, s)).collect();
+    out.extend(worst_fraction_target(
+        "tensor-core attention prefill, head 64, vs the bf16 matrix ceiling (worst shape)",
+        0.35,
+        entries,
+        &attention,
+        ceilings,
+    ));
+    let vgg: Vec<Op> = catalog::VGG_TARGET_LAYERS.iter().map(|&(hw, c)| catalog::vgg_target_op(hw, c)).collect();
+    out.extend(worst_fraction_target(
+        &format!(
+            "VGG-16 3x3 convolutions at batch {}, vs the bf16 matrix ceiling (worst layer)",
+            catalog::VGG_TARGET_BATCH
+        ),
+        0.45,
+        entries,
+        &vgg,
+        ceilings,
+    ));
     if let Some(worst) = overhead.iter().max_by(|a, b| a.overhead_pct.total_cmp(&b.overhead_pct)) {
         out.push(Target {
             name: "timing instrumentation overhead on ~50 us kernels (worst case)".into(),
@@ -465,6 +485,33 @@ pub fn targets(entries: &[BenchEntry], overhead: &[OverheadEntry], ceilings: &Ce
         });
     }
     out
+}
+
+/// A target over several shapes, held by the worst of them: listed only when every shape was
+/// measured (a shape filtered out with `--only` or failed leaves no verdict to give).
+fn worst_fraction_target(
+    name: &str,
+    threshold: f64,
+    entries: &[BenchEntry],
+    ops: &[Op],
+    ceilings: &Ceilings,
+) -> Option<Target> {
+    let ceiling = ceilings.matrix_bf16_tflops();
+    let measured: Vec<&BenchEntry> = ops
+        .iter()
+        .map(|op| entries.iter().find(|e| e.kind == op.kind() && e.shape == op.shape()))
+        .collect::<Option<_>>()?;
+    let worst = measured.iter().min_by(|a, b| a.tflops.total_cmp(&b.tflops))?;
+    let frac = worst.tflops / ceiling;
+    let all = measured.iter().map(|e| format!("{:.0}", e.tflops)).collect::<Vec<_>>().join(", ");
+    Some(Target {
+        name: name.to_string(),
+        measured: frac,
+        threshold,
+        relation: ">=".into(),
+        passed: frac >= threshold,
+        detail: format!("worst {} at {:.0} of {ceiling:.0} TFLOP/s; all: {all}", worst.shape, worst.tflops),
+    })
 }
 
 impl BenchReport {

@@ -149,6 +149,25 @@ pub fn check_cases() -> Vec<Op> {
             dtype: Bf16,
         }),
         Op::AttentionPrefill(AttentionPrefill { batch: 1, seq: 9, heads: 4, head_dim: 32, causal: false, dtype: F32 }),
+        // bf16 runs on tensor cores: four key tiles with a ragged last one (ViT's 197 tokens),
+        // the causal diagonal across tiles, and a sequence shorter than one tile.
+        Op::AttentionPrefill(AttentionPrefill {
+            batch: 2,
+            seq: 197,
+            heads: 3,
+            head_dim: 64,
+            causal: false,
+            dtype: Bf16,
+        }),
+        Op::AttentionPrefill(AttentionPrefill {
+            batch: 1,
+            seq: 130,
+            heads: 2,
+            head_dim: 64,
+            causal: true,
+            dtype: Bf16,
+        }),
+        Op::AttentionPrefill(AttentionPrefill { batch: 3, seq: 9, heads: 4, head_dim: 32, causal: false, dtype: Bf16 }),
         Op::AttentionDecode(AttentionDecode { batch: 2, heads: 3, head_dim: 64, max_len: 80, len: 77, dtype: F32 }),
         Op::AttentionDecode(AttentionDecode { batch: 3, heads: 2, head_dim: 128, max_len: 40, len: 1, dtype: Bf16 }),
         Op::AttentionDecode(AttentionDecode { batch: 1, heads: 1, head_dim: 32, max_len: 100, len: 100, dtype: F32 }),
@@ -196,13 +215,31 @@ pub const GEMM_TARGET_SIZE: usize = 8192;
 /// Buffer size of the DRAM-streaming target: 1 GiB per buffer, far beyond the L2.
 pub const STREAM_TARGET_BYTES: u64 = 1 << 30;
 
+/// (batch, seq) of the attention-prefill target (issue #8): head 64, 12 heads.
+pub const ATTENTION_TARGET_SHAPES: [(usize, usize); 3] = [(8, 128), (16, 256), (8, 512)];
+/// (spatial size, channels) of VGG-16's 3x3 convolutions at batch 32 (the second of each
+/// stage, channels in = out), the convolution target of issue #8.
+pub const VGG_TARGET_LAYERS: [(usize, usize); 5] = [(224, 64), (112, 128), (56, 256), (28, 512), (14, 512)];
+/// Batch of the convolution target.
+pub const VGG_TARGET_BATCH: usize = 32;
+
+/// An attention-prefill shape of the target: bf16, 12 heads of 64.
+pub fn attention_target_op(batch: usize, seq: usize) -> Op {
+    Op::AttentionPrefill(AttentionPrefill { batch, seq, heads: 12, head_dim: 64, causal: false, dtype: Bf16 })
+}
+
+/// A VGG-16 3x3 convolution of the target: bf16, ReLU, padding 1.
+pub fn vgg_target_op(size: usize, channels: usize) -> Op {
+    conv(VGG_TARGET_BATCH, size, size, channels, channels, 3, 1, 1, Activation::Relu, P::Bf16)
+}
+
 /// Inference-sized shapes on this device, plus the stressors at full intensity.
 pub fn bench_cases(info: &DeviceInfo) -> Vec<BenchCase> {
     use Activation::*;
     let sms = info.sm_count;
     let l2_half = (info.l2_bytes / 2) & !0xffff;
     let c = |op, note| BenchCase { op, note };
-    vec![
+    let mut cases = vec![
         c(
             gemm(GEMM_TARGET_SIZE, GEMM_TARGET_SIZE, GEMM_TARGET_SIZE, 1, P::Bf16, false),
             "target: >= 70% of the bf16 matrix ceiling",
@@ -271,13 +308,24 @@ pub fn bench_cases(info: &DeviceInfo) -> Vec<BenchCase> {
         c(
             Op::AttentionPrefill(AttentionPrefill {
                 batch: 8,
-                seq: 128,
+                seq: 197,
                 heads: 12,
                 head_dim: 64,
                 causal: false,
                 dtype: Bf16,
             }),
-            "BERT-base attention",
+            "ViT-B/16 attention",
+        ),
+        c(
+            Op::AttentionPrefill(AttentionPrefill {
+                batch: 8,
+                seq: 512,
+                heads: 12,
+                head_dim: 64,
+                causal: true,
+                dtype: Bf16,
+            }),
+            "causal prefill, 512 tokens",
         ),
         c(
             Op::AttentionDecode(AttentionDecode {
@@ -327,7 +375,14 @@ pub fn bench_cases(info: &DeviceInfo) -> Vec<BenchCase> {
             Op::Stressor(Stressor::full_device(StressorKind::Chase { entries: 1 << 28, steps: 2000 }, sms)),
             "DRAM latency: 1 GiB chase table",
         ),
-    ]
+    ];
+    for (batch, seq) in ATTENTION_TARGET_SHAPES {
+        cases.push(c(attention_target_op(batch, seq), "target: >= 35% of the bf16 matrix ceiling (worst shape)"));
+    }
+    for (size, channels) in VGG_TARGET_LAYERS {
+        cases.push(c(vgg_target_op(size, channels), "target: >= 45% of the bf16 matrix ceiling (worst layer)"));
+    }
+    cases
 }
 
 /// Stressors sized, from the measured ceilings, to run about `target_us` on this device: the

@@ -16,6 +16,8 @@ pub enum CudaModule {
     Cnn,
     Norm,
     Attention,
+    /// Prefill attention on tensor cores (mma.sync, cp.async): compute capability 8.0 or newer.
+    AttentionMma,
     Stressors,
     Probes,
     /// wgmma throughput probe; Hopper only (compiled for sm_90a).
@@ -23,11 +25,12 @@ pub enum CudaModule {
 }
 
 impl CudaModule {
-    pub const ALL: [CudaModule; 7] = [
+    pub const ALL: [CudaModule; 8] = [
         CudaModule::Elementwise,
         CudaModule::Cnn,
         CudaModule::Norm,
         CudaModule::Attention,
+        CudaModule::AttentionMma,
         CudaModule::Stressors,
         CudaModule::Probes,
         CudaModule::TensorPeak,
@@ -39,6 +42,7 @@ impl CudaModule {
             CudaModule::Cnn => "cnn.cu",
             CudaModule::Norm => "norm.cu",
             CudaModule::Attention => "attention.cu",
+            CudaModule::AttentionMma => "attention_mma.cu",
             CudaModule::Stressors => "stressors.cu",
             CudaModule::Probes => "probes.cu",
             CudaModule::TensorPeak => "tensor_peak.cu",
@@ -51,19 +55,31 @@ impl CudaModule {
             CudaModule::Cnn => include_str!("../cuda/cnn.cu"),
             CudaModule::Norm => include_str!("../cuda/norm.cu"),
             CudaModule::Attention => include_str!("../cuda/attention.cu"),
+            CudaModule::AttentionMma => include_str!("../cuda/attention_mma.cu"),
             CudaModule::Stressors => include_str!("../cuda/stressors.cu"),
             CudaModule::Probes => include_str!("../cuda/probes.cu"),
             CudaModule::TensorPeak => include_str!("../cuda/tensor_peak.cu"),
         }
     }
 
-    /// The architecture to compile for on a device of compute capability `cc`. The tensor
-    /// probe uses wgmma, which exists only in the arch-specific sm_90a target.
+    /// The architecture to compile for on a device of compute capability `cc`, or `None`
+    /// where the module cannot run (see [`CudaModule::requirement`]). The tensor probe uses
+    /// wgmma, which exists only in the arch-specific sm_90a target.
     pub fn arch_for(self, cc: (u32, u32)) -> Option<String> {
         match self {
             CudaModule::TensorPeak if cc != (9, 0) => None,
             CudaModule::TensorPeak => Some("sm_90a".into()),
+            CudaModule::AttentionMma if cc < (8, 0) => None,
             _ => Some(format!("sm_{}{}", cc.0, cc.1)),
+        }
+    }
+
+    /// What a device needs to run this module, for the error where it cannot.
+    pub fn requirement(self) -> &'static str {
+        match self {
+            CudaModule::TensorPeak => "a Hopper (sm_90) GPU",
+            CudaModule::AttentionMma => "compute capability 8.0 or newer (bf16 mma.sync); use f32 attention there",
+            _ => "nothing beyond a CUDA GPU",
         }
     }
 }
@@ -84,6 +100,8 @@ pub enum KernelId {
     Softmax,
     AttentionPrefill,
     AttentionDecode,
+    /// Prefill attention on tensor cores; bf16 only.
+    AttentionPrefillMma,
     StressFma,
     StressStream,
     StressL2,
@@ -105,7 +123,7 @@ pub enum KernelId {
 pub const ATTENTION_HEAD_DIMS: [u32; 3] = [32, 64, 128];
 
 impl KernelId {
-    pub const ALL: [KernelId; 28] = [
+    pub const ALL: [KernelId; 29] = [
         KernelId::BiasAct,
         KernelId::AddAct,
         KernelId::Embedding,
@@ -119,6 +137,7 @@ impl KernelId {
         KernelId::Softmax,
         KernelId::AttentionPrefill,
         KernelId::AttentionDecode,
+        KernelId::AttentionPrefillMma,
         KernelId::StressFma,
         KernelId::StressStream,
         KernelId::StressL2,
@@ -143,6 +162,7 @@ impl KernelId {
             Im2col | DepthwiseConv | Pool2d | GlobalAvgPool => CudaModule::Cnn,
             LayerNorm | Softmax => CudaModule::Norm,
             AttentionPrefill | AttentionDecode => CudaModule::Attention,
+            AttentionPrefillMma => CudaModule::AttentionMma,
             StressFma | StressStream | StressL2 | StressSmem | StressChase => CudaModule::Stressors,
             StampPoint | BlockUntil | ClockPing | SmCensus | TimerResolution | FillUniform | FillIds | FillChase => {
                 CudaModule::Probes
@@ -168,6 +188,7 @@ impl KernelId {
             Softmax => "softmax",
             AttentionPrefill => "attention_prefill",
             AttentionDecode => "attention_decode",
+            AttentionPrefillMma => "attention_prefill_mma",
             StressFma => "stress_fma",
             StressStream => "stress_stream",
             StressL2 => "stress_l2",
@@ -186,8 +207,19 @@ impl KernelId {
         }
     }
 
-    /// Kernels instantiated once per element type (`_f32`, `_bf16`).
-    pub fn is_typed(self) -> bool {
+    /// The element types this kernel is instantiated for (`_f32`, `_bf16`); empty for
+    /// kernels without one.
+    pub fn dtypes(self) -> &'static [DType] {
+        if self == KernelId::AttentionPrefillMma {
+            &[DType::Bf16]
+        } else if self.is_typed() {
+            &DType::ALL
+        } else {
+            &[]
+        }
+    }
+
+    fn is_typed(self) -> bool {
         use KernelId::*;
         matches!(
             self,
@@ -210,13 +242,13 @@ impl KernelId {
 
     /// Kernels instantiated once per attention head dimension (`_d64`, ...).
     pub fn is_per_head_dim(self) -> bool {
-        matches!(self, KernelId::AttentionPrefill | KernelId::AttentionDecode)
+        matches!(self, KernelId::AttentionPrefill | KernelId::AttentionDecode | KernelId::AttentionPrefillMma)
     }
 
     /// Every C symbol this id stands for.
     pub fn symbols(self) -> Vec<KernelSymbol> {
         let dtypes: Vec<Option<DType>> =
-            if self.is_typed() { DType::ALL.iter().map(|d| Some(*d)).collect() } else { vec![None] };
+            if self.dtypes().is_empty() { vec![None] } else { self.dtypes().iter().map(|d| Some(*d)).collect() };
         let dims: Vec<Option<u32>> =
             if self.is_per_head_dim() { ATTENTION_HEAD_DIMS.iter().map(|d| Some(*d)).collect() } else { vec![None] };
         let mut out = Vec::new();
@@ -285,6 +317,11 @@ mod tests {
         let s = KernelSymbol { id: KernelId::AttentionDecode, dtype: Some(DType::Bf16), head_dim: Some(64) };
         assert_eq!(s.c_name(), "attention_decode_bf16_d64");
         assert_eq!(KernelId::AttentionPrefill.symbols().len(), 6);
+        let mma: Vec<String> = KernelId::AttentionPrefillMma.symbols().iter().map(|s| s.c_name()).collect();
+        assert_eq!(
+            mma,
+            ["attention_prefill_mma_bf16_d32", "attention_prefill_mma_bf16_d64", "attention_prefill_mma_bf16_d128"]
+        );
         assert_eq!(KernelId::StressFma.symbols().len(), 1);
     }
 
@@ -293,5 +330,7 @@ mod tests {
         assert_eq!(CudaModule::TensorPeak.arch_for((9, 0)).as_deref(), Some("sm_90a"));
         assert_eq!(CudaModule::TensorPeak.arch_for((8, 0)), None);
         assert_eq!(CudaModule::Norm.arch_for((8, 6)).as_deref(), Some("sm_86"));
+        assert_eq!(CudaModule::AttentionMma.arch_for((7, 5)), None);
+        assert_eq!(CudaModule::AttentionMma.arch_for((8, 0)).as_deref(), Some("sm_80"));
     }
 }

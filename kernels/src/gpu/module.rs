@@ -84,7 +84,10 @@ impl KernelLibrary {
         }
         let info = self.device.info();
         let arch = module.arch_for(info.compute_capability).ok_or_else(|| {
-            Error::invalid(module.file_name(), format!("needs a Hopper (sm_90) GPU; this device is {}", info.arch()))
+            Error::invalid(
+                module.file_name(),
+                format!("needs {}; this device is {}", module.requirement(), info.arch()),
+            )
         })?;
         let compiled = nvrtc::compile(module, &arch, info.driver_api_version, false)?;
         self.device.bind()?;

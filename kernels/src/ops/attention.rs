@@ -15,6 +15,12 @@ use crate::types::DType;
 const PREFILL_QUERIES_PER_BLOCK: u32 = 8;
 /// Warps per (batch, head) of the decode kernel (`DEC_WARPS` in attention.cu).
 const DECODE_WARPS: u32 = 4;
+/// Queries per block of the tensor-core prefill kernel (`MMA_BQ` in attention_mma.cu).
+const MMA_QUERIES_PER_BLOCK: u32 = 64;
+/// Threads per block of the tensor-core prefill kernel (`MMA_WARPS` warps).
+const MMA_THREADS: u32 = 128;
+/// The tensor-core kernel copies rows in 16-byte pieces.
+const MMA_QKV_ALIGN: u64 = 16;
 
 fn check_head_dim(op: &str, head_dim: usize) -> Result<()> {
     if ATTENTION_HEAD_DIMS.contains(&(head_dim as u32)) {
@@ -63,6 +69,19 @@ pub struct AttentionPrefill {
     pub dtype: DType,
 }
 
+impl AttentionPrefill {
+    /// bf16 prefill runs on tensor cores (attention_mma.cu, FlashAttention-2 style); f32 on
+    /// the FMA pipes (attention.cu), where there is no f32 tensor-core MMA to use.
+    pub fn on_tensor_cores(&self) -> bool {
+        self.dtype == DType::Bf16
+    }
+
+    fn symbol(&self) -> KernelSymbol {
+        let id = if self.on_tensor_cores() { KernelId::AttentionPrefillMma } else { KernelId::AttentionPrefill };
+        attention_symbol(id, self.dtype, self.head_dim)
+    }
+}
+
 impl OpSpec for AttentionPrefill {
     fn kind(&self) -> &'static str {
         "attention_prefill"
@@ -100,25 +119,36 @@ impl OpSpec for AttentionPrefill {
             macs: 2.0 * b * h * pairs * d,
             flops: 4.0 * b * h * pairs * d,
             dram_bytes: 4.0 * b * s * h * d * self.dtype.bytes() as f64,
-            unit: ComputeUnit::Fp32,
+            unit: if self.on_tensor_cores() { ComputeUnit::TensorBf16 } else { ComputeUnit::Fp32 },
         }
     }
     fn launches(&self) -> Vec<LaunchSpec> {
-        vec![LaunchSpec::coloc(attention_symbol(KernelId::AttentionPrefill, self.dtype, self.head_dim), self.cost())]
+        vec![LaunchSpec::coloc(self.symbol(), self.cost())]
     }
     fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
         let stamp = slots.at(0);
-        let grid = ((self.seq as u32).div_ceil(PREFILL_QUERIES_PER_BLOCK), self.heads as u32, self.batch as u32);
+        let qkv = b.require("attention_prefill", "qkv")?;
+        let (per_block, threads) = if self.on_tensor_cores() {
+            if qkv % MMA_QKV_ALIGN != 0 {
+                return Err(Error::invalid(
+                    "attention_prefill",
+                    format!("qkv at {qkv:#x} is not {MMA_QKV_ALIGN}-byte aligned, as the tensor-core kernel needs"),
+                ));
+            }
+            (MMA_QUERIES_PER_BLOCK, MMA_THREADS)
+        } else {
+            (PREFILL_QUERIES_PER_BLOCK, PREFILL_QUERIES_PER_BLOCK * 32)
+        };
+        let grid = ((self.seq as u32).div_ceil(per_block), self.heads as u32, self.batch as u32);
         let args = KernelArgs::new()
             .ptr(b.require("attention_prefill", "out")?)
-            .ptr(b.require("attention_prefill", "qkv")?)
+            .ptr(qkv)
             .i32(self.seq as i32)
             .i32(self.heads as i32)
             .f32(1.0 / (self.head_dim as f32).sqrt())
             .i32(self.causal as i32)
             .ptr(stamp);
-        let cfg = LaunchConfig::new(grid, (PREFILL_QUERIES_PER_BLOCK * 32, 1, 1));
-        env.launch(attention_symbol(KernelId::AttentionPrefill, self.dtype, self.head_dim), cfg, args)
+        env.launch(self.symbol(), LaunchConfig::new(grid, (threads, 1, 1)), args)
     }
     fn reference(&self, inputs: &HostTensors) -> HostTensors {
         let qkv = &inputs["qkv"].data;
@@ -320,6 +350,7 @@ impl OpSpec for KvAppend {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Launcher;
     use super::*;
 
     #[test]
@@ -334,6 +365,21 @@ mod tests {
         let out =
             &op.reference(&HostTensors::from([("qkv", HostTensor { shape: vec![1, 1, 3, 1, 32], data: qkv })]))["out"];
         assert_eq!(out.data, (0..32).map(f64::from).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn bf16_prefill_runs_on_tensor_cores_and_f32_on_the_fma_pipes() {
+        let bf16 = AttentionPrefill { batch: 8, seq: 197, heads: 12, head_dim: 64, causal: false, dtype: DType::Bf16 };
+        let launch = &bf16.launches()[0];
+        assert_eq!(launch.cost.unit, ComputeUnit::TensorBf16);
+        let name = |l: &LaunchSpec| match l.launcher {
+            Launcher::Coloc(sym) => sym.c_name(),
+            Launcher::Cublas => "cublas".into(),
+        };
+        assert_eq!(name(launch), "attention_prefill_mma_bf16_d64");
+        let f32 = AttentionPrefill { dtype: DType::F32, ..bf16 };
+        assert_eq!(f32.launches()[0].cost.unit, ComputeUnit::Fp32);
+        assert_eq!(name(&f32.launches()[0]), "attention_prefill_f32_d64");
     }
 
     #[test]
