@@ -237,8 +237,13 @@ __device__ __forceinline__ void attention_prefill_mma_body(bf16* __restrict__ ou
     STAMP_OUT(stamp);
 }
 
+// Four blocks per SM where the registers allow it without spilling (head 64 and below: 128
+// registers); head 128 needs more than that and runs with what it needs.
+#define MMA_MIN_BLOCKS(DH) ((DH) <= 64 ? 4 : 1)
+
 #define ATTENTION_MMA(sfx, DH)                                                                        \
-    extern "C" __global__ void __launch_bounds__(MMA_WARPS * 32) attention_prefill_mma_##sfx##_d##DH(  \
+    extern "C" __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS(DH))                 \
+        attention_prefill_mma_##sfx##_d##DH(                                                          \
         bf16* out, const bf16* qkv, int seq, int heads, float scale, int causal, u64* stamp) {          \
         attention_prefill_mma_body<DH>(out, qkv, seq, heads, scale, causal, stamp);                    \
     }

@@ -23,34 +23,59 @@ __device__ __forceinline__ NhwcIndex nhwc_index(long long i, int c, int ow, int 
 // col[(n*OH + oh)*OW + ow, (kh*KW + kw)*C + c] = x[n, oh*s - p + kh*d, ow*s - p + kw*d, c], or 0
 // outside the image. Rows of col are `col_stride` elements apart (at least KH*KW*C); any
 // padding columns are written as zeros, so a GEMM over the padded width adds nothing.
+// Block (32, IM2COL_ROWS): threadIdx.y picks a row (an output pixel), whose position is worked
+// out once, in 32-bit arithmetic (64-bit division per element made this kernel compute-bound);
+// the 32 lanes copy the row in pieces of PIECE elements: 16 bytes where channels, row stride and
+// both pointers allow it (every input of a channels-first network but its RGB stem), else one.
+#define IM2COL_ROWS 8
+
+template <typename T, int PIECE>
+__device__ __forceinline__ void im2col_rows(T* __restrict__ col, const T* __restrict__ x, int n, int h, int w,
+                                            int c, int kw, int kcols, int stride, int pad, int dilation, int oh,
+                                            int ow, int col_stride) {
+    struct alignas(sizeof(T) * PIECE) Piece {
+        T v[PIECE];
+    };
+    const int rows = n * oh * ow;
+    const int pieces = col_stride / PIECE;
+    for (int row = blockIdx.x * IM2COL_ROWS + threadIdx.y; row < rows; row += gridDim.x * IM2COL_ROWS) {
+        const int ox = row % ow, rest = row / ow;
+        const int oy = rest % oh, b = rest / oh;
+        const int y0 = oy * stride - pad, x0 = ox * stride - pad;
+        Piece* dst = reinterpret_cast<Piece*>(col + (long long)row * col_stride);
+        for (int p = threadIdx.x; p < pieces; p += 32) {
+            const int k = p * PIECE;
+            Piece v;
+#pragma unroll
+            for (int e = 0; e < PIECE; ++e) v.v[e] = from_f<T>(0.0f);
+            if (k < kcols) {
+                const int ci = k % c, kk = k / c;
+                const int iy = y0 + (kk / kw) * dilation, ix = x0 + (kk % kw) * dilation;
+                if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                    v = *reinterpret_cast<const Piece*>(x + (((long long)b * h + iy) * w + ix) * c + ci);
+            }
+            dst[p] = v;
+        }
+    }
+}
+
 template <typename T>
 __device__ __forceinline__ void im2col_body(T* __restrict__ col, const T* __restrict__ x, int n, int h,
                                             int w, int c, int kh, int kw, int stride, int pad,
                                             int dilation, int oh, int ow, int col_stride, u64* stamp) {
     STAMP_IN(stamp);
-    const int kcols = kh * kw * c;
-    const long long total = (long long)n * oh * ow * col_stride;
-    for (long long i = global_tid(); i < total; i += grid_stride()) {
-        const long long row = i / col_stride;
-        const int k = (int)(i % col_stride);
-        T v = from_f<T>(0.0f);
-        if (k < kcols) {
-            const int ci = k % c, kk = k / c;
-            const int kx = kk % kw, ky = kk / kw;
-            const int ox = (int)(row % ow);
-            const long long rest = row / ow;
-            const int oy = (int)(rest % oh);
-            const long long b = rest / oh;
-            const int iy = oy * stride - pad + ky * dilation, ix = ox * stride - pad + kx * dilation;
-            if (iy >= 0 && iy < h && ix >= 0 && ix < w) v = x[((b * h + iy) * w + ix) * c + ci];
-        }
-        col[i] = v;
-    }
+    constexpr int WIDE = 16 / sizeof(T);
+    const bool wide = c % WIDE == 0 && col_stride % WIDE == 0 && ((unsigned long long)x & 15) == 0 &&
+                      ((unsigned long long)col & 15) == 0;
+    if (wide)
+        im2col_rows<T, WIDE>(col, x, n, h, w, c, kw, kh * kw * c, stride, pad, dilation, oh, ow, col_stride);
+    else
+        im2col_rows<T, 1>(col, x, n, h, w, c, kw, kh * kw * c, stride, pad, dilation, oh, ow, col_stride);
     STAMP_OUT(stamp);
 }
 
 #define IM2COL(sfx, T)                                                                         \
-    extern "C" __global__ void __launch_bounds__(256) im2col_##sfx(                            \
+    extern "C" __global__ void __launch_bounds__(32 * IM2COL_ROWS) im2col_##sfx(                \
         T* col, const T* x, int n, int h, int w, int c, int kh, int kw, int stride, int pad,   \
         int dilation, int oh, int ow, int col_stride, u64* stamp) {                            \
         im2col_body<T>(col, x, n, h, w, c, kh, kw, stride, pad, dilation, oh, ow, col_stride, stamp); \

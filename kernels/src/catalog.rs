@@ -83,6 +83,9 @@ pub fn check_cases() -> Vec<Op> {
         conv(1, 15, 15, 3, 16, 7, 2, 3, Relu, P::Bf16),
         conv(2, 7, 7, 16, 24, 1, 1, 0, None, P::Tf32),
         conv(2, 8, 8, 8, 16, 3, 2, 1, Relu6, P::Bf16),
+        // im2col's 16-byte pieces: f32 with 4 channels, bf16 with 16 and a 5x5 window past the edges.
+        conv(2, 10, 9, 4, 8, 3, 2, 1, None, P::Tf32),
+        conv(1, 6, 7, 16, 8, 5, 1, 2, Relu, P::Bf16),
         Op::DepthwiseConv2d(DepthwiseConv2d {
             batch: 2,
             height: 10,

@@ -7,8 +7,8 @@ use super::{
     Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, LaunchSpec, OpSpec, Operand, Role, StampSlots,
     fits_i32, positive, storage_tolerance, window_out_hw,
 };
-use crate::error::Result;
-use crate::gpu::{GemmCall, GemmPrecision, KernelArgs};
+use crate::error::{Error, Result};
+use crate::gpu::{GemmCall, GemmPrecision, KernelArgs, LaunchConfig};
 use crate::id::{KernelId, KernelSymbol};
 use crate::types::{Activation, DType};
 
@@ -63,6 +63,9 @@ impl Conv2d {
         self.precision.dtype()
     }
 }
+
+/// Rows (output pixels) per block step of im2col (`IM2COL_ROWS` in cnn.cu).
+const IM2COL_ROWS: u32 = 8;
 
 impl OpSpec for Conv2d {
     fn kind(&self) -> &'static str {
@@ -180,7 +183,13 @@ impl OpSpec for Conv2d {
                 .i32(ow as i32)
                 .i32(k as i32)
                 .ptr(slots.at(0));
-            env.launch_1d(KernelSymbol::typed(KernelId::Im2col, d), (m * k) as u64, args)?;
+            // Rows (output pixels) are indexed in 32 bits on the device.
+            if m > i32::MAX as usize {
+                return Err(Error::invalid("conv2d", format!("{m} output pixels exceed im2col's 2^31 rows")));
+            }
+            let blocks = (m as u32).div_ceil(IM2COL_ROWS).min(env.device_sms() * 8);
+            let cfg = LaunchConfig::new((blocks, 1, 1), (32, IM2COL_ROWS, 1));
+            env.launch(KernelSymbol::typed(KernelId::Im2col, d), cfg, args)?;
             next = 1;
             col
         };
@@ -465,7 +474,7 @@ impl OpSpec for Pool2d {
             &[("batch", self.batch), ("height", self.height), ("width", self.width), ("channels", self.channels)],
         )?;
         if self.pad * 2 > self.kernel.0.min(self.kernel.1) {
-            return Err(super::Error::invalid("pool2d", "padding must be at most half the window"));
+            return Err(Error::invalid("pool2d", "padding must be at most half the window"));
         }
         self.out_hw().map(|_| ())
     }
