@@ -86,6 +86,24 @@ pub fn check_cases() -> Vec<Op> {
         // im2col's 16-byte pieces: f32 with 4 channels, bf16 with 16 and a 5x5 window past the edges.
         conv(2, 10, 9, 4, 8, 3, 2, 1, None, P::Tf32),
         conv(1, 6, 7, 16, 8, 5, 1, 2, Relu, P::Bf16),
+        // The implicit GEMM (bf16, channels in 32s): partial tiles both ways and the image edges;
+        // stride 2 over two channel tiles; a strided 1x1 without bias; many pixel tiles.
+        conv(2, 9, 7, 32, 24, 3, 1, 1, Relu, P::Bf16),
+        conv(1, 12, 10, 64, 136, 3, 2, 1, Gelu, P::Bf16),
+        Op::Conv2d(Conv2d {
+            batch: 3,
+            height: 20,
+            width: 20,
+            in_ch: 32,
+            out_ch: 16,
+            kernel: (1, 1),
+            stride: 2,
+            pad: 0,
+            act: Activation::None,
+            bias: false,
+            precision: P::Bf16,
+        }),
+        conv(2, 40, 36, 32, 64, 3, 1, 1, Relu6, P::Bf16),
         Op::DepthwiseConv2d(DepthwiseConv2d {
             batch: 2,
             height: 10,

@@ -18,6 +18,8 @@ pub enum CudaModule {
     Attention,
     /// Prefill attention on tensor cores (mma.sync, cp.async): compute capability 8.0 or newer.
     AttentionMma,
+    /// Convolution as an implicit GEMM on tensor cores: compute capability 8.0 or newer.
+    ConvMma,
     Stressors,
     Probes,
     /// wgmma throughput probe; Hopper only (compiled for sm_90a).
@@ -25,12 +27,13 @@ pub enum CudaModule {
 }
 
 impl CudaModule {
-    pub const ALL: [CudaModule; 8] = [
+    pub const ALL: [CudaModule; 9] = [
         CudaModule::Elementwise,
         CudaModule::Cnn,
         CudaModule::Norm,
         CudaModule::Attention,
         CudaModule::AttentionMma,
+        CudaModule::ConvMma,
         CudaModule::Stressors,
         CudaModule::Probes,
         CudaModule::TensorPeak,
@@ -43,6 +46,7 @@ impl CudaModule {
             CudaModule::Norm => "norm.cu",
             CudaModule::Attention => "attention.cu",
             CudaModule::AttentionMma => "attention_mma.cu",
+            CudaModule::ConvMma => "conv_mma.cu",
             CudaModule::Stressors => "stressors.cu",
             CudaModule::Probes => "probes.cu",
             CudaModule::TensorPeak => "tensor_peak.cu",
@@ -55,7 +59,11 @@ impl CudaModule {
             CudaModule::Cnn => include_str!("../cuda/cnn.cu"),
             CudaModule::Norm => include_str!("../cuda/norm.cu"),
             CudaModule::Attention => include_str!("../cuda/attention.cu"),
-            CudaModule::AttentionMma => include_str!("../cuda/attention_mma.cu"),
+            // The tensor-core modules share mma.cuh, which older GPUs cannot compile.
+            CudaModule::AttentionMma => {
+                concat!(include_str!("../cuda/mma.cuh"), include_str!("../cuda/attention_mma.cu"))
+            }
+            CudaModule::ConvMma => concat!(include_str!("../cuda/mma.cuh"), include_str!("../cuda/conv_mma.cu")),
             CudaModule::Stressors => include_str!("../cuda/stressors.cu"),
             CudaModule::Probes => include_str!("../cuda/probes.cu"),
             CudaModule::TensorPeak => include_str!("../cuda/tensor_peak.cu"),
@@ -69,7 +77,7 @@ impl CudaModule {
         match self {
             CudaModule::TensorPeak if cc != (9, 0) => None,
             CudaModule::TensorPeak => Some("sm_90a".into()),
-            CudaModule::AttentionMma if cc < (8, 0) => None,
+            CudaModule::AttentionMma | CudaModule::ConvMma if cc < (8, 0) => None,
             _ => Some(format!("sm_{}{}", cc.0, cc.1)),
         }
     }
@@ -78,7 +86,9 @@ impl CudaModule {
     pub fn requirement(self) -> &'static str {
         match self {
             CudaModule::TensorPeak => "a Hopper (sm_90) GPU",
-            CudaModule::AttentionMma => "compute capability 8.0 or newer (bf16 mma.sync); use f32 attention there",
+            CudaModule::AttentionMma | CudaModule::ConvMma => {
+                "compute capability 8.0 or newer (bf16 mma.sync); f32 and tf32 models run there"
+            }
             _ => "nothing beyond a CUDA GPU",
         }
     }
@@ -102,6 +112,8 @@ pub enum KernelId {
     AttentionDecode,
     /// Prefill attention on tensor cores; bf16 only.
     AttentionPrefillMma,
+    /// Convolution as an implicit GEMM on tensor cores; bf16 only.
+    ConvImplicit,
     StressFma,
     StressStream,
     StressL2,
@@ -123,7 +135,7 @@ pub enum KernelId {
 pub const ATTENTION_HEAD_DIMS: [u32; 3] = [32, 64, 128];
 
 impl KernelId {
-    pub const ALL: [KernelId; 29] = [
+    pub const ALL: [KernelId; 30] = [
         KernelId::BiasAct,
         KernelId::AddAct,
         KernelId::Embedding,
@@ -138,6 +150,7 @@ impl KernelId {
         KernelId::AttentionPrefill,
         KernelId::AttentionDecode,
         KernelId::AttentionPrefillMma,
+        KernelId::ConvImplicit,
         KernelId::StressFma,
         KernelId::StressStream,
         KernelId::StressL2,
@@ -163,6 +176,7 @@ impl KernelId {
             LayerNorm | Softmax => CudaModule::Norm,
             AttentionPrefill | AttentionDecode => CudaModule::Attention,
             AttentionPrefillMma => CudaModule::AttentionMma,
+            ConvImplicit => CudaModule::ConvMma,
             StressFma | StressStream | StressL2 | StressSmem | StressChase => CudaModule::Stressors,
             StampPoint | BlockUntil | ClockPing | SmCensus | TimerResolution | FillUniform | FillIds | FillChase => {
                 CudaModule::Probes
@@ -189,6 +203,7 @@ impl KernelId {
             AttentionPrefill => "attention_prefill",
             AttentionDecode => "attention_decode",
             AttentionPrefillMma => "attention_prefill_mma",
+            ConvImplicit => "conv_implicit",
             StressFma => "stress_fma",
             StressStream => "stress_stream",
             StressL2 => "stress_l2",
@@ -210,7 +225,7 @@ impl KernelId {
     /// The element types this kernel is instantiated for (`_f32`, `_bf16`); empty for
     /// kernels without one.
     pub fn dtypes(self) -> &'static [DType] {
-        if self == KernelId::AttentionPrefillMma {
+        if matches!(self, KernelId::AttentionPrefillMma | KernelId::ConvImplicit) {
             &[DType::Bf16]
         } else if self.is_typed() {
             &DType::ALL

@@ -12,10 +12,12 @@ use crate::gpu::{GemmCall, GemmPrecision, KernelArgs, LaunchConfig};
 use crate::id::{KernelId, KernelSymbol};
 use crate::types::{Activation, DType};
 
-/// 2-D convolution, NHWC, weights [out_ch, kh*kw*in_ch] (ky, kx, ci order), as an im2col
-/// gather plus one cuBLAS GEMM (a 1x1, stride-1, unpadded convolution is the GEMM alone),
-/// then bias and activation in one pass over the output. Batch norm is folded into the
-/// weights and bias, as inference engines do.
+/// 2-D convolution, NHWC, weights [out_ch, kh*kw*in_ch] (ky, kx, ci order). Three ways, by
+/// shape: a 1x1, stride-1, unpadded convolution is one cuBLAS GEMM; a bf16 convolution whose
+/// input channels come in multiples of 32 is one implicit-GEMM kernel on tensor cores with
+/// bias and activation fused (conv_mma.cu); anything else is an im2col gather plus one cuBLAS
+/// GEMM. The GEMM paths end with bias and activation in one pass over the output. Batch norm
+/// is folded into the weights and bias, as inference engines do.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conv2d {
     pub batch: usize,
@@ -49,6 +51,14 @@ impl Conv2d {
     fn direct(&self) -> bool {
         self.kernel == (1, 1) && self.stride == 1 && self.pad == 0
     }
+    /// Runs as one implicit-GEMM kernel (conv_mma.cu): bf16, not a plain GEMM, whole
+    /// 32-channel slices of the input, output channels in pairs.
+    pub fn implicit(&self) -> bool {
+        self.precision == GemmPrecision::Bf16
+            && !self.direct()
+            && self.in_ch % IMPLICIT_CHANNELS == 0
+            && self.out_ch % 2 == 0
+    }
     fn k_dim(&self) -> usize {
         self.kernel.0 * self.kernel.1 * self.in_ch
     }
@@ -66,6 +76,12 @@ impl Conv2d {
 
 /// Rows (output pixels) per block step of im2col (`IM2COL_ROWS` in cnn.cu).
 const IM2COL_ROWS: u32 = 8;
+/// Input channels per K slice of the implicit GEMM (`CONV_BK` in conv_mma.cu).
+const IMPLICIT_CHANNELS: usize = 32;
+/// Tile of the implicit GEMM: output pixels by output channels (`CONV_BM`, `CONV_BN`).
+const IMPLICIT_TILE: (u32, u32) = (128, 128);
+/// Threads per block of the implicit GEMM (`CONV_THREADS`).
+const IMPLICIT_THREADS: u32 = 256;
 
 impl OpSpec for Conv2d {
     fn kind(&self) -> &'static str {
@@ -120,7 +136,7 @@ impl OpSpec for Conv2d {
             v.push(Operand::weight("bias", d, vec![self.out_ch], 0.5));
         }
         v.push(Operand::output("y", d, vec![self.batch, oh, ow, self.out_ch]));
-        if !self.direct() {
+        if !self.direct() && !self.implicit() {
             v.push(Operand::output("col", d, vec![m, k]).with_role(Role::Workspace));
         }
         v
@@ -135,6 +151,14 @@ impl OpSpec for Conv2d {
         let (m, n, k) = (m as f64, n as f64, k as f64);
         let e = self.dtype().bytes() as f64;
         let x = (self.batch * self.height * self.width * self.in_ch) as f64;
+        if self.implicit() {
+            // the input once per output-channel tile, the weights, the output once
+            let n_tiles = (n / IMPLICIT_TILE.1 as f64).ceil();
+            let bytes = (x * n_tiles + n * k + m * n + if self.bias { n } else { 0.0 }) * e;
+            let flops = 2.0 * m * n * k + m * n * (self.bias as u8 as f64 + self.act.flops());
+            let cost = Cost { macs: m * n * k, flops, dram_bytes: bytes, unit: ComputeUnit::TensorBf16 };
+            return vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::ConvImplicit, DType::Bf16), cost)];
+        }
         let mut v = Vec::new();
         if !self.direct() {
             // read the image, write the columns
@@ -162,6 +186,33 @@ impl OpSpec for Conv2d {
         let d = self.dtype();
         let x = b.require("conv2d", "x")?;
         let y = b.require("conv2d", "y")?;
+        if self.implicit() {
+            let w = b.require("conv2d", "w")?;
+            if x % 16 != 0 || w % 16 != 0 {
+                return Err(Error::invalid("conv2d", "the implicit GEMM needs x and w 16-byte aligned"));
+            }
+            let grid = ((m as u32).div_ceil(IMPLICIT_TILE.0), (n as u32).div_ceil(IMPLICIT_TILE.1), 1);
+            let args = KernelArgs::new()
+                .ptr(y)
+                .ptr(x)
+                .ptr(w)
+                .ptr(b.get("bias"))
+                .i32(self.batch as i32)
+                .i32(self.height as i32)
+                .i32(self.width as i32)
+                .i32(self.in_ch as i32)
+                .i32(self.out_ch as i32)
+                .i32(self.kernel.0 as i32)
+                .i32(self.kernel.1 as i32)
+                .i32(self.stride as i32)
+                .i32(self.pad as i32)
+                .i32(oh as i32)
+                .i32(ow as i32)
+                .i32(self.act.code())
+                .ptr(slots.at(0));
+            let cfg = LaunchConfig::new(grid, (IMPLICIT_THREADS, 1, 1));
+            return env.launch(KernelSymbol::typed(KernelId::ConvImplicit, d), cfg, args);
+        }
         let mut next = 0;
         let a = if self.direct() {
             x
@@ -639,6 +690,35 @@ impl OpSpec for GlobalAvgPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bf16_convolutions_with_channels_in_32s_are_one_implicit_gemm() {
+        let vgg = Conv2d {
+            batch: 32,
+            height: 56,
+            width: 56,
+            in_ch: 256,
+            out_ch: 256,
+            kernel: (3, 3),
+            stride: 1,
+            pad: 1,
+            act: Activation::Relu,
+            bias: true,
+            precision: GemmPrecision::Bf16,
+        };
+        assert!(vgg.implicit());
+        let launches = vgg.launches();
+        assert_eq!(launches.len(), 1);
+        assert_eq!(launches[0].cost.unit, ComputeUnit::TensorBf16);
+        assert_eq!(launches[0].cost.macs, 32.0 * 56.0 * 56.0 * 256.0 * 9.0 * 256.0);
+        assert!(vgg.operands().iter().all(|o| o.name != "col"), "no column buffer");
+        // The RGB stem, a plain 1x1 and tf32 keep im2col/cuBLAS.
+        let stem = Conv2d { in_ch: 3, ..vgg.clone() };
+        assert!(!stem.implicit() && stem.operands().iter().any(|o| o.name == "col"));
+        let pointwise = Conv2d { kernel: (1, 1), pad: 0, ..vgg.clone() };
+        assert!(!pointwise.implicit());
+        assert!(!Conv2d { precision: GemmPrecision::Tf32, ..vgg }.implicit());
+    }
 
     fn t(shape: Vec<usize>, data: Vec<f64>) -> HostTensor {
         HostTensor { shape, data }
