@@ -5,25 +5,29 @@
 // weights [N, KH*KW*C]. A is never written out (that is im2col's column buffer): each K slice
 // of CONV_BK = 32 channels lies inside one (ky, kx) because C is a multiple of 32, so a row of
 // the slice is 64 contiguous bytes of one input pixel, or zeros outside the image, copied with
-// cp.async straight into shared memory. A block of eight warps computes a 128 x 128 tile of y
-// (warps 2 along m by 4 along n, 64 x 32 each) with mma.sync m16n8k16 from ldmatrix fragments,
-// f32 accumulators, two shared-memory stages so that the next slice's copy overlaps this
-// slice's math, and bias + activation applied before the bf16 store.
-// Grid (ceil(M / 128), ceil(N / 128)); block 256 threads. The host checks C % 32 == 0,
+// cp.async straight into shared memory. A block of four warps computes a 128 x 64 tile of y
+// (warps 2 along m by 2 along n, 64 x 32 each) with mma.sync m16n8k16 from ldmatrix fragments
+// and f32 accumulators. Three shared-memory stages (45 KiB, inside the static limit) keep two
+// slices in flight while one is multiplied, with one barrier per slice; bias and activation
+// are applied before the bf16 store.
+// Grid (ceil(M / 128), ceil(N / 64)); block 128 threads. The host checks C % 32 == 0,
 // N % 2 == 0 and 16-byte alignment of x and w.
 
 #define CONV_BM 128
-#define CONV_BN 128
+#define CONV_BN 64
 #define CONV_BK 32
 #define CONV_LD (CONV_BK + 8)  // padded rows: ldmatrix's eight 16-byte rows hit distinct banks
-#define CONV_THREADS 256
+#define CONV_THREADS 128
+#define CONV_STAGES 3
+#define CONV_A_ROWS (CONV_BM * 4 / CONV_THREADS)  // A rows each thread copies a piece of
+#define CONV_B_ROWS (CONV_BN * 4 / CONV_THREADS)
 
 struct ConvTiles {
-    bf16 a[2][CONV_BM][CONV_LD];
-    bf16 b[2][CONV_BN][CONV_LD];
+    bf16 a[CONV_STAGES][CONV_BM][CONV_LD];
+    bf16 b[CONV_STAGES][CONV_BN][CONV_LD];
 };
 
-extern "C" __global__ void __launch_bounds__(CONV_THREADS, 2)
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 3)
     conv_implicit_bf16(bf16* __restrict__ y, const bf16* __restrict__ x, const bf16* __restrict__ w,
                        const bf16* __restrict__ bias, int n_img, int h, int wd, int c, int n_out, int kh,
                        int kw, int stride, int pad, int oh, int ow, int act, u64* stamp) {
@@ -36,19 +40,18 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS, 2)
     const int k_total = kh * kw * c;
     const int m0 = blockIdx.x * CONV_BM, n0 = blockIdx.y * CONV_BN;
 
-    // Each thread copies one 16-byte piece of two rows of A and two rows of B per slice: rows
-    // tid / 4 and tid / 4 + 64, piece tid % 4. Where its A rows start in the image, once.
-    const int piece = tid & 3;
-    int a_img[2], a_iy[2], a_ix[2];
-    bool a_row_ok[2];
+    // Each thread copies piece tid % 4 (16 bytes) of rows tid / 4 + 32 r. Where its A rows
+    // start in the image, worked out once.
+    const int piece = tid & 3, row0 = tid >> 2;
+    int a_img[CONV_A_ROWS], a_iy[CONV_A_ROWS], a_ix[CONV_A_ROWS];
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int m = m0 + (tid >> 2) + r * 64;
-        a_row_ok[r] = m < m_total;
-        const int mm = a_row_ok[r] ? m : 0;
+    for (int r = 0; r < CONV_A_ROWS; ++r) {
+        const int m = m0 + row0 + r * 32;
+        const int mm = m < m_total ? m : 0;
         const int ox = mm % ow, rest = mm / ow;
         a_ix[r] = ox * stride - pad;
-        a_iy[r] = (rest % oh) * stride - pad;
+        // A row past the last pixel gets an offset no window can bring inside the image.
+        a_iy[r] = m < m_total ? (rest % oh) * stride - pad : -(1 << 29);
         a_img[r] = rest / oh;
     }
     const int k_tiles = k_total / CONV_BK;
@@ -58,16 +61,18 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS, 2)
         const int win = k0 / c, c0 = k0 - win * c;  // the slice's (ky, kx) and first channel
         const int ky = win / kw, kx = win - ky * kw;
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int row = (tid >> 2) + r * 64;
+        for (int r = 0; r < CONV_A_ROWS; ++r) {
             const int iy = a_iy[r] + ky, ix = a_ix[r] + kx;
-            const bool in = a_row_ok[r] && iy >= 0 && iy < h && ix >= 0 && ix < wd;
+            const bool in = iy >= 0 && iy < h && ix >= 0 && ix < wd;
             const bf16* src = in ? x + (((long long)a_img[r] * h + iy) * wd + ix) * c + c0 + piece * 8 : x;
-            cp_async16(&tiles.a[st][row][piece * 8], src, in ? 16 : 0);
-            const int n = n0 + row;
-            const bool n_ok = n < n_out;
-            const bf16* wsrc = n_ok ? w + (long long)n * k_total + k0 + piece * 8 : w;
-            cp_async16(&tiles.b[st][row][piece * 8], wsrc, n_ok ? 16 : 0);
+            cp_async16(&tiles.a[st][row0 + r * 32][piece * 8], src, in ? 16 : 0);
+        }
+#pragma unroll
+        for (int r = 0; r < CONV_B_ROWS; ++r) {
+            const int n = n0 + row0 + r * 32;
+            const bool ok = n < n_out;
+            const bf16* src = ok ? w + (long long)n * k_total + k0 + piece * 8 : w;
+            cp_async16(&tiles.b[st][row0 + r * 32][piece * 8], src, ok ? 16 : 0);
         }
     };
 
@@ -79,19 +84,22 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS, 2)
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
-    load_slice(0, 0);
-    cp_async_commit();
+    // Every iteration commits one group (empty past the last slice), so that waiting for all
+    // but the newest STAGES - 2 groups always means: slice kt has landed.
+#pragma unroll
+    for (int s = 0; s < CONV_STAGES - 1; ++s) {
+        if (s < k_tiles) load_slice(s, s);
+        cp_async_commit();
+    }
     for (int kt = 0; kt < k_tiles; ++kt) {
-        const int st = kt & 1;
-        if (kt + 1 < k_tiles) {
-            // The other stage was last read in iteration kt - 1, which ended in a barrier.
-            load_slice(kt + 1, st ^ 1);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
+        cp_async_wait<CONV_STAGES - 2>();
+        // Slice kt is visible to all, and everyone is done with the stage refilled below
+        // (read in iteration kt - 1).
         __syncthreads();
+        const int next = kt + CONV_STAGES - 1;
+        if (next < k_tiles) load_slice(next, next % CONV_STAGES);
+        cp_async_commit();
+        const int st = kt % CONV_STAGES;
 #pragma unroll
         for (int ks = 0; ks < CONV_BK / 16; ++ks) {
             unsigned af[4][4], bfr[4][2];
@@ -113,8 +121,8 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS, 2)
 #pragma unroll
                 for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bfr[j][0], bfr[j][1]);
         }
-        __syncthreads();  // this stage is refilled next
     }
+    cp_async_wait<0>();
 
     // Epilogue: bias and activation in f32, two channels per 4-byte store.
 #pragma unroll

@@ -3,8 +3,8 @@
 use crate::ceilings::Ceilings;
 use crate::gpu::{DeviceInfo, GemmPrecision};
 use crate::ops::{
-    AddAct, AttentionDecode, AttentionPrefill, BiasAct, Conv2d, DepthwiseConv2d, Embedding, Gemm, GlobalAvgPool,
-    KvAppend, LayerNorm, Linear, Op, PatchTokens, Pool2d, PoolMode, Softmax, Stressor, StressorKind,
+    AddAct, AttentionDecode, AttentionPrefill, BiasAct, Conv2d, ConvAlgo, ConvPath, DepthwiseConv2d, Embedding, Gemm,
+    GlobalAvgPool, KvAppend, LayerNorm, Linear, Op, PatchTokens, Pool2d, PoolMode, Softmax, Stressor, StressorKind,
 };
 use crate::types::{Activation, DType};
 
@@ -40,7 +40,16 @@ fn conv(
         act,
         bias: true,
         precision,
+        algo: ConvAlgo::Auto,
     })
+}
+
+/// `op` (a convolution) pinned to `algo`.
+fn with_algo(op: Op, algo: ConvAlgo) -> Op {
+    match op {
+        Op::Conv2d(c) => Op::Conv2d(Conv2d { algo, ..c }),
+        other => other,
+    }
 }
 
 /// Small shapes with odd sizes (scalar tails, partial tiles, padding edges), every operator
@@ -86,10 +95,11 @@ pub fn check_cases() -> Vec<Op> {
         // im2col's 16-byte pieces: f32 with 4 channels, bf16 with 16 and a 5x5 window past the edges.
         conv(2, 10, 9, 4, 8, 3, 2, 1, None, P::Tf32),
         conv(1, 6, 7, 16, 8, 5, 1, 2, Relu, P::Bf16),
-        // The implicit GEMM (bf16, channels in 32s): partial tiles both ways and the image edges;
-        // stride 2 over two channel tiles; a strided 1x1 without bias; many pixel tiles.
-        conv(2, 9, 7, 32, 24, 3, 1, 1, Relu, P::Bf16),
-        conv(1, 12, 10, 64, 136, 3, 2, 1, Gelu, P::Bf16),
+        // The implicit GEMM (bf16, channels in 32s; pinned, these shapes are too small for
+        // `auto` to pick it): partial tiles both ways and the image edges; stride 2 over three
+        // channel tiles; a strided 1x1 without bias; many pixel tiles.
+        with_algo(conv(2, 9, 7, 32, 24, 3, 1, 1, Relu, P::Bf16), ConvAlgo::Implicit),
+        with_algo(conv(1, 12, 10, 64, 136, 3, 2, 1, Gelu, P::Bf16), ConvAlgo::Implicit),
         Op::Conv2d(Conv2d {
             batch: 3,
             height: 20,
@@ -102,8 +112,9 @@ pub fn check_cases() -> Vec<Op> {
             act: Activation::None,
             bias: false,
             precision: P::Bf16,
+            algo: ConvAlgo::Implicit,
         }),
-        conv(2, 40, 36, 32, 64, 3, 1, 1, Relu6, P::Bf16),
+        with_algo(conv(2, 40, 36, 32, 64, 3, 1, 1, Relu6, P::Bf16), ConvAlgo::Implicit),
         Op::DepthwiseConv2d(DepthwiseConv2d {
             batch: 2,
             height: 10,
@@ -402,6 +413,15 @@ pub fn bench_cases(info: &DeviceInfo) -> Vec<BenchCase> {
     }
     for (size, channels) in VGG_TARGET_LAYERS {
         cases.push(c(vgg_target_op(size, channels), "target: >= 45% of the bf16 matrix ceiling (worst layer)"));
+    }
+    // The same layers on the path `auto` did not pick, to keep the choice honest.
+    for (size, channels) in VGG_TARGET_LAYERS {
+        let op = vgg_target_op(size, channels);
+        let other = match &op {
+            Op::Conv2d(conv) if conv.path() == ConvPath::Implicit => ConvAlgo::Gemm,
+            _ => ConvAlgo::Implicit,
+        };
+        cases.push(c(with_algo(op, other), "the path auto did not pick, for comparison"));
     }
     cases
 }

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use coloc_kernels::gpu::GemmPrecision;
 use coloc_kernels::ops::{
-    AddAct, AttentionDecode, AttentionPrefill, Conv2d, DepthwiseConv2d, Embedding, GlobalAvgPool, Init, KvAppend,
-    LayerNorm, Linear, Op, OpSpec, PatchTokens, Pool2d, PoolMode, Role, Softmax,
+    AddAct, AttentionDecode, AttentionPrefill, Conv2d, ConvAlgo, DepthwiseConv2d, Embedding, GlobalAvgPool, Init,
+    KvAppend, LayerNorm, Linear, Op, OpSpec, PatchTokens, Pool2d, PoolMode, Role, Softmax,
 };
 use coloc_kernels::{Activation, DType, ElemType};
 use serde::{Deserialize, Serialize};
@@ -542,6 +542,7 @@ impl<'a> Builder<'a> {
             act,
             bias,
             precision: self.precision,
+            algo: ConvAlgo::Auto,
         };
         let (oh, ow) = op.out_hw().map_err(|e| self.err(format!("{name}: {e}")))?;
         self.emit_spatial(name, Op::Conv2d(op), x, (oh, ow, out))

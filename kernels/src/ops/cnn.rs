@@ -35,6 +35,31 @@ pub struct Conv2d {
     #[serde(default = "yes")]
     pub bias: bool,
     pub precision: GemmPrecision,
+    #[serde(default)]
+    pub algo: ConvAlgo,
+}
+
+/// How a convolution is asked to run: `Auto` picks by shape ([`Conv2d::path`]); the others
+/// pin a path, as a user comparing them (or the kernel check, on shapes too small for the
+/// implicit GEMM to be picked) wants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvAlgo {
+    #[default]
+    Auto,
+    /// cuBLAS: the GEMM alone for a plain 1x1, else im2col first.
+    Gemm,
+    /// The implicit-GEMM kernel on tensor cores.
+    Implicit,
+}
+
+/// The path a convolution runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPath {
+    /// 1x1, stride 1, no padding: the input is already the GEMM's A.
+    Direct,
+    Im2colGemm,
+    Implicit,
 }
 
 fn one() -> usize {
@@ -51,13 +76,30 @@ impl Conv2d {
     fn direct(&self) -> bool {
         self.kernel == (1, 1) && self.stride == 1 && self.pad == 0
     }
-    /// Runs as one implicit-GEMM kernel (conv_mma.cu): bf16, not a plain GEMM, whole
-    /// 32-channel slices of the input, output channels in pairs.
-    pub fn implicit(&self) -> bool {
-        self.precision == GemmPrecision::Bf16
-            && !self.direct()
-            && self.in_ch % IMPLICIT_CHANNELS == 0
-            && self.out_ch % 2 == 0
+    /// Why the implicit-GEMM kernel cannot run this convolution, if it cannot: it takes bf16,
+    /// whole 32-channel slices of the input and output channels in pairs.
+    fn implicit_unfit(&self) -> Option<String> {
+        if self.precision != GemmPrecision::Bf16 {
+            Some(format!("is bf16 only, not {}", self.precision.name()))
+        } else if self.in_ch % IMPLICIT_CHANNELS != 0 {
+            Some(format!("needs in_ch in multiples of {IMPLICIT_CHANNELS}, not {}", self.in_ch))
+        } else if self.out_ch % 2 != 0 {
+            Some(format!("needs an even out_ch, not {}", self.out_ch))
+        } else {
+            None
+        }
+    }
+    /// The path this convolution runs. `Auto` takes the implicit GEMM where it fits and has
+    /// enough output tiles to fill the GPU, a plain GEMM for a 1x1 that is one, else im2col.
+    pub fn path(&self) -> ConvPath {
+        let (m, n, _) = self.dims();
+        let tiles = m.div_ceil(IMPLICIT_TILE.0 as usize) * n.div_ceil(IMPLICIT_TILE.1 as usize);
+        match self.algo {
+            ConvAlgo::Implicit => ConvPath::Implicit,
+            _ if self.direct() => ConvPath::Direct,
+            ConvAlgo::Auto if self.implicit_unfit().is_none() && tiles >= IMPLICIT_MIN_TILES => ConvPath::Implicit,
+            _ => ConvPath::Im2colGemm,
+        }
     }
     fn k_dim(&self) -> usize {
         self.kernel.0 * self.kernel.1 * self.in_ch
@@ -79,9 +121,12 @@ const IM2COL_ROWS: u32 = 8;
 /// Input channels per K slice of the implicit GEMM (`CONV_BK` in conv_mma.cu).
 const IMPLICIT_CHANNELS: usize = 32;
 /// Tile of the implicit GEMM: output pixels by output channels (`CONV_BM`, `CONV_BN`).
-const IMPLICIT_TILE: (u32, u32) = (128, 128);
+const IMPLICIT_TILE: (u32, u32) = (128, 64);
 /// Threads per block of the implicit GEMM (`CONV_THREADS`).
-const IMPLICIT_THREADS: u32 = 256;
+const IMPLICIT_THREADS: u32 = 128;
+/// The implicit GEMM has no split-K: with fewer tiles than this (about four per SM of a
+/// large GPU) each block walks a long K alone, and im2col + cuBLAS (which splits K) is faster.
+const IMPLICIT_MIN_TILES: usize = 512;
 
 impl OpSpec for Conv2d {
     fn kind(&self) -> &'static str {
@@ -90,7 +135,7 @@ impl OpSpec for Conv2d {
 
     fn shape(&self) -> String {
         format!(
-            "{} n={} {}x{}x{}->{} k{}x{} s{} p{} {:?}",
+            "{} n={} {}x{}x{}->{} k{}x{} s{} p{} {:?}{}",
             self.precision.name(),
             self.batch,
             self.height,
@@ -101,7 +146,12 @@ impl OpSpec for Conv2d {
             self.kernel.1,
             self.stride,
             self.pad,
-            self.act
+            self.act,
+            match self.algo {
+                ConvAlgo::Auto => "",
+                ConvAlgo::Gemm => " gemm",
+                ConvAlgo::Implicit => " implicit",
+            }
         )
         .to_lowercase()
     }
@@ -121,7 +171,13 @@ impl OpSpec for Conv2d {
         let (m, n, k) = self.dims();
         fits_i32("conv2d", "rows (batch x out_h x out_w)", m)?;
         fits_i32("conv2d", "out_ch", n)?;
-        fits_i32("conv2d", "kh x kw x in_ch", k)
+        fits_i32("conv2d", "kh x kw x in_ch", k)?;
+        match (self.algo, self.implicit_unfit()) {
+            (ConvAlgo::Implicit, Some(why)) => {
+                Err(Error::invalid("conv2d", format!("algo = \"implicit\": the implicit GEMM {why}")))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn operands(&self) -> Vec<Operand> {
@@ -136,7 +192,7 @@ impl OpSpec for Conv2d {
             v.push(Operand::weight("bias", d, vec![self.out_ch], 0.5));
         }
         v.push(Operand::output("y", d, vec![self.batch, oh, ow, self.out_ch]));
-        if !self.direct() && !self.implicit() {
+        if self.path() == ConvPath::Im2colGemm {
             v.push(Operand::output("col", d, vec![m, k]).with_role(Role::Workspace));
         }
         v
@@ -151,7 +207,7 @@ impl OpSpec for Conv2d {
         let (m, n, k) = (m as f64, n as f64, k as f64);
         let e = self.dtype().bytes() as f64;
         let x = (self.batch * self.height * self.width * self.in_ch) as f64;
-        if self.implicit() {
+        if self.path() == ConvPath::Implicit {
             // the input once per output-channel tile, the weights, the output once
             let n_tiles = (n / IMPLICIT_TILE.1 as f64).ceil();
             let bytes = (x * n_tiles + n * k + m * n + if self.bias { n } else { 0.0 }) * e;
@@ -160,7 +216,7 @@ impl OpSpec for Conv2d {
             return vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::ConvImplicit, DType::Bf16), cost)];
         }
         let mut v = Vec::new();
-        if !self.direct() {
+        if self.path() == ConvPath::Im2colGemm {
             // read the image, write the columns
             let cost = Cost { macs: 0.0, flops: 0.0, dram_bytes: (x + m * k) * e, unit: ComputeUnit::Fp32 };
             v.push(LaunchSpec::coloc(KernelSymbol::typed(KernelId::Im2col, self.dtype()), cost));
@@ -186,7 +242,7 @@ impl OpSpec for Conv2d {
         let d = self.dtype();
         let x = b.require("conv2d", "x")?;
         let y = b.require("conv2d", "y")?;
-        if self.implicit() {
+        if self.path() == ConvPath::Implicit {
             let w = b.require("conv2d", "w")?;
             if x % 16 != 0 || w % 16 != 0 {
                 return Err(Error::invalid("conv2d", "the implicit GEMM needs x and w 16-byte aligned"));
@@ -214,7 +270,7 @@ impl OpSpec for Conv2d {
             return env.launch(KernelSymbol::typed(KernelId::ConvImplicit, d), cfg, args);
         }
         let mut next = 0;
-        let a = if self.direct() {
+        let a = if self.path() == ConvPath::Direct {
             x
         } else {
             let col = b.require("conv2d", "col")?;
@@ -705,8 +761,9 @@ mod tests {
             act: Activation::Relu,
             bias: true,
             precision: GemmPrecision::Bf16,
+            algo: ConvAlgo::Auto,
         };
-        assert!(vgg.implicit());
+        assert_eq!(vgg.path(), ConvPath::Implicit);
         let launches = vgg.launches();
         assert_eq!(launches.len(), 1);
         assert_eq!(launches[0].cost.unit, ComputeUnit::TensorBf16);
@@ -714,10 +771,22 @@ mod tests {
         assert!(vgg.operands().iter().all(|o| o.name != "col"), "no column buffer");
         // The RGB stem, a plain 1x1 and tf32 keep im2col/cuBLAS.
         let stem = Conv2d { in_ch: 3, ..vgg.clone() };
-        assert!(!stem.implicit() && stem.operands().iter().any(|o| o.name == "col"));
+        assert!(stem.path() == ConvPath::Im2colGemm && stem.operands().iter().any(|o| o.name == "col"));
         let pointwise = Conv2d { kernel: (1, 1), pad: 0, ..vgg.clone() };
-        assert!(!pointwise.implicit());
-        assert!(!Conv2d { precision: GemmPrecision::Tf32, ..vgg }.implicit());
+        assert_eq!(pointwise.path(), ConvPath::Direct);
+        let tf32 = Conv2d { precision: GemmPrecision::Tf32, ..vgg.clone() };
+        assert_eq!(tf32.path(), ConvPath::Im2colGemm);
+        // Too few output tiles (ResNet's last stage at batch 1): cuBLAS splits K, the kernel
+        // cannot; asked for by name, it runs anyway.
+        let small = Conv2d { batch: 1, height: 7, width: 7, in_ch: 512, out_ch: 512, ..vgg.clone() };
+        assert_eq!(small.path(), ConvPath::Im2colGemm);
+        assert_eq!(Conv2d { algo: ConvAlgo::Implicit, ..small.clone() }.path(), ConvPath::Implicit);
+        assert_eq!(Conv2d { algo: ConvAlgo::Gemm, ..vgg.clone() }.path(), ConvPath::Im2colGemm);
+        // ... but not where it cannot run.
+        let err = Conv2d { algo: ConvAlgo::Implicit, ..tf32 }.validate().unwrap_err().to_string();
+        assert!(err.contains("bf16 only"), "{err}");
+        let err = Conv2d { algo: ConvAlgo::Implicit, ..stem }.validate().unwrap_err().to_string();
+        assert!(err.contains("in_ch in multiples of 32"), "{err}");
     }
 
     fn t(shape: Vec<usize>, data: Vec<f64>) -> HostTensor {
@@ -738,6 +807,7 @@ mod tests {
             act: Activation::None,
             bias: false,
             precision: GemmPrecision::F32,
+            algo: ConvAlgo::Auto,
         };
         let x = t(vec![1, 3, 3, 1], (1..=9).map(f64::from).collect());
         let w = t(vec![1, 9], vec![1.0; 9]);
@@ -761,6 +831,7 @@ mod tests {
             act: Activation::Relu,
             bias: true,
             precision: GemmPrecision::Bf16,
+            algo: ConvAlgo::Auto,
         };
         assert_eq!(c.out_hw().unwrap(), (112, 112));
         let too_big = Conv2d { kernel: (300, 300), pad: 0, ..c };

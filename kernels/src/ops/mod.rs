@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use attention::{AttentionDecode, AttentionPrefill, KvAppend};
-pub use cnn::{Conv2d, DepthwiseConv2d, GlobalAvgPool, Pool2d, PoolMode};
+pub use cnn::{Conv2d, ConvAlgo, ConvPath, DepthwiseConv2d, GlobalAvgPool, Pool2d, PoolMode};
 pub use elementwise::{AddAct, BiasAct, Embedding, PatchTokens};
 pub use gemm::Gemm;
 pub use linear::Linear;
