@@ -29,8 +29,8 @@ struct ConvTiles {
 
 extern "C" __global__ void __launch_bounds__(CONV_THREADS, 3)
     conv_implicit_bf16(bf16* __restrict__ y, const bf16* __restrict__ x, const bf16* __restrict__ w,
-                       const bf16* __restrict__ bias, int n_img, int h, int wd, int c, int n_out, int kh,
-                       int kw, int stride, int pad, int oh, int ow, int act, u64* stamp) {
+                       const bf16* __restrict__ bias, int n_img, int h, int wd, int c, int kh, int kw,
+                       int stride, int pad, int oh, int ow, int act, int n_out, u64* stamp) {
     __shared__ __align__(16) ConvTiles tiles;
     STAMP_IN(stamp);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;

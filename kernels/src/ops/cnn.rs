@@ -123,6 +123,40 @@ impl Conv2d {
     }
 }
 
+/// The geometry of a windowed kernel (depthwise and implicit-GEMM convolution), NHWC.
+struct Window {
+    /// batch, height, width, channels
+    input: (usize, usize, usize, usize),
+    kernel: (usize, usize),
+    stride: usize,
+    pad: usize,
+    output: (usize, usize),
+}
+
+impl Window {
+    /// The arguments both windowed kernels begin with: y, x, w, bias, the geometry, the
+    /// activation.
+    fn args(&self, [y, x, w, bias]: [u64; 4], act: Activation) -> KernelArgs {
+        let (n, h, wd, c) = self.input;
+        KernelArgs::new()
+            .ptr(y)
+            .ptr(x)
+            .ptr(w)
+            .ptr(bias)
+            .i32(n as i32)
+            .i32(h as i32)
+            .i32(wd as i32)
+            .i32(c as i32)
+            .i32(self.kernel.0 as i32)
+            .i32(self.kernel.1 as i32)
+            .i32(self.stride as i32)
+            .i32(self.pad as i32)
+            .i32(self.output.0 as i32)
+            .i32(self.output.1 as i32)
+            .i32(act.code())
+    }
+}
+
 /// Rows (output pixels) per block step of im2col (`IM2COL_ROWS` in cnn.cu).
 const IM2COL_ROWS: u32 = 8;
 /// Input channels per K slice of the implicit GEMM (`CONV_BK` in conv_mma.cu).
@@ -261,24 +295,14 @@ impl OpSpec for Conv2d {
                 return Err(Error::invalid("conv2d", "the implicit GEMM needs x and w 16-byte aligned"));
             }
             let grid = ((m as u32).div_ceil(IMPLICIT_TILE.0), (n as u32).div_ceil(IMPLICIT_TILE.1), 1);
-            let args = KernelArgs::new()
-                .ptr(y)
-                .ptr(x)
-                .ptr(w)
-                .ptr(b.get("bias"))
-                .i32(self.batch as i32)
-                .i32(self.height as i32)
-                .i32(self.width as i32)
-                .i32(self.in_ch as i32)
-                .i32(self.out_ch as i32)
-                .i32(self.kernel.0 as i32)
-                .i32(self.kernel.1 as i32)
-                .i32(self.stride as i32)
-                .i32(self.pad as i32)
-                .i32(oh as i32)
-                .i32(ow as i32)
-                .i32(self.act.code())
-                .ptr(slots.at(0));
+            let window = Window {
+                input: (self.batch, self.height, self.width, self.in_ch),
+                kernel: self.kernel,
+                stride: self.stride,
+                pad: self.pad,
+                output: (oh, ow),
+            };
+            let args = window.args([y, x, w, b.get("bias")], self.act).i32(self.out_ch as i32).ptr(slots.at(0));
             let cfg = LaunchConfig::new(grid, (IMPLICIT_THREADS, 1, 1));
             return env.launch(KernelSymbol::typed(KernelId::ConvImplicit, d), cfg, args);
         }
@@ -468,23 +492,20 @@ impl OpSpec for DepthwiseConv2d {
     fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
         let stamp = slots.at(0);
         let (oh, ow) = self.out_hw()?;
-        let args = KernelArgs::new()
-            .ptr(b.require("depthwise_conv2d", "y")?)
-            .ptr(b.require("depthwise_conv2d", "x")?)
-            .ptr(b.require("depthwise_conv2d", "w")?)
-            .ptr(b.get("bias"))
-            .i32(self.batch as i32)
-            .i32(self.height as i32)
-            .i32(self.width as i32)
-            .i32(self.channels as i32)
-            .i32(self.kernel.0 as i32)
-            .i32(self.kernel.1 as i32)
-            .i32(self.stride as i32)
-            .i32(self.pad as i32)
-            .i32(oh as i32)
-            .i32(ow as i32)
-            .i32(self.act.code())
-            .ptr(stamp);
+        let window = Window {
+            input: (self.batch, self.height, self.width, self.channels),
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+            output: (oh, ow),
+        };
+        let pointers = [
+            b.require("depthwise_conv2d", "y")?,
+            b.require("depthwise_conv2d", "x")?,
+            b.require("depthwise_conv2d", "w")?,
+            b.get("bias"),
+        ];
+        let args = window.args(pointers, self.act).ptr(stamp);
         let work = (self.batch * oh * ow * self.channels) as u64;
         env.launch_1d(KernelSymbol::typed(KernelId::DepthwiseConv, self.dtype), work, args)
     }
