@@ -608,6 +608,18 @@ impl<'a> Builder<'a> {
         self.conv(&format!("{name}.conv1"), mid, 1, 1, 0, Activation::Relu, true)?;
         self.conv(&format!("{name}.conv2"), mid, 3, stride, 1, Activation::Relu, true)?;
         self.conv(&format!("{name}.conv3"), out, 1, 1, 0, Activation::None, true)?;
+        self.residual_join(name, (x, h, w, c), out, stride)
+    }
+
+    /// Ends a ResNet block whose main path has just been emitted: adds the block's input `x`
+    /// (projected by a strided 1x1 where the shape changed) and applies ReLU.
+    fn residual_join(
+        &mut self,
+        name: &str,
+        (x, h, w, c): (TensorId, usize, usize, usize),
+        out: usize,
+        stride: usize,
+    ) -> Result<()> {
         let (main, oh, ow, _) = self.image(name)?;
         let shortcut = if stride != 1 || c != out {
             self.conv_on(&format!("{name}.downsample"), x, (h, w, c), out, 1, stride, 0, Activation::None, true)?;
@@ -624,16 +636,7 @@ impl<'a> Builder<'a> {
         let (x, h, w, c) = self.image(name)?;
         self.conv(&format!("{name}.conv1"), out, 3, stride, 1, Activation::Relu, true)?;
         self.conv(&format!("{name}.conv2"), out, 3, 1, 1, Activation::None, true)?;
-        let (main, oh, ow, _) = self.image(name)?;
-        let shortcut = if stride != 1 || c != out {
-            self.conv_on(&format!("{name}.downsample"), x, (h, w, c), out, 1, stride, 0, Activation::None, true)?;
-            self.image(name)?.0
-        } else {
-            x
-        };
-        let y = self.add(&format!("{name}.add"), main, shortcut, Activation::Relu)?;
-        self.flow = Flow::Image { tensor: y, h: oh, w: ow, c: out };
-        Ok(())
+        self.residual_join(name, (x, h, w, c), out, stride)
     }
 
     fn inverted_residual(&mut self, name: &str, expand: usize, out: usize, stride: usize) -> Result<()> {

@@ -254,7 +254,8 @@ impl OpSpec for Conv2d {
         let (m, n, k) = (m as f64, n as f64, k as f64);
         let e = self.dtype().bytes() as f64;
         let x = (self.batch * self.height * self.width * self.in_ch) as f64;
-        if self.path() == ConvPath::Implicit {
+        let path = self.path();
+        if path == ConvPath::Implicit {
             // the input once per output-channel tile, the weights, the output once
             let n_tiles = (n / IMPLICIT_TILE.1 as f64).ceil();
             let bytes = (x * n_tiles + n * k + m * n + if self.bias { n } else { 0.0 }) * e;
@@ -263,7 +264,7 @@ impl OpSpec for Conv2d {
             return vec![LaunchSpec::coloc(KernelSymbol::typed(KernelId::ConvImplicit, DType::Bf16), cost)];
         }
         let mut v = Vec::new();
-        if self.path() == ConvPath::Im2colGemm {
+        if path == ConvPath::Im2colGemm {
             // read the image, write the columns
             let cost = Cost { macs: 0.0, flops: 0.0, dram_bytes: (x + m * k) * e, unit: ComputeUnit::Fp32 };
             v.push(LaunchSpec::coloc(KernelSymbol::typed(KernelId::Im2col, self.dtype()), cost));
@@ -289,7 +290,8 @@ impl OpSpec for Conv2d {
         let d = self.dtype();
         let x = b.require("conv2d", "x")?;
         let y = b.require("conv2d", "y")?;
-        if self.path() == ConvPath::Implicit {
+        let path = self.path();
+        if path == ConvPath::Implicit {
             let w = b.require("conv2d", "w")?;
             if x % 16 != 0 || w % 16 != 0 {
                 return Err(Error::invalid("conv2d", "the implicit GEMM needs x and w 16-byte aligned"));
@@ -307,7 +309,7 @@ impl OpSpec for Conv2d {
             return env.launch(KernelSymbol::typed(KernelId::ConvImplicit, d), cfg, args);
         }
         let mut next = 0;
-        let a = if self.path() == ConvPath::Direct {
+        let a = if path == ConvPath::Direct {
             x
         } else {
             let col = b.require("conv2d", "col")?;
