@@ -229,6 +229,9 @@ pub struct RunModelsArgs {
     /// Timed replays per model and batch.
     #[arg(long, default_value_t = 50)]
     pub reps: usize,
+    /// Also print where the time goes: operator kinds by their median stamp time.
+    #[arg(long)]
+    pub ops: bool,
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,

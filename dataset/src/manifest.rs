@@ -75,6 +75,10 @@ pub struct Manifest {
     pub nvml_at_start: Option<DeviceSample>,
     pub nvrtc_version: String,
     pub cublas_version: i32,
+    /// cuDNN's version where it loaded (convolutions then run in it); absent in datasets
+    /// measured before cuDNN was used.
+    #[serde(default)]
+    pub cudnn_version: Option<usize>,
     pub mps_control: Option<String>,
     pub mig: MigStatus,
     pub green_contexts: GreenSupport,

@@ -65,6 +65,19 @@ pub enum LaunchKind {
     /// A cuBLAS call: its span is bracketed by the stamps of the launches before and after it
     /// on the stream, so it is an upper bound that includes those launch gaps.
     Cublas,
+    /// A cuDNN call, bracketed the same way.
+    Cudnn,
+}
+
+impl LaunchKind {
+    /// Who runs `launcher`.
+    pub fn of(launcher: coloc_kernels::ops::Launcher) -> LaunchKind {
+        match launcher {
+            coloc_kernels::ops::Launcher::Coloc(_) => LaunchKind::Coloc,
+            coloc_kernels::ops::Launcher::Cublas => LaunchKind::Cublas,
+            coloc_kernels::ops::Launcher::Cudnn => LaunchKind::Cudnn,
+        }
+    }
 }
 
 named_enum_cell!(Status, BatchingPolicy, ArrivalKind, LaunchKind, PartitionKind, Role, LoadOf, Trigger, StressorName);

@@ -39,10 +39,11 @@ enum Work {
         inst: OpInstance,
         arena: StampArena,
     },
-    /// The captured graph keeps cuBLAS's kernels: the handle (and its workspace) must live as long.
+    /// The captured graph keeps the libraries' kernels: their handles (and workspaces) must
+    /// live as long.
     Model {
         inst: ModelInstance,
-        _blas: coloc_kernels::gpu::Blas,
+        _libs: Box<coloc_kernels::gpu::StreamLibraries>,
     },
 }
 
@@ -67,7 +68,7 @@ impl AggressorRunner {
         granted_sms: u32,
     ) -> Result<AggressorRunner> {
         let device = lib.device().clone();
-        let env = LaunchEnv { lib, stream: &stream, blas: None, bracket_library_calls: false };
+        let env = LaunchEnv { lib, stream: &stream, libs: None, bracket_library_calls: false };
         let (work, ids) = match &plan.load {
             AggressorLoad::Stressor(s) => {
                 let op = Op::Stressor(s.clone());
@@ -79,13 +80,13 @@ impl AggressorRunner {
             }
             AggressorLoad::Model { model, batch } => {
                 let graph = ModelGraph::build(model, &BuildOptions { batch: *batch, ..Default::default() })?;
-                let blas = coloc_kernels::gpu::Blas::new(&stream)?;
+                let libs = coloc_kernels::gpu::StreamLibraries::new(&stream)?;
                 let mut inst = ModelInstance::allocate(&device, graph)?;
-                let env = LaunchEnv { blas: Some(&blas), ..env };
+                let env = LaunchEnv { libs: Some(&libs), ..env };
                 inst.initialize(&env, 7, 8)?;
                 inst.capture(&env)?;
                 let ids = launch_ids(inst.launches());
-                (Work::Model { inst, _blas: blas }, ids)
+                (Work::Model { inst, _libs: Box::new(libs) }, ids)
             }
         };
         stream.synchronize()?;
@@ -103,7 +104,7 @@ impl AggressorRunner {
         let offset = slot * self.slots * SLOT_BYTES;
         match &self.work {
             Work::Stressor { inst, arena } => {
-                let env = LaunchEnv { lib: &self.lib, stream: &self.stream, blas: None, bracket_library_calls: false };
+                let env = LaunchEnv { lib: &self.lib, stream: &self.stream, libs: None, bracket_library_calls: false };
                 let first = arena.slot(slot * self.slots);
                 coloc_kernels::gpu::memory::zero_words_async(first, self.slots * SLOT_BYTES / 4, &self.stream)?;
                 inst.launch(&env, arena.op_slots(slot * self.slots))?;

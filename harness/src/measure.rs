@@ -195,6 +195,7 @@ pub fn measure(
             nvml_at_start: nvml.as_ref().map(|n| n.sample()),
             nvrtc_version: format!("{major}.{minor}"),
             cublas_version: Blas::new(&stream)?.version()?,
+            cudnn_version: coloc_kernels::gpu::Dnn::version().ok(),
             mps_control: mps::control_binary().map(|p| p.display().to_string()),
             mig: mig::status(nvml.as_ref()),
             green_contexts: green::support(device),

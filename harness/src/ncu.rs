@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use coloc_dataset::solo_rows::{SoloCounterRow, SoloNodeRow};
-use coloc_kernels::gpu::{Blas, Device, ExecContext, KernelLibrary};
+use coloc_kernels::gpu::{Device, ExecContext, KernelLibrary, StreamLibraries};
 use coloc_kernels::ops::LaunchEnv;
 use coloc_workloads::graph::{BuildOptions, ModelGraph};
 use coloc_workloads::model::ModelSpec;
@@ -142,8 +142,8 @@ pub fn solo_worker(model: &str, batch: usize) -> Result<()> {
     let lib = KernelLibrary::new(&device);
     let ctx = ExecContext::primary(&device);
     let stream = ctx.new_stream(0)?;
-    let blas = Blas::new(&stream)?;
-    let env = LaunchEnv { lib: &lib, stream: &stream, blas: Some(&blas), bracket_library_calls: false };
+    let libs = StreamLibraries::new(&stream)?;
+    let env = LaunchEnv { lib: &lib, stream: &stream, libs: Some(&libs), bracket_library_calls: false };
     let inst =
         ModelInstance::allocate(&device, ModelGraph::build(&spec, &BuildOptions { batch, ..Default::default() })?)?;
     inst.initialize(&env, 1, 2)?;

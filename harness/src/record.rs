@@ -205,7 +205,7 @@ pub fn launch_ids(launches: &[(usize, coloc_kernels::ops::LaunchSpec)]) -> Vec<L
     let mut within = 0u8;
     for (i, (op, l)) in launches.iter().enumerate() {
         within = if i > 0 && launches[i - 1].0 == *op { within + 1 } else { 0 };
-        let kind = if l.is_library() { LaunchKind::Cublas } else { LaunchKind::Coloc };
+        let kind = LaunchKind::of(l.launcher);
         out.push(LaunchId { op: *op as u16, launch: within, kind });
     }
     out

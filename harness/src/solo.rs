@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use coloc_dataset::solo_rows::{SoloCounterRow, SoloKernelRow, SoloModelRow, SoloNodeRow, SoloOpRow};
 use coloc_kernels::ceilings::Ceilings;
-use coloc_kernels::gpu::{Blas, Event, ExecContext, Graph, KernelLibrary};
+use coloc_kernels::gpu::{Event, ExecContext, Graph, KernelLibrary, StreamLibraries};
 use coloc_kernels::ops::{LaunchEnv, LaunchSpec, Launcher, OpSpec};
 use coloc_kernels::stats::{Summary, median_of};
 use coloc_kernels::timing::span_of;
@@ -69,11 +69,12 @@ pub fn node_launches(launches: &[LaunchSpec], nodes: &[String]) -> Vec<Option<u8
         .map(|name| {
             let launcher = |j: Option<usize>| j.and_then(|j| launches.get(j)).map(|l| l.launcher);
             let ours = matches!(launcher(Some(next)), Some(Launcher::Coloc(s)) if s.c_name() == *name);
-            if ours || launcher(Some(next)) == Some(Launcher::Cublas) {
-                // the next launch starts here (a cuBLAS call's first kernel has a name of its own)
+            let library = |j: Option<usize>| launcher(j).is_some_and(Launcher::is_library);
+            if ours || library(Some(next)) {
+                // the next launch starts here (a library call's first kernel has a name of its own)
                 current = Some(next as u8);
                 next += 1;
-            } else if launcher(current.map(usize::from)) != Some(Launcher::Cublas) {
+            } else if !library(current.map(usize::from)) {
                 current = None;
             }
             current
@@ -91,14 +92,14 @@ pub fn profile(
 ) -> Result<SoloProfiles> {
     let device = lib.device().clone();
     let stream = ctx.new_stream(0)?;
-    let blas = Blas::new(&stream)?;
+    let libs = StreamLibraries::new(&stream)?;
     let graph = ModelGraph::build(&target.spec, &target.options)?;
     let (name, batch, share) = (target.spec.name.clone(), target.options.batch, target.share);
     let context = format!("solo profile of {name} at batch {batch} ({})", share.label());
     let mut out = SoloProfiles::default();
 
     let mut inst = ModelInstance::allocate(&device, graph)?;
-    let env = LaunchEnv { lib, stream: &stream, blas: Some(&blas), bracket_library_calls: false };
+    let env = LaunchEnv { lib, stream: &stream, libs: Some(&libs), bracket_library_calls: false };
     if share == SoloShare::Device {
         // launch configuration, operator by operator (captured, not run)
         for i in 0..inst.graph.ops.len() {

@@ -9,7 +9,7 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use coloc_dataset::rows::LaunchKind;
-use coloc_kernels::gpu::{Blas, Event, KernelLibrary, PinnedBuffer, Stream};
+use coloc_kernels::gpu::{Event, KernelLibrary, PinnedBuffer, Stream, StreamLibraries};
 use coloc_kernels::ops::LaunchEnv;
 use coloc_kernels::timing::span_of;
 use coloc_workloads::batcher::{BatchPolicy, Batcher, Queued};
@@ -73,7 +73,7 @@ pub struct TenantRunner {
     plan: TenantPlan,
     lib: Arc<KernelLibrary>,
     stream: Arc<Stream>,
-    _blas: Blas,
+    _libs: StreamLibraries,
     instances: Vec<(usize, ModelInstance)>,
     readback: PinnedBuffer,
     done: Event,
@@ -89,13 +89,13 @@ impl TenantRunner {
         granted_sms: u32,
     ) -> Result<TenantRunner> {
         let device = lib.device().clone();
-        let blas = Blas::new(&stream)?;
+        let libs = StreamLibraries::new(&stream)?;
         let mut instances = Vec::new();
         let mut readback_bytes = 16;
         for &bucket in &plan.policy.buckets {
             let mut inst = ModelInstance::allocate(&device, plan.graph(bucket)?)?;
             readback_bytes = readback_bytes.max(inst.stamp_bytes());
-            let env = LaunchEnv { lib, stream: &stream, blas: Some(&blas), bracket_library_calls: false };
+            let env = LaunchEnv { lib, stream: &stream, libs: Some(&libs), bracket_library_calls: false };
             inst.initialize(&env, plan.weight_seed, plan.input_seed)?;
             inst.capture(&env)?;
             // one replay outside the run: first-launch costs stay out of the measurements
@@ -105,7 +105,7 @@ impl TenantRunner {
         stream.synchronize()?;
         let readback = PinnedBuffer::alloc(&device, readback_bytes)?;
         let done = Event::new(stream.context())?;
-        Ok(TenantRunner { plan, lib: lib.clone(), stream, _blas: blas, instances, readback, done, granted_sms })
+        Ok(TenantRunner { plan, lib: lib.clone(), stream, _libs: libs, instances, readback, done, granted_sms })
     }
 
     pub fn plan(&self) -> &TenantPlan {
@@ -213,7 +213,7 @@ impl TenantRunner {
                     let formed = mono_ns();
                     let (_, inst) = &self.instances[instance];
                     let env =
-                        LaunchEnv { lib: &self.lib, stream: &self.stream, blas: None, bracket_library_calls: false };
+                        LaunchEnv { lib: &self.lib, stream: &self.stream, libs: None, bracket_library_calls: false };
                     inst.refill_inputs(&env, self.plan.input_seed ^ ((batch as u64) << 20))?;
                     inst.launch(&self.stream)?;
                     inst.queue_stamp_readback(&self.stream, &self.readback, 0)?;
@@ -261,7 +261,7 @@ impl TenantRunner {
             return Err(Error::invalid(&self.plan.name, format!("batch {} has no timing stamps", f.raw.batch)));
         };
         if let Some((i, _)) = stamps.iter().enumerate().find(|(_, s)| s.duration_ns().is_none()) {
-            let kind = if inst.launches()[i].1.is_library() { LaunchKind::Cublas } else { LaunchKind::Coloc };
+            let kind = LaunchKind::of(inst.launches()[i].1.launcher);
             return Err(Error::invalid(
                 &self.plan.name,
                 format!("batch {}: launch {i} ({kind:?}) has no complete stamps: {:?}", f.raw.batch, stamps[i]),

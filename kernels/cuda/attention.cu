@@ -6,12 +6,13 @@
 //          [B, S, H, DH]. One warp per query, ATT_WARPS queries per block share K/V tiles
 //          staged in shared memory. Grid (ceil(S / ATT_WARPS), H, B).
 // Decode:  one new token per sequence; q comes from qkv [B, 3, H, DH], keys and values from the
-//          caches [B, H, max_len, DH] over positions [0, len). DEC_WARPS warps split the
-//          positions of one (b, h) and merge their partial softmax states. Grid (H, B).
+//          caches [B, H, max_len, DH] over positions [0, len). One block of DEC_THREADS per
+//          (b, h), scores in shared memory (see attention_decode_body). Grid (H, B).
 
 #define ATT_WARPS 8
 #define ATT_TILE 32
-#define DEC_WARPS 4
+#define DEC_THREADS 256
+#define DEC_CHUNK 2048
 
 // Online-softmax update with four scores (already masked to -inf where invalid) and this
 // lane's share of the four matching value rows, vv[u][p] = V[key u][lane + 32 * p].
@@ -114,70 +115,95 @@ __device__ __forceinline__ void attention_prefill_body(T* __restrict__ out, cons
     STAMP_OUT(stamp);
 }
 
+// Decode reads K and V once each, so it is bound by how many loads are in flight. Scores: one
+// thread per key, a row in 16-byte loads. P.V: DH / VEC threads share a value row (VEC dims
+// each), DEC_THREADS / (DH / VEC) rows at a time, four in flight per thread. Scores of up to
+// DEC_CHUNK keys sit in shared memory; longer caches run chunk after chunk with an online
+// softmax between chunks.
 template <typename T, int DH>
 __device__ __forceinline__ void attention_decode_body(T* __restrict__ out, const T* __restrict__ qkv,
                                                       const T* __restrict__ k_cache,
                                                       const T* __restrict__ v_cache, int heads,
                                                       int max_len, int len, float scale, u64* stamp) {
-    constexpr int PER = DH / 32;
-    __shared__ float sm_m[DEC_WARPS], sm_l[DEC_WARPS];
-    __shared__ float sm_acc[DEC_WARPS][DH];
+    constexpr int VEC = 16 / sizeof(T);
+    constexpr int NV = DH / VEC;
+    constexpr int GROUPS = DEC_THREADS / NV;
+    __shared__ __align__(16) float q_s[DH];
+    __shared__ float p_s[DEC_CHUNK];
+    __shared__ float red[32];
+    __shared__ float acc_s[GROUPS][DH];
     STAMP_IN(stamp);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int tid = threadIdx.x;
     const int h = blockIdx.x, b = blockIdx.y;
     const T* qrow = qkv + ((long long)b * 3 * heads + h) * DH;
     const T* kb = k_cache + ((long long)b * heads + h) * max_len * DH;
     const T* vb = v_cache + ((long long)b * heads + h) * max_len * DH;
-    float q[PER], acc[PER];
-#pragma unroll
-    for (int p = 0; p < PER; ++p) {
-        q[p] = to_f(qrow[lane + 32 * p]) * scale;
-        acc[p] = 0.0f;
-    }
-    float m = -COLOC_INF, l = 0.0f;
-    for (int j0 = warp * 4; j0 < len; j0 += DEC_WARPS * 4) {
-        float s[4], vv[4][PER];
-#pragma unroll
-        for (int u = 0; u < 4; ++u) {
-            float part = 0.0f;
-            const bool valid = j0 + u < len;
-#pragma unroll
-            for (int p = 0; p < PER; ++p) {
-                const int d = lane + 32 * p;
-                const float kv = valid ? to_f(kb[(long long)(j0 + u) * DH + d]) : 0.0f;
-                vv[u][p] = valid ? to_f(vb[(long long)(j0 + u) * DH + d]) : 0.0f;
-                part = fmaf(q[p], kv, part);
-            }
-            s[u] = part;
-        }
-        warp_sum4(s);
-#pragma unroll
-        for (int u = 0; u < 4; ++u)
-            if (j0 + u >= len) s[u] = -COLOC_INF;
-        online_update4<PER>(s, m, l, acc, vv);
-    }
-    if (lane == 0) {
-        sm_m[warp] = m;
-        sm_l[warp] = l;
-    }
-#pragma unroll
-    for (int p = 0; p < PER; ++p) sm_acc[warp][lane + 32 * p] = acc[p];
+    for (int d = tid; d < DH; d += DEC_THREADS) q_s[d] = to_f(qrow[d]) * scale;
     __syncthreads();
-    if (warp == 0) {
-        float mm = -COLOC_INF;
-        for (int w = 0; w < DEC_WARPS; ++w) mm = fmaxf(mm, sm_m[w]);
-        float ll = 0.0f, o[PER];
+    const int g = tid / NV, col = (tid % NV) * VEC;
+    float acc[VEC];
 #pragma unroll
-        for (int p = 0; p < PER; ++p) o[p] = 0.0f;
-        for (int w = 0; w < DEC_WARPS; ++w) {
-            const float c = sm_m[w] == -COLOC_INF ? 0.0f : expf(sm_m[w] - mm);
-            ll += sm_l[w] * c;
+    for (int e = 0; e < VEC; ++e) acc[e] = 0.0f;
+    float m = -COLOC_INF, l = 0.0f;
+    for (int c0 = 0; c0 < len; c0 += DEC_CHUNK) {
+        const int n = min(DEC_CHUNK, len - c0);
+        float local_max = -COLOC_INF;
+        for (int j = tid; j < n; j += DEC_THREADS) {
+            const T* kr = kb + (long long)(c0 + j) * DH;
+            float kv[NV][VEC];
 #pragma unroll
-            for (int p = 0; p < PER; ++p) o[p] = fmaf(sm_acc[w][lane + 32 * p], c, o[p]);
+            for (int v = 0; v < NV; ++v) load_vec<T, VEC>(kr + v * VEC, kv[v]);
+            float s = 0.0f;
+#pragma unroll
+            for (int v = 0; v < NV; ++v)
+#pragma unroll
+                for (int e = 0; e < VEC; ++e) s = fmaf(q_s[v * VEC + e], kv[v][e], s);
+            p_s[j] = s;
+            local_max = fmaxf(local_max, s);
         }
-        T* dst = out + ((long long)b * heads + h) * DH;
+        const float m_new = fmaxf(m, block_max(local_max, red));
+        float local_sum = 0.0f;
+        for (int j = tid; j < n; j += DEC_THREADS) {
+            const float e = expf(p_s[j] - m_new);
+            p_s[j] = e;
+            local_sum += e;
+        }
+        // block_sum's barriers also publish p_s to every thread
+        const float sum = block_sum(local_sum, red);
+        const float corr = expf(m - m_new);
+        l = l * corr + sum;
+        m = m_new;
 #pragma unroll
-        for (int p = 0; p < PER; ++p) dst[lane + 32 * p] = from_f<T>(o[p] / ll);
+        for (int e = 0; e < VEC; ++e) acc[e] *= corr;
+        int j = g;
+        for (; j + 3 * GROUPS < n; j += 4 * GROUPS) {
+            float vv[4][VEC];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) load_vec<T, VEC>(vb + (long long)(c0 + j + u * GROUPS) * DH + col, vv[u]);
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const float p = p_s[j + u * GROUPS];
+#pragma unroll
+                for (int e = 0; e < VEC; ++e) acc[e] = fmaf(p, vv[u][e], acc[e]);
+            }
+        }
+        for (; j < n; j += GROUPS) {
+            float vv[VEC];
+            load_vec<T, VEC>(vb + (long long)(c0 + j) * DH + col, vv);
+            const float p = p_s[j];
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) acc[e] = fmaf(p, vv[e], acc[e]);
+        }
+        __syncthreads();  // p_s is rewritten by the next chunk
+    }
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) acc_s[g][col + e] = acc[e];
+    __syncthreads();
+    for (int d = tid; d < DH; d += DEC_THREADS) {
+        float o = 0.0f;
+#pragma unroll 8
+        for (int gg = 0; gg < GROUPS; ++gg) o += acc_s[gg][d];
+        out[((long long)b * heads + h) * DH + d] = from_f<T>(o / l);
     }
     STAMP_OUT(stamp);
 }
@@ -187,7 +213,7 @@ __device__ __forceinline__ void attention_decode_body(T* __restrict__ out, const
         T* out, const T* qkv, int seq, int heads, float scale, int causal, u64* stamp) {       \
         attention_prefill_body<T, DH>(out, qkv, seq, heads, scale, causal, stamp);             \
     }                                                                                          \
-    extern "C" __global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_##sfx##_d##DH( \
+    extern "C" __global__ void __launch_bounds__(DEC_THREADS) attention_decode_##sfx##_d##DH( \
         T* out, const T* qkv, const T* k_cache, const T* v_cache, int heads, int max_len, int len, \
         float scale, u64* stamp) {                                                             \
         attention_decode_body<T, DH>(out, qkv, k_cache, v_cache, heads, max_len, len, scale, stamp); \

@@ -3,23 +3,6 @@
 // average pooling. One thread per output element; channels are innermost, so neighbouring
 // threads touch neighbouring addresses.
 
-// Output element i of an NHWC tensor [n, oh, ow, c] as (b, oy, ox, ci).
-struct NhwcIndex {
-    long long b;
-    int oy, ox, ci;
-};
-
-__device__ __forceinline__ NhwcIndex nhwc_index(long long i, int c, int ow, int oh) {
-    NhwcIndex r;
-    r.ci = (int)(i % c);
-    const long long pix = i / c;
-    r.ox = (int)(pix % ow);
-    const long long rest = pix / ow;
-    r.oy = (int)(rest % oh);
-    r.b = rest / oh;
-    return r;
-}
-
 // col[(n*OH + oh)*OW + ow, (kh*KW + kw)*C + c] = x[n, oh*s - p + kh*d, ow*s - p + kw*d, c], or 0
 // outside the image. Rows of col are `col_stride` elements apart (at least KH*KW*C); any
 // padding columns are written as zeros, so a GEMM over the padded width adds nothing.
@@ -82,76 +65,120 @@ __device__ __forceinline__ void im2col_body(T* __restrict__ col, const T* __rest
     }
 COLOC_FOR_DTYPES(IM2COL)
 
+// Depthwise convolution and windowed pooling work on channel groups: a thread owns V
+// neighbouring channels of one output pixel and moves them in 16-byte accesses, V = 16 /
+// sizeof(T), when the host has checked that c is a multiple of V and the tensors are aligned
+// (`vec` != 0); else V = 1. Indices are 32-bit (the host checks that every tensor has fewer than
+// 2^31 elements): 64-bit division per element made these kernels compute-bound.
+struct PixelGroup {
+    int b, oy, ox, g;
+};
+
+__device__ __forceinline__ PixelGroup pixel_group(int i, int groups, int ow, int oh) {
+    PixelGroup r;
+    r.g = i % groups;
+    int pix = i / groups;
+    r.ox = pix % ow;
+    pix /= ow;
+    r.oy = pix % oh;
+    r.b = pix / oh;
+    return r;
+}
+
 // y[n, oy, ox, c] = act(bias[c] + sum_{ky,kx} x[n, oy*s - p + ky, ox*s - p + kx, c] * w[ky, kx, c])
-template <typename T>
-__device__ __forceinline__ void depthwise_body(T* __restrict__ y, const T* __restrict__ x,
-                                               const T* __restrict__ wt, const T* __restrict__ bias, int n,
-                                               int h, int w, int c, int kh, int kw, int stride, int pad,
-                                               int oh, int ow, int act, u64* stamp) {
-    STAMP_IN(stamp);
-    const long long total = (long long)n * oh * ow * c;
-    for (long long i = global_tid(); i < total; i += grid_stride()) {
-        const NhwcIndex o = nhwc_index(i, c, ow, oh);
-        const long long b = o.b;
-        const int oy = o.oy, ox = o.ox, ci = o.ci;
-        float acc = bias != 0 ? to_f(bias[ci]) : 0.0f;
+template <typename T, int V>
+__device__ __forceinline__ void depthwise_groups(T* __restrict__ y, const T* __restrict__ x,
+                                                 const T* __restrict__ wt, const T* __restrict__ bias,
+                                                 int n, int h, int w, int c, int kh, int kw, int stride,
+                                                 int pad, int oh, int ow, int act) {
+    const int groups = c / V;
+    const int total = n * oh * ow * groups;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        const PixelGroup o = pixel_group(i, groups, ow, oh);
+        const int c0 = o.g * V;
+        float acc[V];
+        if (bias != 0) {
+            load_vec<T, V>(bias + c0, acc);
+        } else {
+#pragma unroll
+            for (int e = 0; e < V; ++e) acc[e] = 0.0f;
+        }
         for (int ky = 0; ky < kh; ++ky) {
-            const int iy = oy * stride - pad + ky;
+            const int iy = o.oy * stride - pad + ky;
             if (iy < 0 || iy >= h) continue;
             for (int kx = 0; kx < kw; ++kx) {
-                const int ix = ox * stride - pad + kx;
+                const int ix = o.ox * stride - pad + kx;
                 if (ix < 0 || ix >= w) continue;
-                acc = fmaf(to_f(x[((b * h + iy) * w + ix) * c + ci]), to_f(wt[(ky * kw + kx) * c + ci]), acc);
+                float xv[V], wv[V];
+                load_vec<T, V>(x + ((o.b * h + iy) * w + ix) * c + c0, xv);
+                load_vec<T, V>(wt + (ky * kw + kx) * c + c0, wv);
+#pragma unroll
+                for (int e = 0; e < V; ++e) acc[e] = fmaf(xv[e], wv[e], acc[e]);
             }
         }
-        y[i] = from_f<T>(apply_act(acc, act));
+#pragma unroll
+        for (int e = 0; e < V; ++e) acc[e] = apply_act(acc[e], act);
+        store_vec<T, V>(y + i * V, acc);
     }
-    STAMP_OUT(stamp);
 }
 
 #define DEPTHWISE(sfx, T)                                                                      \
     extern "C" __global__ void __launch_bounds__(256) depthwise_conv_##sfx(                    \
         T* y, const T* x, const T* wt, const T* bias, int n, int h, int w, int c, int kh, int kw, \
-        int stride, int pad, int oh, int ow, int act, u64* stamp) {                            \
-        depthwise_body<T>(y, x, wt, bias, n, h, w, c, kh, kw, stride, pad, oh, ow, act, stamp); \
+        int stride, int pad, int oh, int ow, int act, int vec, u64* stamp) {                   \
+        STAMP_IN(stamp);                                                                       \
+        if (vec)                                                                               \
+            depthwise_groups<T, 16 / sizeof(T)>(y, x, wt, bias, n, h, w, c, kh, kw, stride, pad, oh, ow, act); \
+        else                                                                                   \
+            depthwise_groups<T, 1>(y, x, wt, bias, n, h, w, c, kh, kw, stride, pad, oh, ow, act); \
+        STAMP_OUT(stamp);                                                                      \
     }
 COLOC_FOR_DTYPES(DEPTHWISE)
 
 // mode 0 = max, 1 = average over the in-image part of the window (padding excluded).
-template <typename T>
-__device__ __forceinline__ void pool2d_body(T* __restrict__ y, const T* __restrict__ x, int n, int h,
-                                            int w, int c, int kh, int kw, int stride, int pad, int oh,
-                                            int ow, int mode, u64* stamp) {
-    STAMP_IN(stamp);
-    const long long total = (long long)n * oh * ow * c;
-    for (long long i = global_tid(); i < total; i += grid_stride()) {
-        const NhwcIndex o = nhwc_index(i, c, ow, oh);
-        const long long b = o.b;
-        const int oy = o.oy, ox = o.ox, ci = o.ci;
-        float acc = mode == 0 ? -COLOC_INF : 0.0f;
+template <typename T, int V>
+__device__ __forceinline__ void pool2d_groups(T* __restrict__ y, const T* __restrict__ x, int n, int h,
+                                              int w, int c, int kh, int kw, int stride, int pad, int oh,
+                                              int ow, int mode) {
+    const int groups = c / V;
+    const int total = n * oh * ow * groups;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        const PixelGroup o = pixel_group(i, groups, ow, oh);
+        float acc[V];
+#pragma unroll
+        for (int e = 0; e < V; ++e) acc[e] = mode == 0 ? -COLOC_INF : 0.0f;
         int count = 0;
         for (int ky = 0; ky < kh; ++ky) {
-            const int iy = oy * stride - pad + ky;
+            const int iy = o.oy * stride - pad + ky;
             if (iy < 0 || iy >= h) continue;
             for (int kx = 0; kx < kw; ++kx) {
-                const int ix = ox * stride - pad + kx;
+                const int ix = o.ox * stride - pad + kx;
                 if (ix < 0 || ix >= w) continue;
-                const float v = to_f(x[((b * h + iy) * w + ix) * c + ci]);
-                acc = mode == 0 ? fmaxf(acc, v) : acc + v;
+                float v[V];
+                load_vec<T, V>(x + ((o.b * h + iy) * w + ix) * c + o.g * V, v);
+#pragma unroll
+                for (int e = 0; e < V; ++e) acc[e] = mode == 0 ? fmaxf(acc[e], v[e]) : acc[e] + v[e];
                 ++count;
             }
         }
-        if (mode != 0) acc = count > 0 ? acc / (float)count : 0.0f;
-        y[i] = from_f<T>(acc);
+        if (mode != 0) {
+#pragma unroll
+            for (int e = 0; e < V; ++e) acc[e] = count > 0 ? acc[e] / (float)count : 0.0f;
+        }
+        store_vec<T, V>(y + i * V, acc);
     }
-    STAMP_OUT(stamp);
 }
 
 #define POOL2D(sfx, T)                                                                         \
     extern "C" __global__ void __launch_bounds__(256) pool2d_##sfx(                            \
         T* y, const T* x, int n, int h, int w, int c, int kh, int kw, int stride, int pad, int oh, \
-        int ow, int mode, u64* stamp) {                                                        \
-        pool2d_body<T>(y, x, n, h, w, c, kh, kw, stride, pad, oh, ow, mode, stamp);            \
+        int ow, int mode, int vec, u64* stamp) {                                               \
+        STAMP_IN(stamp);                                                                       \
+        if (vec)                                                                               \
+            pool2d_groups<T, 16 / sizeof(T)>(y, x, n, h, w, c, kh, kw, stride, pad, oh, ow, mode); \
+        else                                                                                   \
+            pool2d_groups<T, 1>(y, x, n, h, w, c, kh, kw, stride, pad, oh, ow, mode);           \
+        STAMP_OUT(stamp);                                                                      \
     }
 COLOC_FOR_DTYPES(POOL2D)
 

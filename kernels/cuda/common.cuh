@@ -123,5 +123,34 @@ __device__ __forceinline__ long long grid_stride() {
     return (long long)gridDim.x * blockDim.x;
 }
 
+// V neighbouring elements as floats: one 16-byte access when V = 16 / sizeof(T) (the caller
+// has checked the alignment), else V scalar ones.
+template <typename T, int V>
+__device__ __forceinline__ void load_vec(const T* __restrict__ src, float* dst) {
+    if constexpr (V * sizeof(T) == 16) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(src);
+        const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+        for (int i = 0; i < V; ++i) dst[i] = to_f(e[i]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < V; ++i) dst[i] = to_f(src[i]);
+    }
+}
+
+template <typename T, int V>
+__device__ __forceinline__ void store_vec(T* __restrict__ dst, const float* src) {
+    if constexpr (V * sizeof(T) == 16) {
+        uint4 raw;
+        T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+        for (int i = 0; i < V; ++i) e[i] = from_f<T>(src[i]);
+        *reinterpret_cast<uint4*>(dst) = raw;
+    } else {
+#pragma unroll
+        for (int i = 0; i < V; ++i) dst[i] = from_f<T>(src[i]);
+    }
+}
+
 // Instantiate a dtype-generic kernel body for f32 and bf16 under `<name>_f32` / `<name>_bf16`.
 #define COLOC_FOR_DTYPES(X) X(f32, float) X(bf16, bf16)

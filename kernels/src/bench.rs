@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::catalog::{self, BenchCase};
 use crate::ceilings::Ceilings;
 use crate::error::{Error, Result};
-use crate::gpu::{Blas, Device, DeviceInfo, Event, ExecContext, Graph, KernelLibrary, KernelNodeInfo};
+use crate::gpu::{Device, DeviceInfo, Event, ExecContext, Graph, KernelLibrary, KernelNodeInfo, StreamLibraries};
 use crate::instance::{OpInstance, prepare};
 use crate::nvml::{DeviceSample, NvmlDevice};
 use crate::ops::{BiasAct, Cost, LaunchEnv, MAX_LAUNCHES_PER_OP, Op, OpSpec, StampSlots};
@@ -371,8 +371,8 @@ pub fn run(
 ) -> Result<BenchReport> {
     let device = ctx.device().clone();
     let stream = ctx.new_stream(0)?;
-    let blas = Blas::new(&stream)?;
-    let env = LaunchEnv { lib, stream: &stream, blas: Some(&blas), bracket_library_calls: true };
+    let libs = StreamLibraries::new(&stream)?;
+    let env = LaunchEnv { lib, stream: &stream, libs: Some(&libs), bracket_library_calls: true };
     let sampler = Sampler::new(&device, ctx)?;
     let nvml = NvmlDevice::open(&device.info().uuid).ok();
     let nvml_before = nvml.as_ref().map(|n| n.sample());

@@ -3,7 +3,7 @@
 use crate::ceilings::Ceilings;
 use crate::gpu::{DeviceInfo, GemmPrecision};
 use crate::ops::{
-    AddAct, AttentionDecode, AttentionPrefill, BiasAct, Conv2d, ConvAlgo, ConvPath, DepthwiseConv2d, Embedding, Gemm,
+    AddAct, AttentionDecode, AttentionPrefill, BiasAct, Conv2d, ConvAlgo, DepthwiseConv2d, Embedding, Gemm,
     GlobalAvgPool, KvAppend, LayerNorm, Linear, Op, PatchTokens, Pool2d, PoolMode, Softmax, Stressor, StressorKind,
 };
 use crate::types::{Activation, DType};
@@ -88,13 +88,61 @@ pub fn check_cases() -> Vec<Op> {
             bias: false,
             precision: P::Tf32,
         }),
+        // cuBLASLt with its epilogue fused: bias; ReLU + bias; tanh-GELU + bias on strided rows
+        Op::Linear(Linear {
+            rows: 37,
+            in_features: 96,
+            out_features: 80,
+            row_stride: 0,
+            act: None,
+            bias: true,
+            precision: P::Bf16,
+        }),
+        Op::Linear(Linear {
+            rows: 130,
+            in_features: 64,
+            out_features: 200,
+            row_stride: 0,
+            act: Relu,
+            bias: true,
+            precision: P::Bf16,
+        }),
+        Op::Linear(Linear {
+            rows: 5,
+            in_features: 64,
+            out_features: 72,
+            row_stride: 192,
+            act: GeluTanh,
+            bias: true,
+            precision: P::Bf16,
+        }),
+        // im2col + cuBLAS, pinned for bf16 (where cuDNN loads, `auto` takes it instead)
         conv(2, 9, 11, 5, 7, 3, 1, 1, Relu, P::F32),
-        conv(1, 15, 15, 3, 16, 7, 2, 3, Relu, P::Bf16),
+        with_algo(conv(1, 15, 15, 3, 16, 7, 2, 3, Relu, P::Bf16), ConvAlgo::Gemm),
         conv(2, 7, 7, 16, 24, 1, 1, 0, None, P::Tf32),
-        conv(2, 8, 8, 8, 16, 3, 2, 1, Relu6, P::Bf16),
+        with_algo(conv(2, 8, 8, 8, 16, 3, 2, 1, Relu6, P::Bf16), ConvAlgo::Gemm),
         // im2col's 16-byte pieces: f32 with 4 channels, bf16 with 16 and a 5x5 window past the edges.
         conv(2, 10, 9, 4, 8, 3, 2, 1, None, P::Tf32),
-        conv(1, 6, 7, 16, 8, 5, 1, 2, Relu, P::Bf16),
+        with_algo(conv(1, 6, 7, 16, 8, 5, 1, 2, Relu, P::Bf16), ConvAlgo::Gemm),
+        // cuDNN (not run where it is missing): a ResNet stem (3 input channels, 7x7 stride 2),
+        // a 3x3 with odd sizes, a strided 1x1 without bias or activation, a 5x5 past the edges
+        with_algo(conv(2, 30, 28, 3, 64, 7, 2, 3, Relu, P::Bf16), ConvAlgo::Cudnn),
+        with_algo(conv(3, 13, 11, 24, 40, 3, 1, 1, Relu6, P::Bf16), ConvAlgo::Cudnn),
+        Op::Conv2d(Conv2d {
+            batch: 2,
+            height: 14,
+            width: 14,
+            in_ch: 64,
+            out_ch: 128,
+            kernel: (1, 1),
+            stride: 2,
+            pad: 0,
+            act: Activation::None,
+            bias: false,
+            precision: P::Bf16,
+            algo: ConvAlgo::Cudnn,
+        }),
+        with_algo(conv(1, 9, 10, 16, 8, 5, 2, 2, Gelu, P::Bf16), ConvAlgo::Cudnn),
         // The implicit GEMM (bf16, channels in 32s; pinned, these shapes are too small for
         // `auto` to pick it): partial tiles both ways and the image edges; stride 2 over three
         // channel tiles; a strided 1x1 without bias; many pixel tiles.
@@ -159,6 +207,40 @@ pub fn check_cases() -> Vec<Op> {
             mode: PoolMode::Avg,
             dtype: Bf16,
         }),
+        // f32 in 16-byte pieces (channels a multiple of 4), windows cut by the border
+        Op::DepthwiseConv2d(DepthwiseConv2d {
+            batch: 3,
+            height: 11,
+            width: 7,
+            channels: 12,
+            kernel: (5, 5),
+            stride: 2,
+            pad: 2,
+            act: Relu,
+            dtype: F32,
+        }),
+        Op::Pool2d(Pool2d {
+            batch: 2,
+            height: 9,
+            width: 11,
+            channels: 24,
+            kernel: (3, 3),
+            stride: 2,
+            pad: 1,
+            mode: PoolMode::Avg,
+            dtype: F32,
+        }),
+        Op::Pool2d(Pool2d {
+            batch: 3,
+            height: 10,
+            width: 10,
+            channels: 40,
+            kernel: (3, 3),
+            stride: 2,
+            pad: 1,
+            mode: PoolMode::Max,
+            dtype: Bf16,
+        }),
         Op::GlobalAvgPool(GlobalAvgPool { batch: 3, height: 7, width: 7, channels: 40, dtype: F32 }),
         Op::GlobalAvgPool(GlobalAvgPool { batch: 2, height: 7, width: 7, channels: 64, dtype: Bf16 }),
         Op::BiasAct(BiasAct { rows: 37, channels: 13, act: Gelu, bias: true, dtype: F32 }),
@@ -169,6 +251,10 @@ pub fn check_cases() -> Vec<Op> {
         Op::AddAct(AddAct { elements: 4096, act: None, dtype: Bf16 }),
         Op::LayerNorm(LayerNorm { rows: 7, dim: 768, eps: 1e-5, dtype: F32 }),
         Op::LayerNorm(LayerNorm { rows: 33, dim: 100, eps: 1e-12, dtype: Bf16 }),
+        // a warp per row: 768 and the largest row that fits its registers (2048 bf16)
+        Op::LayerNorm(LayerNorm { rows: 37, dim: 768, eps: 1e-12, dtype: Bf16 }),
+        Op::LayerNorm(LayerNorm { rows: 19, dim: 2048, eps: 1e-5, dtype: Bf16 }),
+        Op::LayerNorm(LayerNorm { rows: 5, dim: 2304, eps: 1e-5, dtype: Bf16 }),
         Op::Softmax(Softmax { rows: 5, len: 1000, scale: 1.0, dtype: F32 }),
         Op::Softmax(Softmax { rows: 24, len: 128, scale: 0.125, dtype: Bf16 }),
         Op::AttentionPrefill(AttentionPrefill { batch: 2, seq: 37, heads: 3, head_dim: 64, causal: true, dtype: F32 }),
@@ -203,6 +289,15 @@ pub fn check_cases() -> Vec<Op> {
         Op::AttentionDecode(AttentionDecode { batch: 2, heads: 3, head_dim: 64, max_len: 80, len: 77, dtype: F32 }),
         Op::AttentionDecode(AttentionDecode { batch: 3, heads: 2, head_dim: 128, max_len: 40, len: 1, dtype: Bf16 }),
         Op::AttentionDecode(AttentionDecode { batch: 1, heads: 1, head_dim: 32, max_len: 100, len: 100, dtype: F32 }),
+        // longer than the kernel's score chunk (2048 keys): the softmax carries across chunks
+        Op::AttentionDecode(AttentionDecode {
+            batch: 1,
+            heads: 2,
+            head_dim: 64,
+            max_len: 4500,
+            len: 4500,
+            dtype: Bf16,
+        }),
         Op::KvAppend(KvAppend { batch: 2, heads: 3, head_dim: 64, max_len: 16, pos: 5, dtype: Bf16 }),
         Op::Embedding(Embedding {
             rows: 50,
@@ -414,14 +509,20 @@ pub fn bench_cases(info: &DeviceInfo) -> Vec<BenchCase> {
     for (size, channels) in VGG_TARGET_LAYERS {
         cases.push(c(vgg_target_op(size, channels), "target: >= 45% of the bf16 matrix ceiling (worst layer)"));
     }
-    // The same layers on the path `auto` did not pick, to keep the choice honest.
+    // The same layers on the paths `auto` did not pick, to keep the choice honest (cuDNN
+    // only where it loads).
+    let others: Vec<ConvAlgo> = [ConvAlgo::Gemm, ConvAlgo::Implicit, ConvAlgo::Cudnn]
+        .into_iter()
+        .filter(|a| *a != ConvAlgo::Cudnn || crate::gpu::libs::cudnn_present())
+        .collect();
     for (size, channels) in VGG_TARGET_LAYERS {
         let op = vgg_target_op(size, channels);
-        let other = match &op {
-            Op::Conv2d(conv) if conv.path() == ConvPath::Implicit => ConvAlgo::Gemm,
-            _ => ConvAlgo::Implicit,
-        };
-        cases.push(c(with_algo(op, other), "the path auto did not pick, for comparison"));
+        let Op::Conv2d(auto) = &op else { continue };
+        for &algo in &others {
+            if (Conv2d { algo, ..auto.clone() }).path() != auto.path() {
+                cases.push(c(with_algo(op.clone(), algo), "a path auto did not pick, for comparison"));
+            }
+        }
     }
     cases
 }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::gpu::memory::copy_async;
-use crate::gpu::{Blas, Device, DeviceBuffer, ExecContext, GemmPrecision, KernelArgs, KernelLibrary, LaunchConfig};
+use crate::gpu::{
+    Device, DeviceBuffer, ExecContext, GemmPrecision, KernelArgs, KernelLibrary, LaunchConfig, StreamLibraries,
+};
 use crate::id::{KernelId, KernelSymbol};
 use crate::instance::OpInstance;
 use crate::ops::{ComputeUnit, Cost, Gemm, LaunchEnv, Op, OpSpec, StampSlots, Stressor, StressorKind};
@@ -77,8 +79,8 @@ impl Ceilings {
 pub fn measure(lib: &KernelLibrary, ctx: &ExecContext, quick: bool) -> Result<Ceilings> {
     let device = ctx.device().clone();
     let stream = ctx.new_stream(0)?;
-    let blas = Blas::new(&stream)?;
-    let env = LaunchEnv { lib, stream: &stream, blas: Some(&blas), bracket_library_calls: false };
+    let libs = StreamLibraries::new(&stream)?;
+    let env = LaunchEnv { lib, stream: &stream, libs: Some(&libs), bracket_library_calls: false };
     let reps = if quick { 3 } else { 10 };
 
     let (copy_gbps, copy_bytes) = copy_rate(&device, ctx, &stream, reps)?;

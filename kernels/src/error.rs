@@ -26,6 +26,10 @@ pub enum Error {
     #[error("{call} failed: {status}")]
     Cublas { call: &'static str, status: String },
 
+    /// A cuDNN call failed.
+    #[error("{call} failed: {status}")]
+    Cudnn { call: &'static str, status: String },
+
     /// An operator was given a shape or parameter it cannot run with.
     #[error("invalid {op}: {reason}")]
     InvalidOp { op: String, reason: String },

@@ -132,7 +132,11 @@ pub fn timing(args: &DatasetCheckArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     print!("{}", t.render());
-    for kind in [coloc_dataset::rows::LaunchKind::Coloc, coloc_dataset::rows::LaunchKind::Cublas] {
+    for kind in [
+        coloc_dataset::rows::LaunchKind::Coloc,
+        coloc_dataset::rows::LaunchKind::Cublas,
+        coloc_dataset::rows::LaunchKind::Cudnn,
+    ] {
         let diff: Vec<f64> = rows.iter().filter(|r| r.kind == kind).map(|r| r.coloc_us - r.ncu_us).collect();
         let ratio: Vec<f64> =
             rows.iter().filter(|r| r.kind == kind && r.ncu_us > 20.0).map(|r| r.coloc_us / r.ncu_us).collect();

@@ -6,9 +6,9 @@ use coloc_kernels::bench::{self, BenchConfig, BenchEntry, BenchOptions, BenchRep
 use coloc_kernels::catalog;
 use coloc_kernels::ceilings;
 use coloc_kernels::check::{self, CheckResult};
-use coloc_kernels::gpu::{Blas, DeviceInfo, ExecContext};
+use coloc_kernels::gpu::{DeviceInfo, ExecContext, StreamLibraries};
 use coloc_kernels::id::KernelId;
-use coloc_kernels::ops::{LaunchEnv, OpSpec};
+use coloc_kernels::ops::{LaunchEnv, Launcher, OpSpec};
 
 use super::{open_gpu, write_json};
 use crate::cli::{BenchArgs, CheckArgs};
@@ -65,17 +65,25 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     println!("coloc kernels check on {} (seed {seed}; replay with --seed {seed})", gpu.device.info().name);
     let ctx = ExecContext::primary(&gpu.device);
     let stream = ctx.new_stream(0)?;
-    let blas = Blas::new(&stream)?;
-    let env = LaunchEnv { lib: &gpu.lib, stream: &stream, blas: Some(&blas), bracket_library_calls: true };
+    let libs = StreamLibraries::new(&stream)?;
+    let env = LaunchEnv { lib: &gpu.lib, stream: &stream, libs: Some(&libs), bracket_library_calls: true };
     let mut t = Table::new(&["<", "<operator", "rel err", "tol", "event us", "stamp us", "<note"]);
     let mut results: Vec<CheckResult> = Vec::new();
     let mut errors = Vec::new();
+    let mut not_run = Vec::new();
     let wanted = |label: &str| {
         args.only.is_empty() || args.only.iter().any(|p| label.to_lowercase().contains(&p.to_lowercase()))
     };
     for (i, op) in catalog::check_cases().into_iter().enumerate() {
         let label = op.label();
         if !wanted(&label) {
+            continue;
+        }
+        let needs_cudnn = op.launches().iter().any(|l| l.launcher == Launcher::Cudnn);
+        if let (true, Err(missing)) = (needs_cudnn, coloc_kernels::gpu::libs::require_cudnn()) {
+            let why = missing.to_string();
+            t.row(vec!["NOT RUN".into(), label.clone(), "-".into(), "-".into(), "-".into(), "-".into(), why.clone()]);
+            not_run.push(format!("{label}: {why}"));
             continue;
         }
         match check::check_op(&gpu.device, &env, op, seed.wrapping_add(i as u64)) {
@@ -109,10 +117,20 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     println!("{}", t.render());
     let failed = results.iter().filter(|r| !r.passed).count() + errors.len();
     println!("{} operators checked, {failed} failed", results.len() + errors.len());
+    if !not_run.is_empty() {
+        println!("{} operators not run: they need cuDNN, which this machine lacks", not_run.len());
+    }
     if let Some(path) = &args.json {
         write_json(
             path,
-            &serde_json::json!({ "device": gpu.device.info(), "seed": seed, "results": results, "errors": errors }),
+            &serde_json::json!({
+                "device": gpu.device.info(),
+                "seed": seed,
+                "cudnn_version": coloc_kernels::gpu::Dnn::version().ok(),
+                "results": results,
+                "errors": errors,
+                "not_run": not_run,
+            }),
         )?;
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })

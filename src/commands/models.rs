@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use coloc_harness::model::ModelInstance;
-use coloc_kernels::gpu::{Blas, Event, ExecContext};
-use coloc_kernels::ops::{LaunchEnv, OpSpec, Role};
+use coloc_kernels::gpu::{Event, ExecContext, StreamLibraries};
+use coloc_kernels::ops::{LaunchEnv, Launcher, OpSpec, Role};
 use coloc_kernels::stats::Summary;
 use coloc_workloads::graph::{BuildOptions, ModelGraph};
 use coloc_workloads::model::{BUILTIN, ModelSpec};
@@ -61,8 +61,10 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let mut t = Table::new(&["#", "<layer", "<operator", "<kernels", "GFLOP", "MMAC", "params", "<output"]);
     for (i, op) in g.ops.iter().enumerate() {
         let mut kernels: Vec<String> = Vec::new();
-        if op.op.uses_cublas() {
-            kernels.push("cuBLAS".into());
+        for (library, name) in [(Launcher::Cublas, "cuBLAS"), (Launcher::Cudnn, "cuDNN")] {
+            if op.op.launches().iter().any(|l| l.launcher == library) {
+                kernels.push(name.into());
+            }
         }
         kernels.extend(op.op.kernels().iter().map(|k| k.c_name()));
         let output = op.op.operands().into_iter().find(|o| o.role == Role::Output).map(|o| o.name);
@@ -127,13 +129,92 @@ pub struct RunResult {
     output_finite: bool,
     /// For a softmax output: the largest deviation of a row sum from 1.
     softmax_row_error: Option<f64>,
+    /// Where the time goes: operator kinds, most time first.
+    by_kind: Vec<KindTime>,
+}
+
+/// The operators of one kind in one model: their summed median time per replay.
+#[derive(Serialize)]
+pub struct KindTime {
+    kind: String,
+    ops: usize,
+    launches: usize,
+    /// Each operator's time is the median over replays of its stamp span (first launch in to
+    /// last launch out); library calls are bracketed by the stamps around them.
+    us: f64,
+    /// Of the summed operator times (gaps between operators excluded).
+    fraction: f64,
+}
+
+/// Replays read back for the per-operator breakdown.
+const BREAKDOWN_REPLAYS: usize = 15;
+
+/// Median time of each operator over `replays` graph replays, grouped by kind.
+fn time_by_kind(
+    inst: &ModelInstance,
+    stream: &coloc_kernels::gpu::Stream,
+    replays: usize,
+) -> anyhow::Result<Vec<KindTime>> {
+    let ops = inst.graph.ops.len();
+    let launches = inst.launches();
+    let mut per_op: Vec<Vec<f64>> = vec![Vec::with_capacity(replays); ops];
+    for _ in 0..replays {
+        inst.launch(stream)?;
+        stream.synchronize()?;
+        let stamps = inst.launch_stamps()?;
+        let mut first = 0;
+        for (op, times) in per_op.iter_mut().enumerate() {
+            let n = launches[first..].iter().take_while(|(o, _)| *o == op).count();
+            if let Some(ns) = coloc_kernels::timing::span_of(&stamps[first..first + n]).duration_ns() {
+                times.push(ns as f64 / 1e3);
+            }
+            first += n;
+        }
+    }
+    let mut kinds: Vec<KindTime> = Vec::new();
+    for (i, times) in per_op.iter_mut().enumerate() {
+        let Some(us) = coloc_kernels::stats::Summary::of(times).map(|s| s.median) else { continue };
+        let op = &inst.graph.ops[i].op;
+        let n_launches = launches.iter().filter(|(o, _)| *o == i).count();
+        match kinds.iter_mut().find(|k| k.kind == op.kind()) {
+            Some(k) => {
+                k.ops += 1;
+                k.launches += n_launches;
+                k.us += us;
+            }
+            None => {
+                kinds.push(KindTime { kind: op.kind().to_string(), ops: 1, launches: n_launches, us, fraction: 0.0 })
+            }
+        }
+    }
+    let total: f64 = kinds.iter().map(|k| k.us).sum();
+    for k in &mut kinds {
+        k.fraction = k.us / total;
+    }
+    kinds.sort_by(|a, b| b.us.total_cmp(&a.us));
+    Ok(kinds)
+}
+
+fn print_breakdown(r: &RunResult) {
+    let mut t = Table::new(&["<operator", "ops", "launches", "us", "share"]);
+    for k in &r.by_kind {
+        t.row(vec![
+            k.kind.clone(),
+            k.ops.to_string(),
+            k.launches.to_string(),
+            sig3(k.us),
+            format!("{:.1}%", 100.0 * k.fraction),
+        ]);
+    }
+    println!("{} at batch {}: where the time goes (median per operator, summed by kind)", r.model, r.batch);
+    println!("{}", t.render());
 }
 
 /// Times models on one stream of the primary context: graph replay and eager launches.
 struct Timer<'a> {
     gpu: &'a super::Gpu,
     stream: coloc_kernels::gpu::Stream,
-    blas: Blas,
+    libs: StreamLibraries,
     events: (Event, Event),
 }
 
@@ -141,8 +222,8 @@ impl<'a> Timer<'a> {
     fn new(gpu: &'a super::Gpu) -> anyhow::Result<Timer<'a>> {
         let ctx = ExecContext::primary(&gpu.device);
         let stream = ctx.new_stream(0)?;
-        let blas = Blas::new(&stream)?;
-        Ok(Timer { gpu, stream, blas, events: (Event::new(&ctx)?, Event::new(&ctx)?) })
+        let libs = StreamLibraries::new(&stream)?;
+        Ok(Timer { gpu, stream, libs, events: (Event::new(&ctx)?, Event::new(&ctx)?) })
     }
 
     /// Runs `f` `n` times, each between events and waited for: GPU and host times, ms.
@@ -167,7 +248,7 @@ impl<'a> Timer<'a> {
         let env = LaunchEnv {
             lib: &self.gpu.lib,
             stream: &self.stream,
-            blas: Some(&self.blas),
+            libs: Some(&self.libs),
             bracket_library_calls: false,
         };
         let batch = options.batch;
@@ -184,6 +265,7 @@ impl<'a> Timer<'a> {
             coloc_kernels::timing::span_of(&inst.launch_stamps()?).duration_ns().map_or(f64::NAN, |ns| ns as f64 / 1e6);
         let eager = || -> anyhow::Result<()> { Ok(inst.launch_eager(&env, false)?) };
         let (eager_gpu, _) = self.time(&eager, reps.div_ceil(3))?;
+        let by_kind = time_by_kind(&inst, &self.stream, BREAKDOWN_REPLAYS)?;
         let out = inst.output()?;
         let softmax_row_error = (inst.graph.ops.last().map(|o| o.op.kind()) == Some("softmax")).then(|| {
             let width = *inst.graph.tensors[inst.graph.output].shape.last().unwrap_or(&1);
@@ -200,6 +282,7 @@ impl<'a> Timer<'a> {
             kernel_span_ms: span,
             output_finite: out.iter().all(|v| v.is_finite()),
             softmax_row_error,
+            by_kind,
         })
     }
 }
@@ -250,6 +333,9 @@ pub fn run(args: &RunModelsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{}", t.render());
+    if args.ops {
+        results.iter().for_each(print_breakdown);
+    }
     println!(
         "graph: median GPU time of a CUDA-graph replay (events); host: launch to completion on the host clock; eager: the same operators launched one by one; span: first kernel in to last kernel out (stamps)"
     );
@@ -281,6 +367,7 @@ struct Comparison {
     coloc_ms: f64,
     torch_ms: f64,
     ratio: f64,
+    by_kind: Vec<KindTime>,
 }
 
 pub fn compare(args: &crate::cli::CompareModelsArgs) -> anyhow::Result<ExitCode> {
@@ -305,6 +392,7 @@ pub fn compare(args: &crate::cli::CompareModelsArgs) -> anyhow::Result<ExitCode>
             coloc_ms: mine.graph_gpu_ms.median,
             torch_ms: r.median_ms,
             ratio: mine.graph_gpu_ms.median / r.median_ms,
+            by_kind: mine.by_kind,
         };
         over += (c.ratio > args.target) as usize;
         t.row(vec![

@@ -100,6 +100,7 @@ fn manifest(runs: usize, suite: &Suite) -> Manifest {
         nvml_at_start: None,
         nvrtc_version: "13.0".into(),
         cublas_version: 130100,
+        cudnn_version: None,
         mps_control: None,
         mig: MigStatus {
             supported: false,
@@ -158,7 +159,7 @@ pub fn launches() -> Vec<(u16, u8, LaunchKind, coloc_kernels::ops::Cost, i64)> {
     let mut out = Vec::new();
     for (op, node) in g.ops.iter().enumerate() {
         for (i, l) in node.op.launches().into_iter().enumerate() {
-            let kind = if l.is_library() { LaunchKind::Cublas } else { LaunchKind::Coloc };
+            let kind = LaunchKind::of(l.launcher);
             let floor_ns = (c.floor_s(&l.cost) * 1e9).ceil() as i64;
             out.push((op as u16, i as u8, kind, l.cost, (3 * floor_ns).max(2_000)));
         }

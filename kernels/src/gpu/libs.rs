@@ -82,6 +82,99 @@ pub fn require_cublas() -> Result<()> {
         .map_err(|detail| Error::MissingLibrary { what: "cuBLAS (libcublas.so)", detail })
 }
 
+/// Environment variable naming the directory that holds cuDNN (`libcudnn.so.9`).
+pub const CUDNN_LIB_DIR_ENV: &str = "COLOC_CUDNN_LIB_DIR";
+
+/// cuDNN 9's sub-libraries, loaded ahead of `libcudnn.so.9` where they sit beside it (the
+/// front library opens them by name, which a pip wheel's directory does not answer).
+const CUDNN_PARTS: [&str; 7] = [
+    "libcudnn_graph.so.9",
+    "libcudnn_ops.so.9",
+    "libcudnn_cnn.so.9",
+    "libcudnn_adv.so.9",
+    "libcudnn_engines_precompiled.so.9",
+    "libcudnn_engines_runtime_compiled.so.9",
+    "libcudnn_heuristic.so.9",
+];
+
+/// cuDNN is optional: convolutions fall back to coloc's own paths where it is missing. It is
+/// looked for on the loader path, in `$COLOC_CUDNN_LIB_DIR`, the toolkit directories, and the
+/// `nvidia/cudnn/lib` of Python environments (where PyTorch's pip wheel puts it).
+pub fn require_cudnn() -> Result<()> {
+    static CUDNN: OnceLock<Result<(), String>> = OnceLock::new();
+    CUDNN
+        .get_or_init(|| {
+            if unsafe { cudarc::cudnn::sys::is_culib_present() } {
+                return Ok(());
+            }
+            let mut dirs: Vec<PathBuf> = std::env::var_os(CUDNN_LIB_DIR_ENV).map(PathBuf::from).into_iter().collect();
+            dirs.extend(search_dirs());
+            dirs.extend(python_cudnn_dirs());
+            let Some(dir) = dirs.iter().find(|d| d.join("libcudnn.so.9").exists()) else {
+                let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                return Err(format!(
+                    "libcudnn.so.9 is not on the loader path nor in any of [{}]; set {CUDNN_LIB_DIR_ENV} to its directory",
+                    shown.join(", ")
+                ));
+            };
+            let mut held = PRELOADED.lock().unwrap_or_else(|p| p.into_inner());
+            for part in CUDNN_PARTS.iter().chain(["libcudnn.so.9"].iter()) {
+                let path = dir.join(part);
+                if !path.exists() {
+                    continue;
+                }
+                // SAFETY: loading a shared library runs its initialisers; these are NVIDIA's.
+                let lib = unsafe {
+                    libloading::os::unix::Library::open(Some(&path), libc_flags::RTLD_NOW | libc_flags::RTLD_GLOBAL)
+                }
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+                held.push(lib);
+            }
+            drop(held);
+            if unsafe { cudarc::cudnn::sys::is_culib_present() } {
+                Ok(())
+            } else {
+                Err(format!("loaded {} but cudarc still cannot open libcudnn", dir.display()))
+            }
+        })
+        .clone()
+        .map_err(|detail| Error::MissingLibrary { what: "cuDNN (libcudnn.so.9)", detail })
+}
+
+/// Whether cuDNN loads on this machine (looked for once per process).
+pub fn cudnn_present() -> bool {
+    require_cudnn().is_ok()
+}
+
+/// `nvidia/cudnn/lib` under the Python environments of this machine: `$VIRTUAL_ENV`,
+/// `/opt/*/.venv` and `/opt/*/venv`, and the system's `site-packages`/`dist-packages`.
+fn python_cudnn_dirs() -> Vec<PathBuf> {
+    let mut envs: Vec<PathBuf> = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from).into_iter().collect();
+    if let Ok(entries) = std::fs::read_dir("/opt") {
+        for e in entries.flatten() {
+            envs.push(e.path().join(".venv"));
+            envs.push(e.path().join("venv"));
+        }
+    }
+    envs.extend(["/usr/local", "/usr"].map(PathBuf::from));
+    let mut dirs = Vec::new();
+    for env in envs {
+        let Ok(libs) = std::fs::read_dir(env.join("lib")) else { continue };
+        let mut pythons: Vec<PathBuf> = libs
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python3")))
+            .collect();
+        pythons.sort();
+        for py in pythons.into_iter().rev() {
+            for packages in ["site-packages", "dist-packages"] {
+                dirs.push(py.join(packages).join("nvidia/cudnn/lib"));
+            }
+        }
+    }
+    dirs
+}
+
 /// The CUDA major version the bindings were generated for (13 for `cuda-13000`).
 fn cuda_major() -> u32 {
     13

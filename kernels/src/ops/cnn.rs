@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 use super::gemm::{gemm_tolerance, gemm_unit};
 use super::{
     Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, LaunchSpec, OpSpec, Operand, Role, StampSlots,
-    fits_i32, positive, storage_tolerance, window_out_hw,
+    fits_i32, in_pieces, positive, storage_tolerance, window_out_hw,
 };
 use crate::error::{Error, Result};
-use crate::gpu::{GemmCall, GemmPrecision, KernelArgs, LaunchConfig};
+use crate::gpu::{ConvShape, DnnType, GemmCall, GemmPrecision, KernelArgs, LaunchConfig};
 use crate::id::{KernelId, KernelSymbol};
 use crate::types::{Activation, DType};
 
@@ -51,6 +51,8 @@ pub enum ConvAlgo {
     Gemm,
     /// The implicit-GEMM kernel on tensor cores.
     Implicit,
+    /// cuDNN (bf16), with coloc's epilogue for bias and activation.
+    Cudnn,
 }
 
 /// The path a convolution runs.
@@ -60,6 +62,7 @@ pub enum ConvPath {
     Direct,
     Im2colGemm,
     Implicit,
+    Cudnn,
 }
 
 fn one() -> usize {
@@ -89,15 +92,21 @@ impl Conv2d {
             None
         }
     }
-    /// The path this convolution runs. `Auto` takes a plain GEMM for a 1x1 that is one; the
+    /// The path this convolution runs. `Auto` takes a plain GEMM for a 1x1 that is one;
+    /// cuDNN for bf16 where this machine has it, as production inference does; else coloc's
     /// implicit GEMM where it fits, has enough output tiles to fill the GPU and is narrow
-    /// enough to beat im2col + cuBLAS; else im2col.
+    /// enough to beat im2col + cuBLAS; else im2col. Whether cuDNN loads is looked up once per
+    /// process, so every process of a measurement on one machine takes the same path.
     pub fn path(&self) -> ConvPath {
         let (m, n, _) = self.dims();
         let tiles = m.div_ceil(IMPLICIT_TILE.0 as usize) * n.div_ceil(IMPLICIT_TILE.1 as usize);
         match self.algo {
             ConvAlgo::Implicit => ConvPath::Implicit,
+            ConvAlgo::Cudnn => ConvPath::Cudnn,
             _ if self.direct() => ConvPath::Direct,
+            ConvAlgo::Auto if self.precision == GemmPrecision::Bf16 && crate::gpu::libs::cudnn_present() => {
+                ConvPath::Cudnn
+            }
             ConvAlgo::Auto
                 if self.implicit_unfit().is_none()
                     && tiles >= IMPLICIT_MIN_TILES
@@ -117,6 +126,34 @@ impl Conv2d {
     }
     fn has_epilogue(&self) -> bool {
         self.bias || self.act != Activation::None
+    }
+    /// The bias + activation launch after a library call, if there is one: reads and writes
+    /// the output once.
+    fn epilogue_launch(&self, m: f64, n: f64, e: f64) -> Option<LaunchSpec> {
+        self.has_epilogue().then(|| {
+            let cost = Cost {
+                macs: 0.0,
+                flops: m * n * (self.bias as u8 as f64 + self.act.flops()),
+                dram_bytes: (2.0 * m * n + if self.bias { n } else { 0.0 }) * e,
+                unit: ComputeUnit::Fp32,
+            };
+            LaunchSpec::coloc(KernelSymbol::typed(KernelId::BiasAct, self.dtype()), cost)
+        })
+    }
+    /// This convolution as cuDNN describes it (validated: bf16 on this path).
+    fn dnn_shape(&self) -> ConvShape {
+        ConvShape {
+            n: self.batch,
+            h: self.height,
+            w: self.width,
+            in_ch: self.in_ch,
+            out_ch: self.out_ch,
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+            groups: 1,
+            dtype: DnnType::Bf16,
+        }
     }
     fn dtype(&self) -> DType {
         self.precision.dtype()
@@ -198,6 +235,7 @@ impl OpSpec for Conv2d {
                 ConvAlgo::Auto => "",
                 ConvAlgo::Gemm => " gemm",
                 ConvAlgo::Implicit => " implicit",
+                ConvAlgo::Cudnn => " cudnn",
             }
         )
         .to_lowercase()
@@ -222,6 +260,9 @@ impl OpSpec for Conv2d {
         match (self.algo, self.implicit_unfit()) {
             (ConvAlgo::Implicit, Some(why)) => {
                 Err(Error::invalid("conv2d", format!("algo = \"implicit\": the implicit GEMM {why}")))
+            }
+            (ConvAlgo::Cudnn, _) if self.precision != GemmPrecision::Bf16 => {
+                Err(Error::invalid("conv2d", format!("algo = \"cudnn\" runs bf16 only, not {}", self.precision.name())))
             }
             _ => Ok(()),
         }
@@ -255,6 +296,18 @@ impl OpSpec for Conv2d {
         let e = self.dtype().bytes() as f64;
         let x = (self.batch * self.height * self.width * self.in_ch) as f64;
         let path = self.path();
+        if path == ConvPath::Cudnn {
+            // what cuDNN's kernels must move at least: the input, the weights, the output
+            let cost = Cost {
+                macs: m * n * k,
+                flops: 2.0 * m * n * k,
+                dram_bytes: (x + n * k + m * n) * e,
+                unit: ComputeUnit::TensorBf16,
+            };
+            let mut v = vec![LaunchSpec::cudnn(cost)];
+            v.extend(self.epilogue_launch(m, n, e));
+            return v;
+        }
         if path == ConvPath::Implicit {
             // the input once per output-channel tile, the weights, the output once
             let n_tiles = (n / IMPLICIT_TILE.1 as f64).ceil();
@@ -272,15 +325,7 @@ impl OpSpec for Conv2d {
         let gemm_bytes = (m * k + n * k + m * n) * e;
         let unit = gemm_unit(self.precision);
         v.push(LaunchSpec::cublas(Cost { macs: m * n * k, flops: 2.0 * m * n * k, dram_bytes: gemm_bytes, unit }));
-        if self.has_epilogue() {
-            let cost = Cost {
-                macs: 0.0,
-                flops: m * n * (self.bias as u8 as f64 + self.act.flops()),
-                dram_bytes: (2.0 * m * n + if self.bias { n } else { 0.0 }) * e,
-                unit: ComputeUnit::Fp32,
-            };
-            v.push(LaunchSpec::coloc(KernelSymbol::typed(KernelId::BiasAct, self.dtype()), cost));
-        }
+        v.extend(self.epilogue_launch(m, n, e));
         v
     }
 
@@ -291,6 +336,16 @@ impl OpSpec for Conv2d {
         let x = b.require("conv2d", "x")?;
         let y = b.require("conv2d", "y")?;
         let path = self.path();
+        if path == ConvPath::Cudnn {
+            let dnn = env.dnn("conv2d")?;
+            let shape = self.dnn_shape();
+            let w = b.require("conv2d", "w")?;
+            env.library_call(slots, 0, !self.has_epilogue(), || dnn.conv_forward(&shape, x, w, y))?;
+            if self.has_epilogue() {
+                launch_bias_act(env, d, y, y, b.get("bias"), m * n, n, self.act, slots.at(1))?;
+            }
+            return Ok(());
+        }
         if path == ConvPath::Implicit {
             let w = b.require("conv2d", "w")?;
             if x % 16 != 0 || w % 16 != 0 {
@@ -393,9 +448,8 @@ pub(crate) fn launch_bias_act(
     act: Activation,
     stamp: u64,
 ) -> Result<()> {
-    let per_vec = 16 / d.bytes();
-    let vec = n % per_vec == 0 && x % 16 == 0 && y % 16 == 0;
-    let work = if vec { n / per_vec } else { n };
+    let vec = in_pieces(d, n, &[x, y]);
+    let work = if vec { n / (16 / d.bytes()) } else { n };
     let args = KernelArgs::new()
         .ptr(y)
         .ptr(x)
@@ -458,7 +512,9 @@ impl OpSpec for DepthwiseConv2d {
             "depthwise_conv2d",
             &[("batch", self.batch), ("height", self.height), ("width", self.width), ("channels", self.channels)],
         )?;
-        self.out_hw().map(|_| ())
+        let (oh, ow) = self.out_hw()?;
+        fits_i32("depthwise_conv2d", "input elements", self.batch * self.height * self.width * self.channels)?;
+        fits_i32("depthwise_conv2d", "output elements", self.batch * oh * ow * self.channels)
     }
 
     fn operands(&self) -> Vec<Operand> {
@@ -507,8 +563,10 @@ impl OpSpec for DepthwiseConv2d {
             b.require("depthwise_conv2d", "w")?,
             b.get("bias"),
         ];
-        let args = window.args(pointers, self.act).ptr(stamp);
-        let work = (self.batch * oh * ow * self.channels) as u64;
+        let vec = in_pieces(self.dtype, self.channels, &pointers);
+        let args = window.args(pointers, self.act).i32(vec as i32).ptr(stamp);
+        let groups = if vec { self.channels / (16 / self.dtype.bytes()) } else { self.channels };
+        let work = (self.batch * oh * ow * groups) as u64;
         env.launch_1d(KernelSymbol::typed(KernelId::DepthwiseConv, self.dtype), work, args)
     }
 
@@ -619,7 +677,9 @@ impl OpSpec for Pool2d {
         if self.pad * 2 > self.kernel.0.min(self.kernel.1) {
             return Err(Error::invalid("pool2d", "padding must be at most half the window"));
         }
-        self.out_hw().map(|_| ())
+        let (oh, ow) = self.out_hw()?;
+        fits_i32("pool2d", "input elements", self.batch * self.height * self.width * self.channels)?;
+        fits_i32("pool2d", "output elements", self.batch * oh * ow * self.channels)
     }
 
     fn operands(&self) -> Vec<Operand> {
@@ -649,9 +709,12 @@ impl OpSpec for Pool2d {
     fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
         let stamp = slots.at(0);
         let (oh, ow) = self.out_hw()?;
+        let (y, x) = (b.require("pool2d", "y")?, b.require("pool2d", "x")?);
+        let vec = in_pieces(self.dtype, self.channels, &[y, x]);
+        let groups = if vec { self.channels / (16 / self.dtype.bytes()) } else { self.channels };
         let args = KernelArgs::new()
-            .ptr(b.require("pool2d", "y")?)
-            .ptr(b.require("pool2d", "x")?)
+            .ptr(y)
+            .ptr(x)
             .i32(self.batch as i32)
             .i32(self.height as i32)
             .i32(self.width as i32)
@@ -666,12 +729,9 @@ impl OpSpec for Pool2d {
                 PoolMode::Max => 0,
                 PoolMode::Avg => 1,
             })
+            .i32(vec as i32)
             .ptr(stamp);
-        env.launch_1d(
-            KernelSymbol::typed(KernelId::Pool2d, self.dtype),
-            (self.batch * oh * ow * self.channels) as u64,
-            args,
-        )
+        env.launch_1d(KernelSymbol::typed(KernelId::Pool2d, self.dtype), (self.batch * oh * ow * groups) as u64, args)
     }
 
     fn reference(&self, inputs: &HostTensors) -> HostTensors {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::cnn::launch_bias_act;
 use super::{
     Bindings, ComputeUnit, Cost, HostTensor, HostTensors, Init, LaunchEnv, LaunchSpec, OpSpec, Operand, Role,
-    StampSlots, fits_i32, positive, storage_tolerance,
+    StampSlots, fits_i32, in_pieces, positive, storage_tolerance,
 };
 use crate::error::{Error, Result};
 use crate::gpu::KernelArgs;
@@ -127,9 +127,8 @@ impl OpSpec for AddAct {
     fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
         let stamp = slots.at(0);
         let (y, a, bb) = (b.require("add_act", "y")?, b.require("add_act", "a")?, b.require("add_act", "b")?);
-        let per_vec = 16 / self.dtype.bytes();
-        let vec = self.elements % per_vec == 0 && [y, a, bb].iter().all(|p| p % 16 == 0);
-        let work = if vec { self.elements / per_vec } else { self.elements };
+        let vec = in_pieces(self.dtype, self.elements, &[y, a, bb]);
+        let work = if vec { self.elements / (16 / self.dtype.bytes()) } else { self.elements };
         let args = KernelArgs::new()
             .ptr(y)
             .ptr(a)

@@ -9,7 +9,7 @@ use super::{
     Bindings, Cost, HostTensor, HostTensors, LaunchEnv, LaunchSpec, OpSpec, Operand, StampSlots, fits_i32, positive,
 };
 use crate::error::{Error, Result};
-use crate::gpu::{GemmCall, GemmPrecision};
+use crate::gpu::{GemmCall, GemmEpilogue, GemmPrecision, LinearShape};
 use crate::id::{KernelId, KernelSymbol};
 use crate::types::Activation;
 
@@ -41,6 +41,19 @@ impl Linear {
     }
     fn has_epilogue(&self) -> bool {
         self.bias || self.act != Activation::None
+    }
+    /// The epilogue cuBLASLt fuses into the product, where it has this one: bf16 with a bias,
+    /// and no activation, ReLU or tanh-GELU. Other linears run cuBLAS and coloc's bias_act.
+    pub fn fused_epilogue(&self) -> Option<GemmEpilogue> {
+        if self.precision != GemmPrecision::Bf16 || !self.bias {
+            return None;
+        }
+        match self.act {
+            Activation::None => Some(GemmEpilogue::Bias),
+            Activation::Relu => Some(GemmEpilogue::ReluBias),
+            Activation::GeluTanh => Some(GemmEpilogue::GeluTanhBias),
+            _ => None,
+        }
     }
 }
 
@@ -108,6 +121,14 @@ impl OpSpec for Linear {
         let e = self.precision.elem_bytes() as f64;
         let unit = gemm_unit(self.precision);
         let gemm = Cost { macs: m * n * k, flops: 2.0 * m * n * k, dram_bytes: (m * k + n * k + m * n) * e, unit };
+        if self.fused_epilogue().is_some() {
+            let fused = Cost {
+                flops: gemm.flops + m * n * (1.0 + self.act.flops()),
+                dram_bytes: gemm.dram_bytes + n * e,
+                ..gemm
+            };
+            return vec![LaunchSpec::cublas(fused)];
+        }
         let mut v = vec![LaunchSpec::cublas(gemm)];
         if self.has_epilogue() {
             let epilogue = Cost {
@@ -123,6 +144,21 @@ impl OpSpec for Linear {
 
     fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
         let (x, w, y) = (b.require("linear", "x")?, b.require("linear", "w")?, b.require("linear", "y")?);
+        if let Some(epilogue) = self.fused_epilogue() {
+            let bias = b.require("linear", "bias")?;
+            if [x, w, bias, y].iter().any(|p| p % 16 != 0) {
+                return Err(Error::invalid("linear", "the fused cuBLASLt path needs x, w, bias and y 16-byte aligned"));
+            }
+            let shape = LinearShape {
+                rows: self.rows,
+                in_features: self.in_features,
+                out_features: self.out_features,
+                lda: self.stride(),
+                epilogue,
+            };
+            let lt = env.blas_lt("linear")?;
+            return env.library_call(slots, 0, true, || lt.linear(&shape, x, w, bias, y));
+        }
         let call = GemmCall {
             lda: self.stride(),
             ..GemmCall::dense(self.rows, self.out_features, self.in_features, true, self.precision, x, w, y)

@@ -33,7 +33,7 @@ pub use norm::{LayerNorm, Softmax};
 pub use stressor::{CHASE_A, CHASE_C, Stressor, StressorKind, chase_table};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Blas, KernelArgs, KernelLibrary, LaunchConfig, Stream};
+use crate::gpu::{Blas, BlasLt, Dnn, KernelArgs, KernelLibrary, LaunchConfig, Stream, StreamLibraries};
 use crate::id::{KernelId, KernelSymbol};
 use crate::timing::SLOT_BYTES;
 use crate::types::{DType, ElemType};
@@ -159,6 +159,8 @@ pub enum Launcher {
     Coloc(KernelSymbol),
     /// One cuBLAS call (one or more of cuBLAS's kernels), timed by the stamps around it.
     Cublas,
+    /// One cuDNN call, timed the same way.
+    Cudnn,
 }
 
 /// One launch an operator makes, in order, with its share of the operator's analytic cost.
@@ -175,15 +177,26 @@ impl LaunchSpec {
     pub fn cublas(cost: Cost) -> LaunchSpec {
         LaunchSpec { launcher: Launcher::Cublas, cost }
     }
+    pub fn cudnn(cost: Cost) -> LaunchSpec {
+        LaunchSpec { launcher: Launcher::Cudnn, cost }
+    }
+    /// A vendor library's call rather than a kernel of ours: it writes no stamps.
     pub fn is_library(&self) -> bool {
-        self.launcher == Launcher::Cublas
+        self.launcher.is_library()
     }
     /// `im2col_bf16`, or `cublas` for a library call.
     pub fn name(&self) -> String {
         match self.launcher {
             Launcher::Coloc(s) => s.c_name(),
             Launcher::Cublas => "cublas".into(),
+            Launcher::Cudnn => "cudnn".into(),
         }
+    }
+}
+
+impl Launcher {
+    pub fn is_library(self) -> bool {
+        matches!(self, Launcher::Cublas | Launcher::Cudnn)
     }
 }
 
@@ -270,7 +283,8 @@ impl Bindings {
 pub struct LaunchEnv<'a> {
     pub lib: &'a KernelLibrary,
     pub stream: &'a Stream,
-    pub blas: Option<&'a Blas>,
+    /// The stream's library handles; None for launches that need no library.
+    pub libs: Option<&'a StreamLibraries>,
     pub bracket_library_calls: bool,
 }
 
@@ -292,7 +306,22 @@ impl LaunchEnv<'_> {
     }
 
     pub fn blas(&self, op: &str) -> Result<&Blas> {
-        self.blas.ok_or_else(|| Error::invalid(op, "needs a cuBLAS handle for its stream"))
+        self.libs.map(|l| &l.blas).ok_or_else(|| Error::invalid(op, "needs a cuBLAS handle for its stream"))
+    }
+
+    pub fn blas_lt(&self, op: &str) -> Result<&BlasLt> {
+        self.libs.map(|l| &l.blas_lt).ok_or_else(|| Error::invalid(op, "needs a cuBLASLt handle for its stream"))
+    }
+
+    /// The stream's cuDNN handle; an error naming the missing library where there is none.
+    pub fn dnn(&self, op: &str) -> Result<&Dnn> {
+        let libs = self.libs.ok_or_else(|| Error::invalid(op, "needs library handles for its stream"))?;
+        match &libs.dnn {
+            Some(d) => Ok(d),
+            None => Err(crate::gpu::libs::require_cudnn()
+                .err()
+                .unwrap_or_else(|| Error::invalid(op, "needs a cuDNN handle for its stream"))),
+        }
     }
 
     /// One-thread stamp of entry (`end` = false) or exit into `stamp`.
@@ -341,13 +370,9 @@ pub trait OpSpec {
             .iter()
             .filter_map(|l| match l.launcher {
                 Launcher::Coloc(s) => Some(s),
-                Launcher::Cublas => None,
+                Launcher::Cublas | Launcher::Cudnn => None,
             })
             .collect()
-    }
-    /// True when part of the work runs in cuBLAS.
-    fn uses_cublas(&self) -> bool {
-        self.launches().iter().any(LaunchSpec::is_library)
     }
     /// Queues every launch on `env.stream`, launch `i` stamping into `slots.at(i)`.
     fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()>;
@@ -455,6 +480,12 @@ pub(crate) fn positive(op: &str, dims: &[(&str, usize)]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a kernel may move runs of `len` elements in 16-byte pieces: `len` is a whole number
+/// of pieces and every pointer is 16-byte aligned (a null pointer, an absent operand, passes).
+pub(crate) fn in_pieces(dtype: DType, len: usize, pointers: &[u64]) -> bool {
+    len % (16 / dtype.bytes()) == 0 && pointers.iter().all(|p| p % 16 == 0)
 }
 
 /// Element count must fit the kernels' 32-bit loop bounds where they use them.

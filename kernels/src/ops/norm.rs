@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Bindings, ComputeUnit, Cost, HostTensor, HostTensors, LaunchEnv, LaunchSpec, OpSpec, Operand, StampSlots, fits_i32,
-    positive, storage_tolerance,
+    in_pieces, positive, storage_tolerance,
 };
 use crate::error::Result;
 use crate::gpu::{KernelArgs, LaunchConfig};
@@ -12,6 +12,11 @@ use crate::id::{KernelId, KernelSymbol};
 use crate::types::DType;
 
 /// One block per row, up to one wave of blocks over the device.
+/// 16-byte pieces of a row each lane of the warp-per-row layer norm holds (`LN_MAX_VECS`).
+const LN_WARP_MAX_PIECES: usize = 8;
+/// Rows (warps) per block of the warp-per-row layer norm.
+const LN_ROWS_PER_BLOCK: u32 = 8;
+
 fn row_launch(env: &LaunchEnv, rows: usize, len: usize) -> LaunchConfig {
     let threads = len.next_multiple_of(32).clamp(32, 256) as u32;
     let blocks = (rows as u32).min(env.device_sms() * 16).max(1);
@@ -67,16 +72,35 @@ impl OpSpec for LayerNorm {
     }
     fn launch(&self, env: &LaunchEnv, b: &Bindings, slots: StampSlots) -> Result<()> {
         let stamp = slots.at(0);
+        let pointers = [
+            b.require("layer_norm", "y")?,
+            b.require("layer_norm", "x")?,
+            b.require("layer_norm", "gamma")?,
+            b.require("layer_norm", "beta")?,
+        ];
+        // a warp per row when the row fits its registers in whole 16-byte pieces per lane
+        let piece = 16 / self.dtype.bytes();
+        let per_warp = in_pieces(self.dtype, self.dim, &pointers)
+            && self.dim % (32 * piece) == 0
+            && self.dim <= LN_WARP_MAX_PIECES * 32 * piece;
+        let cfg = if per_warp {
+            let blocks = (self.rows as u32).div_ceil(LN_ROWS_PER_BLOCK).min(env.device_sms() * 16);
+            LaunchConfig::new((blocks, 1, 1), (LN_ROWS_PER_BLOCK * 32, 1, 1))
+        } else {
+            row_launch(env, self.rows, self.dim)
+        };
+        let [y, x, gamma, beta] = pointers;
         let args = KernelArgs::new()
-            .ptr(b.require("layer_norm", "y")?)
-            .ptr(b.require("layer_norm", "x")?)
-            .ptr(b.require("layer_norm", "gamma")?)
-            .ptr(b.require("layer_norm", "beta")?)
+            .ptr(y)
+            .ptr(x)
+            .ptr(gamma)
+            .ptr(beta)
             .i32(self.rows as i32)
             .i32(self.dim as i32)
             .f32(self.eps)
+            .i32(per_warp as i32)
             .ptr(stamp);
-        env.launch(KernelSymbol::typed(KernelId::LayerNorm, self.dtype), row_launch(env, self.rows, self.dim), args)
+        env.launch(KernelSymbol::typed(KernelId::LayerNorm, self.dtype), cfg, args)
     }
     fn reference(&self, inputs: &HostTensors) -> HostTensors {
         let (x, g, bt) = (&inputs["x"].data, &inputs["gamma"].data, &inputs["beta"].data);

@@ -92,5 +92,5 @@ pub fn run(lib: &KernelLibrary, ctx: &ExecContext, reps: usize) -> Result<Priori
 }
 
 fn env<'a>(lib: &'a KernelLibrary, stream: &'a Stream) -> LaunchEnv<'a> {
-    LaunchEnv { lib, stream, blas: None, bracket_library_calls: false }
+    LaunchEnv { lib, stream, libs: None, bracket_library_calls: false }
 }

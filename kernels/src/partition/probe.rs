@@ -68,7 +68,7 @@ pub fn run(lib: &KernelLibrary, ctx: &ExecContext, job: &ProbeJob, driver_sms: u
     let device: Arc<Device> = ctx.device().clone();
     let census_sms = sm_census(lib, ctx)?;
     let stream = ctx.new_stream(0)?;
-    let env = LaunchEnv { lib, stream: &stream, blas: None, bracket_library_calls: false };
+    let env = LaunchEnv { lib, stream: &stream, libs: None, bracket_library_calls: false };
     let inst = OpInstance::allocate(&device, Op::Stressor(job.work.clone()))?;
     inst.fill(&env, 1)?;
     inst.launch(&env, StampSlots::NONE)?;
