@@ -177,6 +177,24 @@ pub enum ModelsCommand {
     /// Time each (model, batch) of a PyTorch reference (`ci/torch_reference.py`'s JSON) with
     /// coloc's graphs and print coloc / PyTorch.
     Compare(CompareModelsArgs),
+    /// Set pairs of PyTorch processes under MPS (`ci/torch_pairs.py`'s JSON) beside the same
+    /// pairs measured by coloc (`coloc measure suites/torch-pairs.toml`): each model's slowdown
+    /// against running alone (no GPU needed).
+    ComparePairs(ComparePairsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ComparePairsArgs {
+    /// The JSON that ci/torch_pairs.py wrote.
+    pub file: PathBuf,
+    /// The dataset `coloc measure` wrote for the same pairs.
+    pub dataset: PathBuf,
+    /// Differences in slowdown above this fraction are flagged for explaining.
+    #[arg(long, default_value_t = 0.15)]
+    pub flag: f64,
+    /// Also write the comparison as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

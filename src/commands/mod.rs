@@ -5,6 +5,7 @@ mod devices;
 mod kernels;
 mod measure;
 mod models;
+mod pairs;
 mod partitions;
 mod suite;
 
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(ModelsCommand::Show(a)) => models::show(&a),
         Command::Models(ModelsCommand::Run(a)) => models::run(&a),
         Command::Models(ModelsCommand::Compare(a)) => models::compare(&a),
+        Command::Models(ModelsCommand::ComparePairs(a)) => pairs::compare(&a),
         Command::Suite(SuiteCommand::Validate(a)) => suite::validate(&a),
         Command::Suite(SuiteCommand::Expand(a)) => suite::expand(&a),
         Command::Measure(a) => measure::run(&a),
