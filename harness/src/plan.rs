@@ -17,12 +17,9 @@ use crate::tenant::{Arrivals, TenantPlan};
 
 /// Launches are kept for batches formed in this many windows, spread evenly over the measured
 /// window and together covering [`SAMPLED_FRACTION`] of it (the same windows for every tenant
-/// of a run, so every overlap between tenants inside them is in the data). 15%: with the
-/// faster kernels of issue 8 the default suite launches about twice as many kernels, and at 30%
-/// its kernel table alone (35 MB) would push the repository past what travels to the GPU
-/// machine (64 MiB); 15% still keeps over 3 million launches (see `docs/decisions.md`).
+/// of a run, so every overlap between tenants inside them is in the data).
 pub const SAMPLE_WINDOWS: usize = 8;
-pub const SAMPLED_FRACTION: f64 = 0.15;
+pub const SAMPLED_FRACTION: f64 = 0.3;
 
 /// Closed loops may run on past their duration, to reach `min_queries`, until this many
 /// durations have passed.
