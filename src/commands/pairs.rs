@@ -54,13 +54,13 @@ struct PairRow {
 
 /// The VALID run of `dataset` whose tenants are exactly `models` at `percent` each, if any.
 fn find_run<'a>(tenants: &[TenantRow], runs: &'a [RunRow], models: &[String], percent: u32) -> Option<&'a str> {
-    runs.iter().filter(|r| r.status == Status::Valid).map(|r| r.run.as_str()).find_map(|run| {
-        let mine: Vec<&TenantRow> = tenants.iter().filter(|t| t.run == run).collect();
+    runs.iter().filter(|r| r.status == Status::Valid).map(|r| r.run.as_str()).find(|run| {
+        let mine: Vec<&TenantRow> = tenants.iter().filter(|t| t.run == *run).collect();
         let mut got: Vec<&str> = mine.iter().map(|t| t.model.as_str()).collect();
         let mut want: Vec<&str> = models.iter().map(String::as_str).collect();
         got.sort_unstable();
         want.sort_unstable();
-        (got == want && mine.iter().all(|t| t.mps_percent == Some(percent))).then_some(run)
+        got == want && mine.iter().all(|t| t.mps_percent == Some(percent))
     })
 }
 
@@ -146,12 +146,49 @@ pub fn compare(args: &ComparePairsArgs) -> anyhow::Result<ExitCode> {
     println!(
         "slowdown: median batch time beside the other model over the median alone on the whole GPU (PyTorch: CUDA events per graph replay; coloc: each batch's first kernel in to last kernel out)"
     );
-    println!("{flagged} of {} differ by more than {:.0}% (marked *): each needs explaining", rows.len(), 100.0 * args.flag);
+    println!(
+        "{flagged} of {} differ by more than {:.0}% (marked *): each needs explaining",
+        rows.len(),
+        100.0 * args.flag
+    );
     for m in &missing {
         println!("not compared: {m} (no VALID run of it in the dataset)");
     }
     if let Some(path) = &args.json {
-        write_json(path, &serde_json::json!({ "torch": torch.torch, "device": torch.device, "rows": rows, "missing": missing }))?;
+        write_json(
+            path,
+            &serde_json::json!({ "torch": torch.torch, "device": torch.device, "rows": rows, "missing": missing }),
+        )?;
     }
     Ok(if missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// The pairs dataset measured on the H200 beside `ci/torch_pairs.py` (docs/h200.md).
+    fn measured() -> (Vec<TenantRow>, Vec<RunRow>) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/h200-checks/issue8/6-pairs/dataset");
+        (coloc_dataset::store::load(&dir).unwrap(), coloc_dataset::store::load(&dir).unwrap())
+    }
+
+    #[test]
+    fn a_pair_is_found_by_its_models_in_any_order_and_its_mps_percentage() {
+        let (tenants, runs) = measured();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let at_50 = find_run(&tenants, &runs, &names(&["bert_base", "resnet50"]), 50).unwrap();
+        let at_100 = find_run(&tenants, &runs, &names(&["resnet50", "bert_base"]), 100).unwrap();
+        assert_ne!(at_50, at_100);
+        for run in [at_50, at_100] {
+            let models: Vec<&str> = tenants.iter().filter(|t| t.run == run).map(|t| t.model.as_str()).collect();
+            assert_eq!(models.len(), 2, "{run}: {models:?}");
+        }
+        // no such share, no such pair, a model alone
+        assert!(find_run(&tenants, &runs, &names(&["resnet50", "bert_base"]), 75).is_none());
+        assert!(find_run(&tenants, &runs, &names(&["resnet50", "vgg16"]), 50).is_none());
+        assert!(find_run(&tenants, &runs, &names(&["resnet50"]), 50).is_none());
+    }
 }

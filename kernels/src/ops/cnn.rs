@@ -98,15 +98,17 @@ impl Conv2d {
     /// enough to beat im2col + cuBLAS; else im2col. Whether cuDNN loads is looked up once per
     /// process, so every process of a measurement on one machine takes the same path.
     pub fn path(&self) -> ConvPath {
+        self.path_where(crate::gpu::libs::cudnn_present())
+    }
+    /// [`path`](Self::path) on a machine where cuDNN loads (`cudnn`) or not.
+    pub fn path_where(&self, cudnn: bool) -> ConvPath {
         let (m, n, _) = self.dims();
         let tiles = m.div_ceil(IMPLICIT_TILE.0 as usize) * n.div_ceil(IMPLICIT_TILE.1 as usize);
         match self.algo {
             ConvAlgo::Implicit => ConvPath::Implicit,
             ConvAlgo::Cudnn => ConvPath::Cudnn,
             _ if self.direct() => ConvPath::Direct,
-            ConvAlgo::Auto if self.precision == GemmPrecision::Bf16 && crate::gpu::libs::cudnn_present() => {
-                ConvPath::Cudnn
-            }
+            ConvAlgo::Auto if self.precision == GemmPrecision::Bf16 && cudnn => ConvPath::Cudnn,
             ConvAlgo::Auto
                 if self.implicit_unfit().is_none()
                     && tiles >= IMPLICIT_MIN_TILES
@@ -859,25 +861,30 @@ mod tests {
             precision: GemmPrecision::Bf16,
             algo: ConvAlgo::Auto,
         };
-        assert_eq!(vgg.path(), ConvPath::Implicit);
+        // the rule without cuDNN; the launches and operands of the path pinned
+        assert_eq!(vgg.path_where(false), ConvPath::Implicit);
+        let vgg = Conv2d { algo: ConvAlgo::Implicit, ..vgg };
         let launches = vgg.launches();
         assert_eq!(launches.len(), 1);
         assert_eq!(launches[0].cost.unit, ComputeUnit::TensorBf16);
         assert_eq!(launches[0].cost.macs, 32.0 * 224.0 * 224.0 * 64.0 * 9.0 * 64.0);
         assert!(vgg.operands().iter().all(|o| o.name != "col"), "no column buffer");
         // The RGB stem, a plain 1x1, tf32 and a wide layer keep im2col/cuBLAS.
-        let wide = Conv2d { height: 56, width: 56, in_ch: 256, out_ch: 256, ..vgg.clone() };
-        assert_eq!(wide.path(), ConvPath::Im2colGemm);
-        let stem = Conv2d { in_ch: 3, ..vgg.clone() };
-        assert!(stem.path() == ConvPath::Im2colGemm && stem.operands().iter().any(|o| o.name == "col"));
-        let pointwise = Conv2d { kernel: (1, 1), pad: 0, ..vgg.clone() };
-        assert_eq!(pointwise.path(), ConvPath::Direct);
-        let tf32 = Conv2d { precision: GemmPrecision::Tf32, ..vgg.clone() };
-        assert_eq!(tf32.path(), ConvPath::Im2colGemm);
+        let auto = Conv2d { algo: ConvAlgo::Auto, ..vgg.clone() };
+        let wide = Conv2d { height: 56, width: 56, in_ch: 256, out_ch: 256, ..auto.clone() };
+        assert_eq!(wide.path_where(false), ConvPath::Im2colGemm);
+        let stem = Conv2d { in_ch: 3, ..auto.clone() };
+        assert_eq!(stem.path_where(false), ConvPath::Im2colGemm);
+        let stem_gemm = Conv2d { algo: ConvAlgo::Gemm, ..stem.clone() };
+        assert!(stem_gemm.operands().iter().any(|o| o.name == "col"));
+        let pointwise = Conv2d { kernel: (1, 1), pad: 0, ..auto.clone() };
+        assert_eq!(pointwise.path_where(false), ConvPath::Direct);
+        let tf32 = Conv2d { precision: GemmPrecision::Tf32, ..auto.clone() };
+        assert_eq!(tf32.path_where(false), ConvPath::Im2colGemm);
         // Too few output tiles (ResNet's last stage at batch 1): cuBLAS splits K, the kernel
         // cannot; asked for by name, it runs anyway.
-        let small = Conv2d { batch: 1, height: 7, width: 7, in_ch: 512, out_ch: 512, ..vgg.clone() };
-        assert_eq!(small.path(), ConvPath::Im2colGemm);
+        let small = Conv2d { batch: 1, height: 7, width: 7, in_ch: 512, out_ch: 512, ..auto.clone() };
+        assert_eq!(small.path_where(false), ConvPath::Im2colGemm);
         assert_eq!(Conv2d { algo: ConvAlgo::Implicit, ..small.clone() }.path(), ConvPath::Implicit);
         assert_eq!(Conv2d { algo: ConvAlgo::Gemm, ..vgg.clone() }.path(), ConvPath::Im2colGemm);
         // ... but not where it cannot run.
@@ -885,6 +892,41 @@ mod tests {
         assert!(err.contains("bf16 only"), "{err}");
         let err = Conv2d { algo: ConvAlgo::Implicit, ..stem }.validate().unwrap_err().to_string();
         assert!(err.contains("in_ch in multiples of 32"), "{err}");
+    }
+
+    #[test]
+    fn where_cudnn_loads_auto_takes_it_for_bf16_but_not_for_a_plain_1x1() {
+        let layer = Conv2d {
+            batch: 8,
+            height: 56,
+            width: 56,
+            in_ch: 3,
+            out_ch: 64,
+            kernel: (3, 3),
+            stride: 1,
+            pad: 1,
+            act: Activation::Relu,
+            bias: true,
+            precision: GemmPrecision::Bf16,
+            algo: ConvAlgo::Auto,
+        };
+        assert_eq!(layer.path_where(true), ConvPath::Cudnn);
+        let pointwise = Conv2d { kernel: (1, 1), pad: 0, ..layer.clone() };
+        assert_eq!(pointwise.path_where(true), ConvPath::Direct);
+        let tf32 = Conv2d { precision: GemmPrecision::Tf32, ..layer.clone() };
+        assert_eq!(tf32.path_where(true), ConvPath::Im2colGemm);
+        // pinned: the library call, then coloc's bias + ReLU; no column buffer
+        let pinned = Conv2d { algo: ConvAlgo::Cudnn, ..layer.clone() };
+        let names: Vec<String> = pinned.launches().iter().map(LaunchSpec::name).collect();
+        assert_eq!(names, vec!["cudnn".to_string(), "bias_act_bf16".to_string()]);
+        assert!(pinned.launches()[0].is_library());
+        assert!(pinned.operands().iter().all(|o| o.name != "col"));
+        assert_eq!(pinned.launches()[0].cost.macs, 8.0 * 56.0 * 56.0 * 64.0 * 27.0);
+        // without an epilogue, the library call alone
+        let bare = Conv2d { act: Activation::None, bias: false, ..pinned.clone() };
+        assert_eq!(bare.launches().len(), 1);
+        let err = Conv2d { precision: GemmPrecision::F32, ..pinned }.validate().unwrap_err().to_string();
+        assert!(err.contains("algo = \"cudnn\" runs bf16 only"), "{err}");
     }
 
     fn t(shape: Vec<usize>, data: Vec<f64>) -> HostTensor {

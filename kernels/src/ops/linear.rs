@@ -219,6 +219,39 @@ mod tests {
     }
 
     #[test]
+    fn bf16_linears_with_a_bias_fuse_relu_and_tanh_gelu_into_one_cublaslt_call() {
+        let fc = Linear {
+            rows: 64,
+            in_features: 768,
+            out_features: 3072,
+            row_stride: 0,
+            act: Activation::GeluTanh,
+            bias: true,
+            precision: GemmPrecision::Bf16,
+        };
+        assert_eq!(fc.fused_epilogue(), Some(GemmEpilogue::GeluTanhBias));
+        let launches = fc.launches();
+        assert_eq!(launches.len(), 1);
+        assert!(launches[0].is_library());
+        // the epilogue's work is in the one launch's cost
+        let gemm_flops = 2.0 * 64.0 * 768.0 * 3072.0;
+        assert!(launches[0].cost.flops > gemm_flops && launches[0].cost.macs == 64.0 * 768.0 * 3072.0);
+        assert_eq!(Linear { act: Activation::None, ..fc.clone() }.fused_epilogue(), Some(GemmEpilogue::Bias));
+        assert_eq!(Linear { act: Activation::Relu, ..fc.clone() }.fused_epilogue(), Some(GemmEpilogue::ReluBias));
+        // exact GELU, no bias, or f32: cuBLAS and coloc's epilogue kernel
+        for other in [
+            Linear { act: Activation::Gelu, ..fc.clone() },
+            Linear { bias: false, act: Activation::Relu, ..fc.clone() },
+            Linear { precision: GemmPrecision::F32, ..fc.clone() },
+        ] {
+            assert_eq!(other.fused_epilogue(), None, "{}", other.shape());
+            let names: Vec<String> = other.launches().iter().map(LaunchSpec::name).collect();
+            assert_eq!(names[0], "cublas");
+            assert_eq!(names.len(), 2, "{names:?}");
+        }
+    }
+
+    #[test]
     fn a_stride_below_the_width_is_rejected() {
         let op = Linear {
             rows: 2,
