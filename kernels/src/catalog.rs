@@ -44,6 +44,16 @@ fn conv(
     })
 }
 
+/// A bf16 1x1 convolution of stride 2 without bias or activation (a ResNet downsample), on a
+/// square `hw` image, pinned to `algo`.
+fn strided_pointwise(n: usize, hw: usize, ci: usize, co: usize, algo: ConvAlgo) -> Op {
+    let plain = conv(n, hw, hw, ci, co, 1, 2, 0, Activation::None, P::Bf16);
+    match plain {
+        Op::Conv2d(c) => Op::Conv2d(Conv2d { bias: false, algo, ..c }),
+        other => other,
+    }
+}
+
 /// `op` (a convolution) pinned to `algo`.
 fn with_algo(op: Op, algo: ConvAlgo) -> Op {
     match op {
@@ -128,40 +138,14 @@ pub fn check_cases() -> Vec<Op> {
         // a 3x3 with odd sizes, a strided 1x1 without bias or activation, a 5x5 past the edges
         with_algo(conv(2, 30, 28, 3, 64, 7, 2, 3, Relu, P::Bf16), ConvAlgo::Cudnn),
         with_algo(conv(3, 13, 11, 24, 40, 3, 1, 1, Relu6, P::Bf16), ConvAlgo::Cudnn),
-        Op::Conv2d(Conv2d {
-            batch: 2,
-            height: 14,
-            width: 14,
-            in_ch: 64,
-            out_ch: 128,
-            kernel: (1, 1),
-            stride: 2,
-            pad: 0,
-            act: Activation::None,
-            bias: false,
-            precision: P::Bf16,
-            algo: ConvAlgo::Cudnn,
-        }),
+        strided_pointwise(2, 14, 64, 128, ConvAlgo::Cudnn),
         with_algo(conv(1, 9, 10, 16, 8, 5, 2, 2, Gelu, P::Bf16), ConvAlgo::Cudnn),
         // The implicit GEMM (bf16, channels in 32s; pinned, these shapes are too small for
         // `auto` to pick it): partial tiles both ways and the image edges; stride 2 over three
         // channel tiles; a strided 1x1 without bias; many pixel tiles.
         with_algo(conv(2, 9, 7, 32, 24, 3, 1, 1, Relu, P::Bf16), ConvAlgo::Implicit),
         with_algo(conv(1, 12, 10, 64, 136, 3, 2, 1, Gelu, P::Bf16), ConvAlgo::Implicit),
-        Op::Conv2d(Conv2d {
-            batch: 3,
-            height: 20,
-            width: 20,
-            in_ch: 32,
-            out_ch: 16,
-            kernel: (1, 1),
-            stride: 2,
-            pad: 0,
-            act: Activation::None,
-            bias: false,
-            precision: P::Bf16,
-            algo: ConvAlgo::Implicit,
-        }),
+        strided_pointwise(3, 20, 32, 16, ConvAlgo::Implicit),
         with_algo(conv(2, 40, 36, 32, 64, 3, 1, 1, Relu6, P::Bf16), ConvAlgo::Implicit),
         Op::DepthwiseConv2d(DepthwiseConv2d {
             batch: 2,

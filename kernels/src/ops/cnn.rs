@@ -845,10 +845,10 @@ impl OpSpec for GlobalAvgPool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn bf16_convolutions_with_channels_in_32s_are_one_implicit_gemm() {
-        let vgg = Conv2d {
-            batch: 32,
+    /// VGG-16's first 3x3 layer after the stem: bf16, 224x224, 64 channels in and out, ReLU.
+    fn vgg_layer(batch: usize) -> Conv2d {
+        Conv2d {
+            batch,
             height: 224,
             width: 224,
             in_ch: 64,
@@ -860,7 +860,12 @@ mod tests {
             bias: true,
             precision: GemmPrecision::Bf16,
             algo: ConvAlgo::Auto,
-        };
+        }
+    }
+
+    #[test]
+    fn bf16_convolutions_with_channels_in_32s_are_one_implicit_gemm() {
+        let vgg = vgg_layer(32);
         // the rule without cuDNN; the launches and operands of the path pinned
         assert_eq!(vgg.path_where(false), ConvPath::Implicit);
         let vgg = Conv2d { algo: ConvAlgo::Implicit, ..vgg };
@@ -896,20 +901,7 @@ mod tests {
 
     #[test]
     fn where_cudnn_loads_auto_takes_it_for_bf16_but_not_for_a_plain_1x1() {
-        let layer = Conv2d {
-            batch: 8,
-            height: 56,
-            width: 56,
-            in_ch: 3,
-            out_ch: 64,
-            kernel: (3, 3),
-            stride: 1,
-            pad: 1,
-            act: Activation::Relu,
-            bias: true,
-            precision: GemmPrecision::Bf16,
-            algo: ConvAlgo::Auto,
-        };
+        let layer = Conv2d { height: 56, width: 56, in_ch: 3, ..vgg_layer(8) };
         assert_eq!(layer.path_where(true), ConvPath::Cudnn);
         let pointwise = Conv2d { kernel: (1, 1), pad: 0, ..layer.clone() };
         assert_eq!(pointwise.path_where(true), ConvPath::Direct);
