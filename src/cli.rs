@@ -37,6 +37,9 @@ pub enum Command {
     /// Read a measured dataset back.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Fit the interference predictors on a measured dataset and score them on held-out
+    /// batches: a leaderboard (no GPU needed).
+    Evaluate(EvaluateArgs),
     /// Internal: one MPS client of a measured run (job on stdin).
     #[command(name = "__run-worker", hide = true)]
     RunWorker,
@@ -181,6 +184,18 @@ pub enum ModelsCommand {
     /// pairs measured by coloc (`coloc measure suites/torch-pairs.toml`): each model's slowdown
     /// against running alone (no GPU needed).
     ComparePairs(ComparePairsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// A dataset written by `coloc measure`.
+    pub dataset: PathBuf,
+    /// Seed of the random split.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// Also write the leaderboard as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -1,2 +1,20 @@
-//! Interference predictors behind one trait, trained and scored on measured data under
-//! workload-shift splits.
+//! Interference predictors behind one interface, trained and scored on measured data under
+//! workload-shift splits (issue 9; this crate holds its first part, see `docs/predictors.md`).
+//!
+//! - [`query`]: what is known when a batch is dispatched ([`query::Query`]), and the
+//!   examples a dataset yields (a query and the batch's measured GPU time).
+//! - [`predictor`]: the interface: params -> `fit(train)` -> a fitted predictor.
+//! - [`solo`]: the floor every predictor must beat: solo time at the same share.
+//! - [`metrics`]: the scores of a predictor on held-out examples.
+//! - [`split`]: the random 75/25 split, reproducible from a seed.
+//! - [`evaluate`]: the leaderboard of every predictor on a split.
+
+pub mod error;
+pub mod evaluate;
+pub mod metrics;
+pub mod predictor;
+pub mod query;
+pub mod solo;
+pub mod split;
+
+pub use error::{Error, Result};

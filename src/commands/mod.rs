@@ -2,6 +2,7 @@
 
 mod dataset;
 mod devices;
+mod evaluate;
 mod kernels;
 mod measure;
 mod models;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Suite(SuiteCommand::Validate(a)) => suite::validate(&a),
         Command::Suite(SuiteCommand::Expand(a)) => suite::expand(&a),
         Command::Measure(a) => measure::run(&a),
+        Command::Evaluate(a) => evaluate::run(&a),
         Command::Dataset(DatasetCommand::Overlap(a)) => dataset::overlap(&a),
         Command::Dataset(DatasetCommand::Check(a)) => dataset::check(&a),
         Command::Dataset(DatasetCommand::Timing(a)) => dataset::timing(&a),

@@ -1,0 +1,18 @@
+//! One interface for every predictor, as linfa has it: checked parameters are fitted to
+//! training examples and give a fitted predictor, which answers queries.
+
+use crate::error::Result;
+use crate::query::{Example, Query};
+
+/// A fitted predictor: the GPU time of the queried batch, us.
+pub trait Predictor {
+    /// Its name on the leaderboard.
+    fn name(&self) -> &'static str;
+    fn predict(&self, query: &Query) -> f64;
+}
+
+/// A predictor's parameters, which fitting turns into a [`Predictor`].
+pub trait Fit {
+    type Fitted: Predictor;
+    fn fit(&self, train: &[Example]) -> Result<Self::Fitted>;
+}

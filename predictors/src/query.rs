@@ -1,0 +1,252 @@
+//! What a predictor may know when a batch is dispatched, and the examples a measured dataset
+//! yields: a query and the batch's measured GPU time.
+//!
+//! A query is built from the batch's dispatch alone ([`Dispatch`]: its tenant, graph size and
+//! start) and from the batches of the other tenants that are running at that moment (started,
+//! not yet ended) with how far along they are. Nothing of the batch's own outcome enters it:
+//! [`query_at`] never sees the batch's end or its kernels.
+
+use std::collections::HashMap;
+
+use coloc_dataset::Dataset;
+use coloc_dataset::rows::{AggressorRow, BatchRow, RunRow, Status, TenantRow};
+use coloc_dataset::solo_rows::SoloModelRow;
+use coloc_workloads::scenario::{PartitionKind, SoloShare};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The batch a query is about.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub model: String,
+    /// The graph that runs it (its batch size).
+    pub bucket: u32,
+    /// The SMs it runs on, as its solo profile is keyed.
+    pub share: SoloShare,
+    pub partition: PartitionKind,
+}
+
+/// A batch of another tenant running when the target is dispatched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoRunner {
+    pub model: String,
+    pub bucket: u32,
+    pub share: SoloShare,
+    /// Its solo GPU time at its share, us.
+    pub solo_us: f64,
+    /// How long it has been running at the target's dispatch, us.
+    pub elapsed_us: f64,
+}
+
+/// Everything known when a batch is dispatched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Query {
+    pub target: Target,
+    /// The target's solo GPU time at its share (first kernel in to last out, stamps), us.
+    pub solo_us: f64,
+    pub co_runners: Vec<CoRunner>,
+}
+
+/// A query and what was measured: the batch's GPU time, first kernel in to last kernel out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    pub run: String,
+    pub tenant: u16,
+    pub batch: u32,
+    pub query: Query,
+    pub measured_us: f64,
+}
+
+/// A batch as it stands when it is dispatched: nothing measured yet.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dispatch {
+    pub tenant: u16,
+    pub bucket: u32,
+    pub start_ns: i64,
+}
+
+/// A tenant of a run, as a query needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunTenant {
+    pub tenant: u16,
+    pub model: String,
+    pub share: SoloShare,
+}
+
+impl From<&TenantRow> for RunTenant {
+    fn from(t: &TenantRow) -> RunTenant {
+        RunTenant { tenant: t.tenant, model: t.model.clone(), share: t.share }
+    }
+}
+
+/// Solo GPU times (stamps, median of the replays) by (model, graph size, share), us.
+#[derive(Clone, Debug, Default)]
+pub struct SoloTimes(HashMap<(String, u32, SoloShare), f64>);
+
+impl SoloTimes {
+    pub fn from_rows(rows: &[SoloModelRow]) -> SoloTimes {
+        SoloTimes(rows.iter().map(|r| ((r.model.clone(), r.batch, r.share), r.stamped_p50_us)).collect())
+    }
+
+    pub fn get(&self, model: &str, bucket: u32, share: SoloShare) -> Result<f64> {
+        self.0.get(&(model.to_string(), bucket, share)).copied().ok_or_else(|| {
+            Error::data("solo profiles", format!("none for {model} at batch {bucket} on {}", share.label()))
+        })
+    }
+}
+
+/// The query for `dispatch`, a batch of one of `tenants` (the tenants of one run, under
+/// `partition`), given batches of the run that started before it (`others`; the target's own
+/// tenant's are ignored). A batch in `others` is a co-runner if it is still running at the
+/// dispatch: started at or before it, ended after it.
+pub fn query_at(
+    dispatch: &Dispatch,
+    partition: PartitionKind,
+    tenants: &[RunTenant],
+    others: &[&BatchRow],
+    solo: &SoloTimes,
+) -> Result<Query> {
+    let tenant_of = |id: u16| {
+        tenants
+            .iter()
+            .find(|t| t.tenant == id)
+            .ok_or_else(|| Error::data("tenants", format!("no tenant {id} in the run")))
+    };
+    let me = tenant_of(dispatch.tenant)?;
+    let mut co_runners = Vec::new();
+    for b in others {
+        if b.tenant == dispatch.tenant || b.start_ns > dispatch.start_ns || b.end_ns <= dispatch.start_ns {
+            continue;
+        }
+        let t = tenant_of(b.tenant)?;
+        co_runners.push(CoRunner {
+            model: t.model.clone(),
+            bucket: u32::from(b.bucket),
+            share: t.share,
+            solo_us: solo.get(&t.model, u32::from(b.bucket), t.share)?,
+            elapsed_us: (dispatch.start_ns - b.start_ns) as f64 / 1e3,
+        });
+    }
+    Ok(Query {
+        target: Target { model: me.model.clone(), bucket: dispatch.bucket, share: me.share, partition },
+        solo_us: solo.get(&me.model, dispatch.bucket, me.share)?,
+        co_runners,
+    })
+}
+
+/// One example per measured batch (start in the measured window) of every VALID run without
+/// aggressors (stressors are not tenants; their examples come with the predictors that model
+/// them). Each tenant has at most one batch in flight, so a batch's co-runners are among the
+/// latest batch each other tenant started before it.
+pub fn examples(ds: &Dataset) -> Result<Vec<Example>> {
+    let runs: Vec<RunRow> = ds.load()?;
+    let tenants: Vec<TenantRow> = ds.load()?;
+    let aggressors: Vec<AggressorRow> = ds.load_or_empty()?;
+    let mut batches: Vec<BatchRow> = ds.load()?;
+    let solo = SoloTimes::from_rows(&ds.load::<SoloModelRow>()?);
+    batches.sort_by(|a, b| (a.run.as_str(), a.start_ns).cmp(&(b.run.as_str(), b.start_ns)));
+    let mut out = Vec::new();
+    for run in runs.iter().filter(|r| r.status == Status::Valid && !aggressors.iter().any(|a| a.run == r.run)) {
+        let mine: Vec<RunTenant> = tenants.iter().filter(|t| t.run == run.run).map(RunTenant::from).collect();
+        let first = batches.partition_point(|b| b.run.as_str() < run.run.as_str());
+        let last = batches.partition_point(|b| b.run.as_str() <= run.run.as_str());
+        let mut latest: HashMap<u16, &BatchRow> = HashMap::new();
+        for b in &batches[first..last] {
+            if b.start_ns >= 0 {
+                let dispatch = Dispatch { tenant: b.tenant, bucket: u32::from(b.bucket), start_ns: b.start_ns };
+                let others: Vec<&BatchRow> = latest.values().copied().collect();
+                out.push(Example {
+                    run: run.run.clone(),
+                    tenant: b.tenant,
+                    batch: b.batch,
+                    query: query_at(&dispatch, run.partition, &mine, &others, &solo)?,
+                    measured_us: (b.end_ns - b.start_ns) as f64 / 1e3,
+                });
+            }
+            latest.insert(b.tenant, b);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::data("dataset", "no VALID run without aggressors has batches"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use coloc_workloads::batcher::Trigger;
+
+    use super::*;
+
+    fn batch(tenant: u16, bucket: u16, start_ns: i64, end_ns: i64) -> BatchRow {
+        BatchRow {
+            run: "r".into(),
+            tenant,
+            batch: 0,
+            size: bucket,
+            bucket,
+            trigger: Trigger::Full,
+            formed_ns: start_ns - 10_000,
+            start_ns,
+            end_ns,
+            noticed_ns: end_ns + 5_000,
+            sampled: false,
+        }
+    }
+
+    fn setup() -> (Vec<RunTenant>, SoloTimes) {
+        let green = SoloShare::Green { sms: 56 };
+        let tenants = vec![
+            RunTenant { tenant: 0, model: "resnet50".into(), share: green },
+            RunTenant { tenant: 1, model: "bert_base".into(), share: green },
+            RunTenant { tenant: 2, model: "vgg16".into(), share: green },
+        ];
+        let mut solo = SoloTimes::default();
+        solo.0.insert(("resnet50".into(), 8, green), 1500.0);
+        solo.0.insert(("bert_base".into(), 8, green), 1800.0);
+        solo.0.insert(("vgg16".into(), 8, green), 2000.0);
+        solo.0.insert(("vgg16".into(), 4, green), 1100.0);
+        (tenants, solo)
+    }
+
+    #[test]
+    fn co_runners_are_the_batches_running_at_dispatch_with_how_far_along_they_are() {
+        let (tenants, solo) = setup();
+        let d = Dispatch { tenant: 0, bucket: 8, start_ns: 1_000_000 };
+        let running = batch(1, 8, 400_000, 2_000_000);
+        let ended = batch(2, 8, 100_000, 1_000_000); // ends at the dispatch: not running
+        let later = batch(2, 4, 1_000_001, 3_000_000); // starts after it: unknown then
+        let q = query_at(&d, PartitionKind::Green, &tenants, &[&running, &ended, &later], &solo).unwrap();
+        assert_eq!(q.target.model, "resnet50");
+        assert_eq!(q.solo_us, 1500.0);
+        assert_eq!(q.co_runners.len(), 1);
+        let c = &q.co_runners[0];
+        assert_eq!((c.model.as_str(), c.bucket, c.solo_us, c.elapsed_us), ("bert_base", 8, 1800.0, 600.0));
+    }
+
+    #[test]
+    fn nothing_of_the_batch_s_own_outcome_reaches_its_query() {
+        let (tenants, solo) = setup();
+        let d = Dispatch { tenant: 0, bucket: 8, start_ns: 1_000_000 };
+        let other = batch(1, 8, 400_000, 2_000_000);
+        // the target's own batch, with two different outcomes, among the batches handed in
+        let fast = batch(0, 8, 1_000_000, 2_500_000);
+        let slow = BatchRow { end_ns: 9_000_000, noticed_ns: 9_100_000, sampled: true, ..fast.clone() };
+        let a = query_at(&d, PartitionKind::Green, &tenants, &[&other, &fast], &solo).unwrap();
+        let b = query_at(&d, PartitionKind::Green, &tenants, &[&other, &slow], &solo).unwrap();
+        assert_eq!(a, b);
+        // and how long the co-runner will still run is not in it either
+        let longer = BatchRow { end_ns: 7_000_000, ..other.clone() };
+        let c = query_at(&d, PartitionKind::Green, &tenants, &[&longer, &fast], &solo).unwrap();
+        assert_eq!(a, c);
+    }
+
+    #[test]
+    fn a_missing_solo_profile_is_named() {
+        let (tenants, solo) = setup();
+        let d = Dispatch { tenant: 0, bucket: 16, start_ns: 0 };
+        let err = query_at(&d, PartitionKind::Green, &tenants, &[], &solo).unwrap_err().to_string();
+        assert!(err.contains("resnet50 at batch 16 on green56"), "{err}");
+    }
+}

@@ -1,0 +1,43 @@
+//! Examples and the leaderboard from the committed H200 dataset (`data/h200`).
+
+use std::path::{Path, PathBuf};
+
+use coloc_dataset::Dataset;
+use coloc_predictors::evaluate::{Split, leaderboard};
+use coloc_predictors::query::examples;
+use coloc_workloads::scenario::PartitionKind;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/h200")
+}
+
+#[test]
+fn every_measured_batch_of_the_dataset_becomes_an_example_with_its_co_runners() {
+    let ds = Dataset::open(&dir()).unwrap();
+    let ex = examples(&ds).unwrap();
+    assert!(ex.len() > 100_000, "{}", ex.len());
+    assert!(ex.iter().all(|e| e.measured_us > 0.0 && e.query.solo_us > 0.0));
+    // one stream: never a co-runner; green contexts and MPS: often
+    let share_with_co = |p: PartitionKind| {
+        let of: Vec<_> = ex.iter().filter(|e| e.query.target.partition == p).collect();
+        of.iter().filter(|e| !e.query.co_runners.is_empty()).count() as f64 / of.len() as f64
+    };
+    assert_eq!(share_with_co(PartitionKind::TimeSliced), 0.0);
+    assert!(share_with_co(PartitionKind::Green) > 0.3, "{}", share_with_co(PartitionKind::Green));
+    assert!(share_with_co(PartitionKind::Mps) > 0.3);
+    // a co-runner is always part-way through its batch
+    assert!(ex.iter().flat_map(|e| &e.query.co_runners).all(|c| c.elapsed_us >= 0.0));
+}
+
+#[test]
+fn the_leaderboard_is_the_same_bit_for_bit_with_the_same_seed() {
+    let ds = Dataset::open(&dir()).unwrap();
+    let ex = examples(&ds).unwrap();
+    let a = leaderboard(&ex, Split::Random { seed: 3 }).unwrap();
+    let b = leaderboard(&ex, Split::Random { seed: 3 }).unwrap();
+    assert_eq!(a, b);
+    let solo = a.iter().find(|e| e.predictor == "solo at share").unwrap();
+    // interference slows batches down: predicting none under-predicts most of them
+    assert!(solo.scores.under_share > 0.5, "{:?}", solo.scores);
+    assert!(solo.scores.mape > 0.0 && solo.scores.n + solo.train == ex.len());
+}
