@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::metrics::{Scores, score};
+use crate::online::OnlineCoarseParams;
 use crate::predictor::{Fit, Predictor};
 use crate::query::Example;
 use crate::solo::SoloAtShareParams;
@@ -53,7 +54,8 @@ fn entry<P: Fit>(params: &P, split: Split, examples: &[Example]) -> Result<Entry
 
 /// Every predictor built so far on `split`, best MAPE first.
 pub fn leaderboard(examples: &[Example], split: Split) -> Result<Vec<Entry>> {
-    let mut entries = vec![entry(&SoloAtShareParams, split, examples)?];
+    let mut entries =
+        vec![entry(&SoloAtShareParams, split, examples)?, entry(&OnlineCoarseParams::default(), split, examples)?];
     entries.sort_by(|a, b| a.scores.mape.total_cmp(&b.scores.mape));
     Ok(entries)
 }

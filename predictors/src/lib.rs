@@ -5,6 +5,7 @@
 //!   examples a dataset yields (a query and the batch's measured GPU time).
 //! - [`predictor`]: the interface: params -> `fit(train)` -> a fitted predictor.
 //! - [`solo`]: the floor every predictor must beat: solo time at the same share.
+//! - [`online`]: an online linear model of the slowdown on coarse features ([`rls`]).
 //! - [`metrics`]: the scores of a predictor on held-out examples.
 //! - [`split`]: the random 75/25 split, reproducible from a seed.
 //! - [`evaluate`]: the leaderboard of every predictor on a split.
@@ -12,8 +13,10 @@
 pub mod error;
 pub mod evaluate;
 pub mod metrics;
+pub mod online;
 pub mod predictor;
 pub mod query;
+pub mod rls;
 pub mod solo;
 pub mod split;
 

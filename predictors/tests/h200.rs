@@ -40,4 +40,8 @@ fn the_leaderboard_is_the_same_bit_for_bit_with_the_same_seed() {
     // interference slows batches down: predicting none under-predicts most of them
     assert!(solo.scores.under_share > 0.5, "{:?}", solo.scores);
     assert!(solo.scores.mape > 0.0 && solo.scores.n + solo.train == ex.len());
+    // learning what runs beside a batch beats assuming nothing does
+    let online = a.iter().find(|e| e.predictor == "online RLS, coarse").unwrap();
+    assert!(online.scores.mape < solo.scores.mape && online.scores.p95_ape < solo.scores.p95_ape, "{a:?}");
+    assert!(online.scores.under_share < solo.scores.under_share);
 }

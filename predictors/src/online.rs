@@ -1,0 +1,165 @@
+//! An online linear model of the slowdown over solo at the share, on coarse features of what
+//! runs beside the batch, fitted by recursive least squares with a forgetting factor (the
+//! "coarse features" variant of issue 9's online adaptive models; drift detection and the
+//! per-kernel features are still to come).
+//!
+//! Features, per partition mechanism (interference differs by an order of magnitude between
+//! streams and green contexts): the number of co-runners, and their remaining work relative to
+//! the target's, `sum over co-runners of max(0, 1 - elapsed / solo) * solo / target solo`; plus an
+//! intercept. The model predicts `measured / solo`; the prediction is solo times it.
+
+use coloc_workloads::scenario::PartitionKind;
+
+use crate::error::{Error, Result};
+use crate::predictor::{Fit, Predictor};
+use crate::query::{Example, Query};
+use crate::rls::Rls;
+
+const MECHANISMS: [PartitionKind; 5] = [
+    PartitionKind::TimeSliced,
+    PartitionKind::Streams,
+    PartitionKind::Green,
+    PartitionKind::Mps,
+    PartitionKind::Processes,
+];
+/// Intercept, then (count, remaining work) per mechanism.
+pub const COARSE_FEATURES: usize = 1 + 2 * MECHANISMS.len();
+
+/// The coarse features of a query.
+pub fn coarse_features(q: &Query) -> [f64; COARSE_FEATURES] {
+    let mut x = [0.0; COARSE_FEATURES];
+    x[0] = 1.0;
+    let m = MECHANISMS.iter().position(|p| *p == q.target.partition).unwrap_or(0);
+    let remaining: f64 =
+        q.co_runners.iter().map(|c| (1.0 - c.elapsed_us / c.solo_us).max(0.0) * c.solo_us / q.solo_us).sum();
+    x[1 + 2 * m] = q.co_runners.len() as f64;
+    x[2 + 2 * m] = remaining;
+    x
+}
+
+/// Parameters of [`OnlineCoarse`]: the forgetting factor and the initial uncertainty.
+#[derive(Clone, Copy, Debug)]
+pub struct OnlineCoarseParams {
+    pub forgetting: f64,
+    pub delta: f64,
+}
+
+impl Default for OnlineCoarseParams {
+    fn default() -> Self {
+        OnlineCoarseParams { forgetting: 0.9995, delta: 1e3 }
+    }
+}
+
+impl OnlineCoarseParams {
+    fn check(&self) -> Result<()> {
+        // written so that NaN fails too
+        let valid = self.forgetting > 0.0 && self.forgetting <= 1.0 && self.delta > 0.0;
+        if !valid {
+            return Err(Error::data(
+                "online coarse predictor",
+                format!("forgetting {} must be in (0, 1] and delta {} positive", self.forgetting, self.delta),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The fitted model; [`OnlineCoarse::update`] goes on learning from observations.
+#[derive(Clone, Debug)]
+pub struct OnlineCoarse {
+    rls: Rls,
+}
+
+impl OnlineCoarse {
+    /// Takes one measured batch.
+    pub fn update(&mut self, query: &Query, measured_us: f64) {
+        self.rls.update(&coarse_features(query), measured_us / query.solo_us);
+    }
+}
+
+impl Fit for OnlineCoarseParams {
+    type Fitted = OnlineCoarse;
+    /// Learns the training examples in their order (the dataset's: by run, then by time).
+    fn fit(&self, train: &[Example]) -> Result<OnlineCoarse> {
+        self.check()?;
+        if train.is_empty() {
+            return Err(Error::data("training examples", "none"));
+        }
+        let mut model = OnlineCoarse { rls: Rls::new(COARSE_FEATURES, self.delta, self.forgetting) };
+        for e in train {
+            model.update(&e.query, e.measured_us);
+        }
+        Ok(model)
+    }
+}
+
+impl Predictor for OnlineCoarse {
+    fn name(&self) -> &'static str {
+        "online RLS, coarse"
+    }
+    fn predict(&self, query: &Query) -> f64 {
+        query.solo_us * self.rls.predict(&coarse_features(query))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coloc_workloads::scenario::SoloShare;
+
+    use super::*;
+    use crate::query::{CoRunner, Target};
+
+    fn query(partition: PartitionKind, co: &[(f64, f64)]) -> Query {
+        Query {
+            target: Target { model: "m".into(), bucket: 8, share: SoloShare::Device, partition },
+            solo_us: 1000.0,
+            co_runners: co
+                .iter()
+                .map(|&(solo_us, elapsed_us)| CoRunner {
+                    model: "c".into(),
+                    bucket: 8,
+                    share: SoloShare::Device,
+                    solo_us,
+                    elapsed_us,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn remaining_work_is_relative_to_the_target_and_never_negative() {
+        let q = query(PartitionKind::Green, &[(2000.0, 500.0), (800.0, 900.0)]);
+        let x = coarse_features(&q);
+        assert_eq!(x[0], 1.0);
+        assert_eq!((x[5], x[6]), (2.0, 1.5)); // green: 2 co-runners, 0.75 * 2000 / 1000 + 0
+        assert_eq!(x.iter().filter(|v| **v != 0.0).count(), 3);
+    }
+
+    #[test]
+    fn it_learns_a_known_slowdown_per_mechanism() {
+        // streams: +40% per unit of remaining co-runner work; green: +5%
+        let truth = |q: &Query| {
+            let x = coarse_features(q);
+            q.solo_us * (1.0 + 0.4 * x[4] + 0.05 * x[6])
+        };
+        let mut train = Vec::new();
+        for i in 0..600 {
+            let p = if i % 2 == 0 { PartitionKind::Streams } else { PartitionKind::Green };
+            let co: Vec<(f64, f64)> = (0..(i % 3)).map(|j| (500.0 + 100.0 * j as f64, (i % 7) as f64 * 60.0)).collect();
+            let q = query(p, &co);
+            let measured_us = truth(&q);
+            train.push(Example { run: "r".into(), tenant: 0, batch: i, query: q, measured_us });
+        }
+        let model = OnlineCoarseParams { forgetting: 1.0, delta: 1e4 }.fit(&train).unwrap();
+        for q in [
+            query(PartitionKind::Streams, &[(900.0, 100.0)]),
+            query(PartitionKind::Green, &[(600.0, 0.0), (700.0, 200.0)]),
+            query(PartitionKind::Green, &[]),
+        ] {
+            // the prior P = delta * I pulls the weights by about 1/delta: a relative 1e-5
+            let rel = (model.predict(&q) - truth(&q)).abs() / truth(&q);
+            assert!(rel < 1e-5, "{} vs {}", model.predict(&q), truth(&q));
+        }
+        assert!(OnlineCoarseParams { forgetting: 1.5, delta: 1.0 }.fit(&train).is_err());
+    }
+}
