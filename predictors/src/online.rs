@@ -11,7 +11,7 @@
 use coloc_workloads::scenario::PartitionKind;
 
 use crate::error::{Error, Result};
-use crate::predictor::{Fit, Predictor};
+use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Query};
 use crate::rls::Rls;
 
@@ -64,15 +64,24 @@ impl OnlineCoarseParams {
     }
 }
 
-/// The fitted model; [`OnlineCoarse::update`] goes on learning from observations.
+/// The fitted model; [`Online::update`] goes on learning from observations.
 #[derive(Clone, Debug)]
 pub struct OnlineCoarse {
     rls: Rls,
 }
 
-impl OnlineCoarse {
-    /// Takes one measured batch.
-    pub fn update(&mut self, query: &Query, measured_us: f64) {
+impl OnlineCoarseParams {
+    /// The model before any observation: no interference (slowdown 1), what the floor says.
+    pub fn start(&self) -> Result<OnlineCoarse> {
+        self.check()?;
+        let mut prior = [0.0; COARSE_FEATURES];
+        prior[0] = 1.0;
+        Ok(OnlineCoarse { rls: Rls::new(COARSE_FEATURES, self.delta, self.forgetting).with_weights(&prior) })
+    }
+}
+
+impl Online for OnlineCoarse {
+    fn update(&mut self, query: &Query, measured_us: f64) {
         self.rls.update(&coarse_features(query), measured_us / query.solo_us);
     }
 }
@@ -81,11 +90,10 @@ impl Fit for OnlineCoarseParams {
     type Fitted = OnlineCoarse;
     /// Learns the training examples in their order (the dataset's: by run, then by time).
     fn fit(&self, train: &[Example]) -> Result<OnlineCoarse> {
-        self.check()?;
         if train.is_empty() {
             return Err(Error::data("training examples", "none"));
         }
-        let mut model = OnlineCoarse { rls: Rls::new(COARSE_FEATURES, self.delta, self.forgetting) };
+        let mut model = self.start()?;
         for e in train {
             model.update(&e.query, e.measured_us);
         }
@@ -148,7 +156,8 @@ mod tests {
             let co: Vec<(f64, f64)> = (0..(i % 3)).map(|j| (500.0 + 100.0 * j as f64, (i % 7) as f64 * 60.0)).collect();
             let q = query(p, &co);
             let measured_us = truth(&q);
-            train.push(Example { run: "r".into(), tenant: 0, batch: i, query: q, measured_us });
+            let start_ns = i64::from(i) * 1000;
+            train.push(Example { run: "r".into(), position: 0, start_ns, tenant: 0, batch: i, query: q, measured_us });
         }
         let model = OnlineCoarseParams { forgetting: 1.0, delta: 1e4 }.fit(&train).unwrap();
         for q in [

@@ -11,6 +11,11 @@ pub trait Predictor {
     fn predict(&self, query: &Query) -> f64;
 }
 
+/// A predictor that goes on learning as batches are measured.
+pub trait Online: Predictor {
+    fn update(&mut self, query: &Query, measured_us: f64);
+}
+
 /// A predictor's parameters, which fitting turns into a [`Predictor`].
 pub trait Fit {
     type Fitted: Predictor;

@@ -52,6 +52,10 @@ pub struct Query {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Example {
     pub run: String,
+    /// The run's place in the measurement order: examples sorted by (position, start) are in
+    /// the order the GPU saw them.
+    pub position: u32,
+    pub start_ns: i64,
     pub tenant: u16,
     pub batch: u32,
     pub query: Query,
@@ -158,6 +162,8 @@ pub fn examples(ds: &Dataset) -> Result<Vec<Example>> {
                 let others: Vec<&BatchRow> = latest.values().copied().collect();
                 out.push(Example {
                     run: run.run.clone(),
+                    position: run.position,
+                    start_ns: b.start_ns,
                     tenant: b.tenant,
                     batch: b.batch,
                     query: query_at(&dispatch, run.partition, &mine, &others, &solo)?,

@@ -28,6 +28,12 @@ impl Rls {
         Rls { w: vec![0.0; k], p, lambda, max_trace: k as f64 * delta }
     }
 
+    /// Starts from `w` instead of zeros (a prior the data then correct).
+    pub fn with_weights(mut self, w: &[f64]) -> Rls {
+        self.w.copy_from_slice(w);
+        self
+    }
+
     pub fn weights(&self) -> &[f64] {
         &self.w
     }

@@ -2,7 +2,7 @@
 //! learn; every other predictor must beat it.
 
 use crate::error::{Error, Result};
-use crate::predictor::{Fit, Predictor};
+use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Query};
 
 /// Parameters of [`SoloAtShare`] (there are none).
@@ -21,6 +21,11 @@ impl Fit for SoloAtShareParams {
         }
         Ok(SoloAtShare)
     }
+}
+
+/// Static: observations change nothing.
+impl Online for SoloAtShare {
+    fn update(&mut self, _query: &Query, _measured_us: f64) {}
 }
 
 impl Predictor for SoloAtShare {

@@ -45,3 +45,16 @@ fn the_leaderboard_is_the_same_bit_for_bit_with_the_same_seed() {
     assert!(online.scores.mape < solo.scores.mape && online.scores.p95_ape < solo.scores.p95_ape, "{a:?}");
     assert!(online.scores.under_share < solo.scores.under_share);
 }
+
+#[test]
+fn in_measurement_order_the_online_model_learns_as_it_goes_and_beats_the_floor() {
+    let ds = Dataset::open(&dir()).unwrap();
+    let ex = examples(&ds).unwrap();
+    let a = leaderboard(&ex, Split::Prequential).unwrap();
+    assert_eq!(a, leaderboard(&ex, Split::Prequential).unwrap());
+    let get = |name: &str| a.iter().find(|e| e.predictor == name).unwrap().scores.clone();
+    let (solo, online) = (get("solo at share"), get("online RLS, coarse"));
+    // every example is tested once, none trained on beforehand
+    assert!(solo.n == ex.len() && online.n == ex.len() && a.iter().all(|e| e.train == 0));
+    assert!(online.mape < solo.mape && online.p95_ape < solo.p95_ape, "{a:?}");
+}
