@@ -71,11 +71,16 @@ fn prequential<P: Online>(mut model: P, examples: &[Example]) -> Result<Entry> {
 pub fn leaderboard(examples: &[Example], split: Split) -> Result<Vec<Entry>> {
     let mut entries = match split {
         Split::Random { seed } => {
-            vec![entry(&SoloAtShareParams, seed, examples)?, entry(&OnlineCoarseParams::default(), seed, examples)?]
+            vec![
+                entry(&SoloAtShareParams, seed, examples)?,
+                entry(&OnlineCoarseParams::default(), seed, examples)?,
+                entry(&OnlineCoarseParams::with_drift_detection(), seed, examples)?,
+            ]
         }
         Split::Prequential => vec![
             prequential(SoloAtShareParams.fit(examples)?, examples)?,
             prequential(OnlineCoarseParams::default().start()?, examples)?,
+            prequential(OnlineCoarseParams::with_drift_detection().start()?, examples)?,
         ],
     };
     entries.sort_by(|a, b| a.scores.mape.total_cmp(&b.scores.mape));

@@ -5,11 +5,13 @@
 //!   examples a dataset yields (a query and the batch's measured GPU time).
 //! - [`predictor`]: the interface: params -> `fit(train)` -> a fitted predictor.
 //! - [`solo`]: the floor every predictor must beat: solo time at the same share.
-//! - [`online`]: an online linear model of the slowdown on coarse features ([`rls`]).
+//! - [`online`]: an online linear model of the slowdown on coarse features ([`rls`]), with
+//!   optional drift detection ([`drift`]).
 //! - [`metrics`]: the scores of a predictor on held-out examples.
 //! - [`split`]: the random 75/25 split, reproducible from a seed.
 //! - [`evaluate`]: the leaderboard of every predictor on a split.
 
+pub mod drift;
 pub mod error;
 pub mod evaluate;
 pub mod metrics;

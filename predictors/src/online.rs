@@ -10,6 +10,7 @@
 
 use coloc_workloads::scenario::PartitionKind;
 
+use crate::drift::{PageHinkley, PageHinkleyParams};
 use crate::error::{Error, Result};
 use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Query};
@@ -37,16 +38,26 @@ pub fn coarse_features(q: &Query) -> [f64; COARSE_FEATURES] {
     x
 }
 
-/// Parameters of [`OnlineCoarse`]: the forgetting factor and the initial uncertainty.
+/// Parameters of [`OnlineCoarse`]: the forgetting factor, the initial uncertainty, and drift
+/// detection on the residual slowdown (an alarm resets the uncertainty, so the model relearns
+/// fast after the workload shifts).
 #[derive(Clone, Copy, Debug)]
 pub struct OnlineCoarseParams {
     pub forgetting: f64,
     pub delta: f64,
+    pub drift: Option<PageHinkleyParams>,
 }
 
 impl Default for OnlineCoarseParams {
     fn default() -> Self {
-        OnlineCoarseParams { forgetting: 0.9995, delta: 1e3 }
+        OnlineCoarseParams { forgetting: 0.9995, delta: 1e3, drift: None }
+    }
+}
+
+impl OnlineCoarseParams {
+    /// With Page-Hinkley on the residual slowdown: shifts of more than 0.02 that add up to 5.
+    pub fn with_drift_detection() -> Self {
+        OnlineCoarseParams { drift: Some(PageHinkleyParams { delta: 0.02, threshold: 5.0 }), ..Self::default() }
     }
 }
 
@@ -68,6 +79,9 @@ impl OnlineCoarseParams {
 #[derive(Clone, Debug)]
 pub struct OnlineCoarse {
     rls: Rls,
+    drift: Option<PageHinkley>,
+    /// Alarms raised so far.
+    pub resets: u64,
 }
 
 impl OnlineCoarseParams {
@@ -76,13 +90,25 @@ impl OnlineCoarseParams {
         self.check()?;
         let mut prior = [0.0; COARSE_FEATURES];
         prior[0] = 1.0;
-        Ok(OnlineCoarse { rls: Rls::new(COARSE_FEATURES, self.delta, self.forgetting).with_weights(&prior) })
+        Ok(OnlineCoarse {
+            rls: Rls::new(COARSE_FEATURES, self.delta, self.forgetting).with_weights(&prior),
+            drift: self.drift.map(PageHinkley::new),
+            resets: 0,
+        })
     }
 }
 
 impl Online for OnlineCoarse {
     fn update(&mut self, query: &Query, measured_us: f64) {
-        self.rls.update(&coarse_features(query), measured_us / query.solo_us);
+        let x = coarse_features(query);
+        let slowdown = measured_us / query.solo_us;
+        if let Some(ph) = &mut self.drift
+            && ph.observe(slowdown - self.rls.predict(&x))
+        {
+            self.rls.reset_uncertainty();
+            self.resets += 1;
+        }
+        self.rls.update(&x, slowdown);
     }
 }
 
@@ -103,7 +129,7 @@ impl Fit for OnlineCoarseParams {
 
 impl Predictor for OnlineCoarse {
     fn name(&self) -> &'static str {
-        "online RLS, coarse"
+        if self.drift.is_some() { "online RLS, coarse, Page-Hinkley" } else { "online RLS, coarse" }
     }
     fn predict(&self, query: &Query) -> f64 {
         query.solo_us * self.rls.predict(&coarse_features(query))
@@ -135,6 +161,28 @@ mod tests {
     }
 
     #[test]
+    fn after_a_shift_drift_detection_relearns_faster() {
+        // green: slowdown 1.05 per unit of remaining work, then 1.6 from batch 3000 on
+        let q = |i: u64| query(PartitionKind::Green, &[(1000.0, (i % 10) as f64 * 50.0)]);
+        let slowdown = |i: u64, q: &Query| 1.0 + if i < 3000 { 0.05 } else { 0.6 } * coarse_features(q)[6];
+        let mut plain = OnlineCoarseParams::default().start().unwrap();
+        let mut watched = OnlineCoarseParams::with_drift_detection().start().unwrap();
+        let (mut err_plain, mut err_watched) = (0.0, 0.0);
+        for i in 0..3200 {
+            let q = q(i);
+            let measured = q.solo_us * slowdown(i, &q);
+            if i >= 3000 {
+                err_plain += (plain.predict(&q) - measured).abs() / measured;
+                err_watched += (watched.predict(&q) - measured).abs() / measured;
+            }
+            plain.update(&q, measured);
+            watched.update(&q, measured);
+        }
+        assert!(watched.resets >= 1 && plain.resets == 0);
+        assert!(err_watched < 0.5 * err_plain, "{err_watched} vs {err_plain}");
+    }
+
+    #[test]
     fn remaining_work_is_relative_to_the_target_and_never_negative() {
         let q = query(PartitionKind::Green, &[(2000.0, 500.0), (800.0, 900.0)]);
         let x = coarse_features(&q);
@@ -159,7 +207,7 @@ mod tests {
             let start_ns = i64::from(i) * 1000;
             train.push(Example { run: "r".into(), position: 0, start_ns, tenant: 0, batch: i, query: q, measured_us });
         }
-        let model = OnlineCoarseParams { forgetting: 1.0, delta: 1e4 }.fit(&train).unwrap();
+        let model = OnlineCoarseParams { forgetting: 1.0, delta: 1e4, drift: None }.fit(&train).unwrap();
         for q in [
             query(PartitionKind::Streams, &[(900.0, 100.0)]),
             query(PartitionKind::Green, &[(600.0, 0.0), (700.0, 200.0)]),
@@ -169,6 +217,6 @@ mod tests {
             let rel = (model.predict(&q) - truth(&q)).abs() / truth(&q);
             assert!(rel < 1e-5, "{} vs {}", model.predict(&q), truth(&q));
         }
-        assert!(OnlineCoarseParams { forgetting: 1.5, delta: 1.0 }.fit(&train).is_err());
+        assert!(OnlineCoarseParams { forgetting: 1.5, delta: 1.0, drift: None }.fit(&train).is_err());
     }
 }

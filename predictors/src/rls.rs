@@ -38,6 +38,14 @@ impl Rls {
         &self.w
     }
 
+    /// Forgets the past: P back to its start, the weights kept (they are the best guess, but
+    /// the next observations may move them as much as the first ones did).
+    pub fn reset_uncertainty(&mut self) {
+        let k = self.w.len();
+        let delta = self.max_trace / k as f64;
+        self.p.iter_mut().enumerate().for_each(|(i, v)| *v = if i % (k + 1) == 0 { delta } else { 0.0 });
+    }
+
     /// The trace of P: how uncertain the weights still are.
     pub fn uncertainty(&self) -> f64 {
         let k = self.w.len();
