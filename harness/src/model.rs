@@ -11,7 +11,7 @@ use coloc_kernels::gpu::memory::download_async;
 use coloc_kernels::gpu::{Device, DeviceBuffer, Graph, GraphExec, PinnedBuffer, Stream};
 use coloc_kernels::instance::splitmix64;
 use coloc_kernels::ops::{Bindings, Init, LaunchEnv, LaunchSpec, OpSpec, Operand, Role, StampSlots};
-use coloc_kernels::timing::{SLOT_BYTES, Stamp, StampArena, fill_library_spans};
+use coloc_kernels::timing::{SLOT_BYTES, Stamp, StampArena, fill_library_spans, span_of};
 use coloc_workloads::graph::{ModelGraph, TensorKind};
 
 use crate::error::{Error, Result};
@@ -142,6 +142,20 @@ impl ModelInstance {
         let mut s = self.stamps.read(self.launches.len())?;
         fill_library_spans(&mut s);
         Ok(s)
+    }
+
+    /// Each operator's span in `stamps` (one replay's [`launch_stamps`](Self::launch_stamps)):
+    /// its first launch in to its last launch out, us; none where a launch left no stamp.
+    pub fn op_spans_us(&self, stamps: &[Stamp]) -> Vec<Option<f64>> {
+        let mut first = 0;
+        (0..self.graph.ops.len())
+            .map(|op| {
+                let n = self.launches[first..].iter().take_while(|(o, _)| *o == op).count();
+                let span = span_of(&stamps[first..first + n]).duration_ns().map(|ns| ns as f64 / 1e3);
+                first += n;
+                span
+            })
+            .collect()
     }
 
     /// The output tensor, as f64 (synchronous).

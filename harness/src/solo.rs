@@ -153,13 +153,8 @@ pub fn profile(
                 per_launch[l].push(d as f64 / 1e3);
             }
         }
-        let mut first = 0;
-        for (op, times) in per_op.iter_mut().enumerate() {
-            let n = launches[first..].iter().take_while(|(o, _)| *o == op).count();
-            if let Some(d) = span_of(&stamps[first..first + n]).duration_ns() {
-                times.push(d as f64 / 1e3);
-            }
-            first += n;
+        for (times, span) in per_op.iter_mut().zip(inst.op_spans_us(&stamps)) {
+            times.extend(span);
         }
     }
     start.record(&stream)?;

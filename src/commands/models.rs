@@ -155,20 +155,13 @@ fn time_by_kind(
     stream: &coloc_kernels::gpu::Stream,
     replays: usize,
 ) -> anyhow::Result<Vec<KindTime>> {
-    let ops = inst.graph.ops.len();
     let launches = inst.launches();
-    let mut per_op: Vec<Vec<f64>> = vec![Vec::with_capacity(replays); ops];
+    let mut per_op: Vec<Vec<f64>> = vec![Vec::with_capacity(replays); inst.graph.ops.len()];
     for _ in 0..replays {
         inst.launch(stream)?;
         stream.synchronize()?;
-        let stamps = inst.launch_stamps()?;
-        let mut first = 0;
-        for (op, times) in per_op.iter_mut().enumerate() {
-            let n = launches[first..].iter().take_while(|(o, _)| *o == op).count();
-            if let Some(ns) = coloc_kernels::timing::span_of(&stamps[first..first + n]).duration_ns() {
-                times.push(ns as f64 / 1e3);
-            }
-            first += n;
+        for (times, span) in per_op.iter_mut().zip(inst.op_spans_us(&inst.launch_stamps()?)) {
+            times.extend(span);
         }
     }
     let mut kinds: Vec<KindTime> = Vec::new();

@@ -3,15 +3,14 @@
 //! Row-major terms as in [`super::blas`]: the column-major product is y^T = w * x^T, so the
 //! bias runs along the rows cuBLASLt sees, one value per output feature.
 
-use std::collections::HashMap;
 use std::ffi::{CStr, c_void};
-use std::sync::Mutex;
 
 use cudarc::cublaslt::sys as lt;
 
 use super::context::Stream;
 use super::libs;
 use super::memory::DeviceBuffer;
+use super::plans::Plans;
 use crate::error::{Error, Result};
 
 /// Workspace handed to cuBLASLt (it never allocates, so calls can be captured).
@@ -75,7 +74,7 @@ pub struct BlasLt {
     handle: lt::cublasLtHandle_t,
     stream: lt::cudaStream_t,
     workspace: DeviceBuffer,
-    plans: Mutex<HashMap<LinearShape, LinearPlan>>,
+    plans: Plans<LinearShape, LinearPlan>,
 }
 
 // SAFETY: plans sit behind a mutex and calls are queued by the stream's owner; cuBLASLt
@@ -101,7 +100,7 @@ impl BlasLt {
         let mut handle = std::ptr::null_mut();
         // SAFETY: cublasLtCreate writes a new handle into `handle`.
         status(unsafe { lt::cublasLtCreate(&mut handle) }, "cublasLtCreate")?;
-        Ok(BlasLt { handle, stream: stream.raw() as lt::cudaStream_t, workspace, plans: Mutex::new(HashMap::new()) })
+        Ok(BlasLt { handle, stream: stream.raw() as lt::cudaStream_t, workspace, plans: Plans::new() })
     }
 
     fn plan(&self, s: &LinearShape) -> Result<LinearPlan> {
@@ -183,12 +182,10 @@ impl BlasLt {
 
     /// Queues y = epilogue(x * w^T, bias) for a bf16 linear layer.
     pub fn linear(&self, s: &LinearShape, x: u64, w: u64, bias: u64, y: u64) -> Result<()> {
-        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
-        if !plans.contains_key(s) {
-            let plan = self.plan(s)?;
-            plans.insert(*s, plan);
-        }
-        let p = &plans[s];
+        self.plans.with(s, || self.plan(s), |p| self.matmul(p, x, w, bias, y))
+    }
+
+    fn matmul(&self, p: &LinearPlan, x: u64, w: u64, bias: u64, y: u64) -> Result<()> {
         set_attr(p.desc, lt::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias)?;
         let (alpha, beta) = (1.0f32, 0.0f32);
         // SAFETY: layouts match the operands' shapes (sized by the caller from the same
@@ -221,7 +218,7 @@ impl BlasLt {
 
 impl Drop for BlasLt {
     fn drop(&mut self) {
-        self.plans.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.plans.clear();
         // SAFETY: created in `new`, destroyed once, after its plans.
         unsafe {
             lt::cublasLtDestroy(self.handle);

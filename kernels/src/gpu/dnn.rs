@@ -6,15 +6,14 @@
 //! heuristics, never from timing trial runs: the choice is then the same in every process
 //! of a measurement (solo profile, tenants, MPS clients) and can be made during graph capture.
 
-use std::collections::HashMap;
 use std::ffi::{CStr, c_void};
-use std::sync::Mutex;
 
 use cudarc::cudnn::sys as dnn;
 
 use super::context::Stream;
 use super::libs;
 use super::memory::DeviceBuffer;
+use super::plans::Plans;
 use crate::error::{Error, Result};
 
 /// Workspace handed to cuDNN: algorithms that need more are not picked.
@@ -75,7 +74,7 @@ impl Drop for ConvPlan {
 pub struct Dnn {
     handle: dnn::cudnnHandle_t,
     workspace: DeviceBuffer,
-    plans: Mutex<HashMap<ConvShape, ConvPlan>>,
+    plans: Plans<ConvShape, ConvPlan>,
 }
 
 // SAFETY: the handle is used from one thread at a time (plans behind a mutex, launches
@@ -102,7 +101,7 @@ impl Dnn {
         let mut handle = std::ptr::null_mut();
         // SAFETY: cudnnCreate writes a new handle into `handle`.
         status(unsafe { dnn::cudnnCreate(&mut handle) }, "cudnnCreate")?;
-        let d = Dnn { handle, workspace, plans: Mutex::new(HashMap::new()) };
+        let d = Dnn { handle, workspace, plans: Plans::new() };
         // SAFETY: the handle is live and the stream belongs to the current context.
         status(unsafe { dnn::cudnnSetStream(handle, stream.raw() as dnn::cudaStream_t) }, "cudnnSetStream")?;
         Ok(d)
@@ -206,24 +205,14 @@ impl Dnn {
         Ok(p)
     }
 
-    /// Runs `f` on the plan for `shape`, made on first use.
-    fn with_plan<R>(&self, shape: &ConvShape, f: impl FnOnce(&ConvPlan) -> Result<R>) -> Result<R> {
-        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
-        if !plans.contains_key(shape) {
-            let plan = self.plan(shape)?;
-            plans.insert(*shape, plan);
-        }
-        f(&plans[shape])
-    }
-
     /// The algorithm cuDNN's heuristics pick for `shape` (its number in cuDNN's enum).
     pub fn algorithm(&self, shape: &ConvShape) -> Result<u32> {
-        self.with_plan(shape, |p| Ok(p.algo as u32))
+        self.plans.with(shape, || self.plan(shape), |p| Ok(p.algo as u32))
     }
 
     /// Queues y = conv(x, w) on the handle's stream (no bias, no activation).
     pub fn conv_forward(&self, shape: &ConvShape, x: u64, w: u64, y: u64) -> Result<()> {
-        self.with_plan(shape, |p| self.forward(p, x, w, y))
+        self.plans.with(shape, || self.plan(shape), |p| self.forward(p, x, w, y))
     }
 
     fn forward(&self, p: &ConvPlan, x: u64, w: u64, y: u64) -> Result<()> {
@@ -255,7 +244,7 @@ impl Dnn {
 
 impl Drop for Dnn {
     fn drop(&mut self) {
-        self.plans.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.plans.clear();
         // SAFETY: the handle was created in `new` and is destroyed once, after its plans.
         unsafe {
             dnn::cudnnDestroy(self.handle);

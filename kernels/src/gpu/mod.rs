@@ -15,6 +15,7 @@ pub mod libs;
 pub mod memory;
 pub mod module;
 pub mod nvrtc;
+mod plans;
 pub mod stream_libs;
 
 pub use blas::{Blas, GemmCall, GemmPrecision};
