@@ -193,9 +193,28 @@ pub struct EvaluateArgs {
     /// Seed of the random split.
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
+    /// Only these splits (default: every one).
+    #[arg(long, value_enum)]
+    pub split: Vec<SplitArg>,
     /// Also write the leaderboard as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write leaderboard.json, leaderboard.csv and every prediction (predictions.parquet) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// A split of `coloc evaluate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitArg {
+    Random,
+    LeaveOneModelOut,
+    LeaveOneMixOut,
+    PairsToTriples,
+    GreenToMps,
+    MpsToGreen,
+    LowToHighLoad,
+    Prequential,
 }
 
 #[derive(Args, Debug)]

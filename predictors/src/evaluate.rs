@@ -1,34 +1,38 @@
-//! A leaderboard: every predictor fitted on a split's training examples and scored on its test
-//! examples.
+//! A leaderboard: every predictor fitted on each fold's training examples and scored on its
+//! test examples (the folds' predictions pooled), or run test-then-train in measurement order;
+//! errors also as multiples of the noise floor.
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::metrics::{Scores, score};
+use crate::noise::{NoiseFloor, noise_floor};
 use crate::online::OnlineCoarseParams;
 use crate::predictor::{Fit, Online, Predictor};
-use crate::query::Example;
+use crate::query::{Example, Examples};
 use crate::solo::SoloAtShareParams;
-use crate::split::random_split;
+use crate::split::{Fold, Split, folds};
 
-/// Which examples train and which test.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "split")]
-pub enum Split {
-    /// Each example in the test set with probability 0.25, drawn from the seed.
-    Random { seed: u64 },
-    /// Test then train: every example in the order the GPU saw them (runs by their place in the
-    /// measurement, batches by start), predicted first and learnt after; no training set.
-    Prequential,
+coloc_dataset::table! {
+    /// One prediction of one predictor on one split: what `coloc evaluate --out` writes.
+    pub struct PredictionRow in "predictions" {
+        pub split: String,
+        pub predictor: String,
+        /// The fold's held-out model or mix, or the split's label.
+        pub fold: String,
+        pub run: String,
+        pub tenant: u16,
+        pub batch: u32,
+        pub predicted_us: f64,
+        pub measured_us: f64,
+    }
 }
 
-impl Split {
-    pub fn label(self) -> String {
-        match self {
-            Split::Random { seed } => format!("random 75/25 (seed {seed})"),
-            Split::Prequential => "prequential (test, then train, in measurement order)".into(),
-        }
-    }
+/// A predictor's errors over the noise floor's.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OverFloor {
+    pub mape: f64,
+    pub p95_ape: f64,
 }
 
 /// One predictor on one split.
@@ -36,53 +40,140 @@ impl Split {
 pub struct Entry {
     pub predictor: String,
     pub split: Split,
+    pub folds: usize,
+    /// Training examples, summed over the folds.
     pub train: usize,
     pub scores: Scores,
+    pub over_floor: Option<OverFloor>,
 }
 
-fn entry<P: Fit>(params: &P, seed: u64, examples: &[Example]) -> Result<Entry> {
-    let split = Split::Random { seed };
-    let (train_idx, test_idx) = random_split(examples.len(), 0.25, seed);
-    let train: Vec<Example> = train_idx.iter().map(|&i| examples[i].clone()).collect();
-    let fitted = params.fit(&train)?;
-    let pairs: Vec<(f64, f64)> =
-        test_idx.iter().map(|&i| (fitted.predict(&examples[i].query), examples[i].measured_us)).collect();
-    let scores =
-        score(&pairs).ok_or_else(|| Error::data(split.label(), "no test example with a positive measured time"))?;
-    Ok(Entry { predictor: fitted.name().to_string(), split, train: train.len(), scores })
+/// Every split's leaderboard, with the noise floor and (if asked) every prediction.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub examples: usize,
+    pub noise_floor: Option<NoiseFloor>,
+    pub entries: Vec<Entry>,
+    #[serde(skip)]
+    pub predictions: Vec<PredictionRow>,
+}
+
+/// What a pass over a split gives before it is scored.
+struct Pass {
+    predictor: String,
+    folds: usize,
+    train: usize,
+    /// (example, fold label, predicted)
+    predicted: Vec<(usize, String, f64)>,
+}
+
+fn over_folds<P: Fit>(params: &P, examples: &Examples, folds: &[Fold]) -> Result<Pass> {
+    let mut pass = Pass { predictor: String::new(), folds: folds.len(), train: 0, predicted: Vec::new() };
+    for fold in folds {
+        let train: Vec<&Example> = fold.train.iter().map(|&i| &examples.items[i]).collect();
+        let fitted = params.fit(&train)?;
+        pass.predictor = fitted.name().to_string();
+        pass.train += train.len();
+        pass.predicted
+            .extend(fold.test.iter().map(|&i| (i, fold.held_out.clone(), fitted.predict(&examples.items[i].query))));
+    }
+    Ok(pass)
 }
 
 /// One predictor, from its starting state, over every example in measurement order: each
 /// predicted, then learnt.
-fn prequential<P: Online>(mut model: P, examples: &[Example]) -> Result<Entry> {
-    let mut order: Vec<&Example> = examples.iter().collect();
-    order.sort_by_key(|e| (e.position, e.start_ns));
-    let mut pairs = Vec::with_capacity(order.len());
-    for e in order {
-        pairs.push((model.predict(&e.query), e.measured_us));
+fn prequential<P: Online>(mut model: P, examples: &Examples) -> Pass {
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    order.sort_by_key(|&i| (examples.items[i].position, examples.items[i].start_ns));
+    let mut predicted = Vec::with_capacity(order.len());
+    let label = Split::Prequential.label();
+    for i in order {
+        let e = &examples.items[i];
+        predicted.push((i, label.clone(), model.predict(&e.query)));
         model.update(&e.query, e.measured_us);
     }
-    let scores =
-        score(&pairs).ok_or_else(|| Error::data("prequential pass", "no example with a positive measured time"))?;
-    Ok(Entry { predictor: model.name().to_string(), split: Split::Prequential, train: 0, scores })
+    Pass { predictor: model.name().to_string(), folds: 1, train: 0, predicted }
 }
 
-/// Every predictor built so far on `split`, best MAPE first.
-pub fn leaderboard(examples: &[Example], split: Split) -> Result<Vec<Entry>> {
-    let mut entries = match split {
-        Split::Random { seed } => {
+/// Every predictor built so far on `split`, as passes over its folds.
+fn passes(examples: &Examples, split: Split) -> Result<Vec<Pass>> {
+    Ok(match split {
+        Split::Prequential => vec![
+            prequential(SoloAtShareParams.start(), examples),
+            prequential(OnlineCoarseParams::default().start()?, examples),
+            prequential(OnlineCoarseParams::with_drift_detection().start()?, examples),
+        ],
+        _ => {
+            let folds = folds(examples, split);
+            if folds.is_empty() {
+                return Ok(Vec::new());
+            }
             vec![
-                entry(&SoloAtShareParams, seed, examples)?,
-                entry(&OnlineCoarseParams::default(), seed, examples)?,
-                entry(&OnlineCoarseParams::with_drift_detection(), seed, examples)?,
+                over_folds(&SoloAtShareParams, examples, &folds)?,
+                over_folds(&OnlineCoarseParams::default(), examples, &folds)?,
+                over_folds(&OnlineCoarseParams::with_drift_detection(), examples, &folds)?,
             ]
         }
-        Split::Prequential => vec![
-            prequential(SoloAtShareParams.fit(examples)?, examples)?,
-            prequential(OnlineCoarseParams::default().start()?, examples)?,
-            prequential(OnlineCoarseParams::with_drift_detection().start()?, examples)?,
-        ],
-    };
+    })
+}
+
+/// The leaderboard of `split`, best MAPE first, and the predictions behind it; empty where the
+/// examples hold nothing to split that way (no triples, no second load).
+pub fn leaderboard(
+    examples: &Examples,
+    split: Split,
+    floor: Option<&NoiseFloor>,
+) -> Result<(Vec<Entry>, Vec<PredictionRow>)> {
+    let mut entries = Vec::new();
+    let mut rows = Vec::new();
+    for pass in passes(examples, split)? {
+        let pairs: Vec<(f64, f64)> =
+            pass.predicted.iter().map(|&(i, _, p)| (p, examples.items[i].measured_us)).collect();
+        let scores =
+            score(&pairs).ok_or_else(|| Error::data(split.label(), "no test example with a positive measured time"))?;
+        let over_floor =
+            floor.map(|f| OverFloor { mape: scores.mape / f.scores.mape, p95_ape: scores.p95_ape / f.scores.p95_ape });
+        rows.extend(pass.predicted.into_iter().map(|(i, fold, predicted_us)| {
+            let e = &examples.items[i];
+            PredictionRow {
+                split: split.key(),
+                predictor: pass.predictor.clone(),
+                fold,
+                run: e.run.clone(),
+                tenant: e.tenant,
+                batch: e.batch,
+                predicted_us,
+                measured_us: e.measured_us,
+            }
+        }));
+        entries.push(Entry {
+            predictor: pass.predictor,
+            split,
+            folds: pass.folds,
+            train: pass.train,
+            scores,
+            over_floor,
+        });
+    }
     entries.sort_by(|a, b| a.scores.mape.total_cmp(&b.scores.mape));
-    Ok(entries)
+    Ok((entries, rows))
+}
+
+/// Every split in `splits`, with the noise floor of the examples; `keep_predictions` keeps
+/// every prediction (millions of rows on a full dataset).
+pub fn evaluate(examples: &Examples, splits: &[Split], keep_predictions: bool) -> Result<Evaluation> {
+    let floor = noise_floor(examples);
+    let mut out = Evaluation {
+        examples: examples.len(),
+        noise_floor: floor.clone(),
+        entries: Vec::new(),
+        predictions: Vec::new(),
+    };
+    for &split in splits {
+        let (entries, rows) = leaderboard(examples, split, floor.as_ref())?;
+        out.entries.extend(entries);
+        if keep_predictions {
+            out.predictions.extend(rows);
+        }
+    }
+    Ok(out)
 }

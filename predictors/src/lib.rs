@@ -8,13 +8,15 @@
 //! - [`online`]: an online linear model of the slowdown on coarse features ([`rls`]), with
 //!   optional drift detection ([`drift`]).
 //! - [`metrics`]: the scores of a predictor on held-out examples.
-//! - [`split`]: the random 75/25 split, reproducible from a seed.
-//! - [`evaluate`]: the leaderboard of every predictor on a split.
+//! - [`split`]: the random 75/25 split and the workload-shift splits, reproducible from a seed.
+//! - [`noise`]: the noise floor, from scenarios measured more than once.
+//! - [`evaluate`]: the leaderboard of every predictor on every split.
 
 pub mod drift;
 pub mod error;
 pub mod evaluate;
 pub mod metrics;
+pub mod noise;
 pub mod online;
 pub mod predictor;
 pub mod query;

@@ -115,7 +115,7 @@ impl Online for OnlineCoarse {
 impl Fit for OnlineCoarseParams {
     type Fitted = OnlineCoarse;
     /// Learns the training examples in their order (the dataset's: by run, then by time).
-    fn fit(&self, train: &[Example]) -> Result<OnlineCoarse> {
+    fn fit(&self, train: &[&Example]) -> Result<OnlineCoarse> {
         if train.is_empty() {
             return Err(Error::data("training examples", "none"));
         }
@@ -207,6 +207,7 @@ mod tests {
             let start_ns = i64::from(i) * 1000;
             train.push(Example { run: "r".into(), position: 0, start_ns, tenant: 0, batch: i, query: q, measured_us });
         }
+        let train: Vec<&Example> = train.iter().collect();
         let model = OnlineCoarseParams { forgetting: 1.0, delta: 1e4, drift: None }.fit(&train).unwrap();
         for q in [
             query(PartitionKind::Streams, &[(900.0, 100.0)]),

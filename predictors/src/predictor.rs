@@ -19,5 +19,5 @@ pub trait Online: Predictor {
 /// A predictor's parameters, which fitting turns into a [`Predictor`].
 pub trait Fit {
     type Fitted: Predictor;
-    fn fit(&self, train: &[Example]) -> Result<Self::Fitted>;
+    fn fit(&self, train: &[&Example]) -> Result<Self::Fitted>;
 }

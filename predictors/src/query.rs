@@ -139,28 +139,83 @@ pub fn query_at(
     })
 }
 
+/// What a split needs to know of the run an example comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunFacts {
+    pub run: String,
+    pub scenario: String,
+    /// Repetition of the scenario, from 1.
+    pub rep: u32,
+    pub partition: PartitionKind,
+    /// The models of its tenants, sorted (a model twice is listed twice): the run's mix.
+    pub models: Vec<String>,
+    /// The load offered to its tenants together, each as a fraction of its solo capacity at
+    /// its share; none where a tenant runs a closed loop (it has no offered load).
+    pub offered_load: Option<f64>,
+}
+
+impl RunFacts {
+    pub fn co_located(&self) -> bool {
+        self.models.len() > 1
+    }
+
+    /// The mix as one label: `bert_base+resnet50`.
+    pub fn mix(&self) -> String {
+        self.models.join("+")
+    }
+}
+
+/// The examples of a dataset and the runs they come from (`Example::run` names one of `runs`).
+#[derive(Clone, Debug, Default)]
+pub struct Examples {
+    pub runs: Vec<RunFacts>,
+    pub items: Vec<Example>,
+}
+
+impl Examples {
+    /// The facts of the run `example` comes from.
+    pub fn run_of(&self, example: &Example) -> &RunFacts {
+        let i = self.runs.partition_point(|r| r.run.as_str() < example.run.as_str());
+        &self.runs[i]
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 /// One example per measured batch (start in the measured window) of every VALID run without
 /// aggressors (stressors are not tenants; their examples come with the predictors that model
 /// them). Each tenant has at most one batch in flight, so a batch's co-runners are among the
 /// latest batch each other tenant started before it.
-pub fn examples(ds: &Dataset) -> Result<Vec<Example>> {
-    let runs: Vec<RunRow> = ds.load()?;
+pub fn examples(ds: &Dataset) -> Result<Examples> {
+    let mut runs: Vec<RunRow> = ds.load()?;
     let tenants: Vec<TenantRow> = ds.load()?;
     let aggressors: Vec<AggressorRow> = ds.load_or_empty()?;
     let mut batches: Vec<BatchRow> = ds.load()?;
     let solo = SoloTimes::from_rows(&ds.load::<SoloModelRow>()?);
+    runs.sort_by(|a, b| a.run.cmp(&b.run));
     batches.sort_by(|a, b| (a.run.as_str(), a.start_ns).cmp(&(b.run.as_str(), b.start_ns)));
-    let mut out = Vec::new();
+    let mut out = Examples::default();
     for run in runs.iter().filter(|r| r.status == Status::Valid && !aggressors.iter().any(|a| a.run == r.run)) {
-        let mine: Vec<RunTenant> = tenants.iter().filter(|t| t.run == run.run).map(RunTenant::from).collect();
+        let of_run: Vec<&TenantRow> = tenants.iter().filter(|t| t.run == run.run).collect();
+        let mine: Vec<RunTenant> = of_run.iter().map(|t| RunTenant::from(*t)).collect();
+        let mut models: Vec<String> = of_run.iter().map(|t| t.model.clone()).collect();
+        models.sort();
+        let offered_load = of_run.iter().map(|t| t.load).sum::<Option<f64>>();
         let first = batches.partition_point(|b| b.run.as_str() < run.run.as_str());
         let last = batches.partition_point(|b| b.run.as_str() <= run.run.as_str());
         let mut latest: HashMap<u16, &BatchRow> = HashMap::new();
+        let before = out.items.len();
         for b in &batches[first..last] {
             if b.start_ns >= 0 {
                 let dispatch = Dispatch { tenant: b.tenant, bucket: u32::from(b.bucket), start_ns: b.start_ns };
                 let others: Vec<&BatchRow> = latest.values().copied().collect();
-                out.push(Example {
+                out.items.push(Example {
                     run: run.run.clone(),
                     position: run.position,
                     start_ns: b.start_ns,
@@ -172,8 +227,18 @@ pub fn examples(ds: &Dataset) -> Result<Vec<Example>> {
             }
             latest.insert(b.tenant, b);
         }
+        if out.items.len() > before {
+            out.runs.push(RunFacts {
+                run: run.run.clone(),
+                scenario: run.scenario.clone(),
+                rep: run.rep,
+                partition: run.partition,
+                models,
+                offered_load,
+            });
+        }
     }
-    if out.is_empty() {
+    if out.items.is_empty() {
         return Err(Error::data("dataset", "no VALID run without aggressors has batches"));
     }
     Ok(out)

@@ -13,9 +13,16 @@ pub struct SoloAtShareParams;
 #[derive(Clone, Copy, Debug)]
 pub struct SoloAtShare;
 
+impl SoloAtShareParams {
+    /// The predictor, which needs no training.
+    pub fn start(&self) -> SoloAtShare {
+        SoloAtShare
+    }
+}
+
 impl Fit for SoloAtShareParams {
     type Fitted = SoloAtShare;
-    fn fit(&self, train: &[Example]) -> Result<SoloAtShare> {
+    fn fit(&self, train: &[&Example]) -> Result<SoloAtShare> {
         if train.is_empty() {
             return Err(Error::data("training examples", "none"));
         }

@@ -1,29 +1,126 @@
-//! `coloc evaluate DATASET`: the predictors' leaderboard on a measured dataset.
+//! `coloc evaluate DATASET`: the predictors' leaderboard on a measured dataset, split by split.
 
+use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use coloc_dataset::Dataset;
-use coloc_predictors::evaluate::{Split, leaderboard};
+use coloc_predictors::evaluate::{Entry, Evaluation, evaluate};
 use coloc_predictors::query::examples;
+use coloc_predictors::split::Split;
+use coloc_workloads::scenario::PartitionKind;
 
 use super::write_json;
-use crate::cli::EvaluateArgs;
+use crate::cli::{EvaluateArgs, SplitArg};
 use crate::table::Table;
+
+fn split_of(arg: SplitArg, seed: u64) -> Split {
+    match arg {
+        SplitArg::Random => Split::Random { seed },
+        SplitArg::LeaveOneModelOut => Split::LeaveOneModelOut,
+        SplitArg::LeaveOneMixOut => Split::LeaveOneMixOut,
+        SplitArg::PairsToTriples => Split::PairsToTriples,
+        SplitArg::GreenToMps => Split::Mechanism { train: PartitionKind::Green, test: PartitionKind::Mps },
+        SplitArg::MpsToGreen => Split::Mechanism { train: PartitionKind::Mps, test: PartitionKind::Green },
+        SplitArg::LowToHighLoad => Split::LowToHighLoad,
+        SplitArg::Prequential => Split::Prequential,
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", 100.0 * v)
+}
+
+fn times(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("x{v:.2}"))
+}
+
+/// The leaderboard as CSV, one row per (split, predictor).
+fn leaderboard_csv(entries: &[Entry]) -> String {
+    let mut out = String::from(
+        "split,predictor,folds,train,test,mape,median_ape,p95_ape,p99_ape,under_share,under_mean,r2,mape_over_floor,p95_over_floor\n",
+    );
+    for e in entries {
+        let s = &e.scores;
+        let floor = |f: fn(&coloc_predictors::evaluate::OverFloor) -> f64| {
+            e.over_floor.as_ref().map_or(String::new(), |o| format!("{}", f(o)))
+        };
+        out.push_str(&format!(
+            "{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            e.split.key(),
+            e.predictor,
+            e.folds,
+            e.train,
+            s.n,
+            s.mape,
+            s.median_ape,
+            s.p95_ape,
+            s.p99_ape,
+            s.under_share,
+            s.under_mean,
+            s.r2,
+            floor(|o| o.mape),
+            floor(|o| o.p95_ape),
+        ));
+    }
+    out
+}
+
+fn write_out(dir: &Path, eval: &Evaluation) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_json(&dir.join("leaderboard.json"), eval)?;
+    let csv = dir.join("leaderboard.csv");
+    std::fs::write(&csv, leaderboard_csv(&eval.entries)).with_context(|| format!("writing {}", csv.display()))?;
+    coloc_dataset::store::save(dir, &eval.predictions)?;
+    Ok(())
+}
 
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     let ds = Dataset::open(&args.dataset)?;
     let ex = examples(&ds)?;
-    println!("{}: {} batches of VALID runs without aggressors", args.dataset.display(), ex.len());
-    let pct = |v: f64| format!("{:.1}%", 100.0 * v);
-    let mut all = Vec::new();
-    for split in [Split::Random { seed: args.seed }, Split::Prequential] {
-        let entries = leaderboard(&ex, split)?;
-        let mut t =
-            Table::new(&["<predictor", "train", "test", "MAPE", "median", "p95", "p99", "under", "under by", "R²"]);
-        for e in &entries {
+    let splits: Vec<Split> = if args.split.is_empty() {
+        Split::all(args.seed)
+    } else {
+        args.split.iter().map(|&s| split_of(s, args.seed)).collect()
+    };
+    let eval = evaluate(&ex, &splits, args.out.is_some())?;
+    println!("{}: {} batches of {} VALID runs without aggressors", args.dataset.display(), ex.len(), ex.runs.len());
+    match &eval.noise_floor {
+        Some(f) => println!(
+            "noise floor ({} co-located scenarios measured more than once, each repetition against the others' median): MAPE {}, p95 {}",
+            f.scenarios,
+            pct(f.scores.mape),
+            pct(f.scores.p95_ape)
+        ),
+        None => println!("noise floor: none (no co-located scenario was measured more than once)"),
+    }
+    for split in &splits {
+        let entries: Vec<&Entry> = eval.entries.iter().filter(|e| e.split == *split).collect();
+        println!("\nsplit: {}", split.label());
+        if entries.is_empty() {
+            println!("  nothing to split this way in this dataset");
+            continue;
+        }
+        let mut t = Table::new(&[
+            "<predictor",
+            "folds",
+            "train",
+            "test",
+            "MAPE",
+            "median",
+            "p95",
+            "p99",
+            "under",
+            "under by",
+            "R²",
+            "MAPE/floor",
+            "p95/floor",
+        ]);
+        for e in entries {
             let s = &e.scores;
             t.row(vec![
                 e.predictor.clone(),
+                e.folds.to_string(),
                 e.train.to_string(),
                 s.n.to_string(),
                 pct(s.mape),
@@ -33,17 +130,21 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
                 pct(s.under_share),
                 pct(s.under_mean),
                 format!("{:.3}", s.r2),
+                times(e.over_floor.as_ref().map(|o| o.mape)),
+                times(e.over_floor.as_ref().map(|o| o.p95_ape)),
             ]);
         }
-        println!("\nsplit: {}", split.label());
         println!("{}", t.render());
-        all.extend(entries);
     }
     println!(
-        "errors are |predicted - measured| / measured of each batch's GPU time; under: predictions below the measurement and their mean shortfall (what breaks an SLO)"
+        "errors are |predicted - measured| / measured of each batch's GPU time; folds pooled; under: predictions below the measurement and their mean shortfall (what breaks an SLO)"
     );
     if let Some(path) = &args.json {
-        write_json(path, &serde_json::json!({ "examples": ex.len(), "entries": all }))?;
+        write_json(path, &eval)?;
+    }
+    if let Some(dir) = &args.out {
+        write_out(dir, &eval)?;
+        println!("wrote leaderboard.json, leaderboard.csv and predictions.parquet to {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }
