@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 
+use crate::counters::Utilisations;
 use crate::error::{Error, Result};
+use crate::gpulet::{GpuletEwmaParams, GpuletParams};
 use crate::metrics::{Scores, score};
 use crate::noise::{NoiseFloor, noise_floor};
 use crate::online::OnlineCoarseParams;
@@ -79,6 +81,31 @@ fn over_folds<P: Fit>(params: &P, examples: &Examples, folds: &[Fold]) -> Result
     Ok(pass)
 }
 
+/// An online predictor fitted on each fold's training examples, then run over its test
+/// examples in measurement order, each predicted before it is learnt: deployed, an online
+/// predictor sees every batch it predicted measured.
+fn over_folds_online<P>(params: &P, examples: &Examples, folds: &[Fold]) -> Result<Pass>
+where
+    P: Fit,
+    P::Fitted: Online,
+{
+    let mut pass = Pass { predictor: String::new(), folds: folds.len(), train: 0, predicted: Vec::new() };
+    for fold in folds {
+        let train: Vec<&Example> = fold.train.iter().map(|&i| &examples.items[i]).collect();
+        let mut fitted = params.fit(&train)?;
+        pass.predictor = fitted.name().to_string();
+        pass.train += train.len();
+        let mut test = fold.test.clone();
+        test.sort_by_key(|&i| (examples.items[i].position, examples.items[i].start_ns));
+        for i in test {
+            let e = &examples.items[i];
+            pass.predicted.push((i, fold.held_out.clone(), fitted.predict(&e.query)));
+            fitted.update(&e.query, e.measured_us);
+        }
+    }
+    Ok(pass)
+}
+
 /// One predictor, from its starting state, over every example in measurement order: each
 /// predicted, then learnt.
 fn prequential<P: Online>(mut model: P, examples: &Examples) -> Pass {
@@ -94,9 +121,12 @@ fn prequential<P: Online>(mut model: P, examples: &Examples) -> Pass {
     Pass { predictor: model.name().to_string(), folds: 1, train: 0, predicted }
 }
 
-/// Every predictor built so far on `split`, as passes over its folds.
-fn passes(examples: &Examples, split: Split) -> Result<Vec<Pass>> {
+/// Every predictor built so far on `split`, as passes over its folds; gpulet's two where there
+/// are counters.
+fn passes(examples: &Examples, split: Split, counters: Option<&Utilisations>) -> Result<Vec<Pass>> {
     Ok(match split {
+        // gpulet's models are fitted before they predict: they have no place in a pass with no
+        // training set
         Split::Prequential => vec![
             prequential(SoloAtShareParams.start(), examples),
             prequential(OnlineCoarseParams::default().start()?, examples),
@@ -107,11 +137,17 @@ fn passes(examples: &Examples, split: Split) -> Result<Vec<Pass>> {
             if folds.is_empty() {
                 return Ok(Vec::new());
             }
-            vec![
+            let mut out = vec![
                 over_folds(&SoloAtShareParams, examples, &folds)?,
-                over_folds(&OnlineCoarseParams::default(), examples, &folds)?,
-                over_folds(&OnlineCoarseParams::with_drift_detection(), examples, &folds)?,
-            ]
+                over_folds_online(&OnlineCoarseParams::default(), examples, &folds)?,
+                over_folds_online(&OnlineCoarseParams::with_drift_detection(), examples, &folds)?,
+            ];
+            if let Some(u) = counters {
+                let gpulet = GpuletParams { utilisations: u.clone() };
+                out.push(over_folds(&gpulet, examples, &folds)?);
+                out.push(over_folds_online(&GpuletEwmaParams { gpulet, alpha: 0.05 }, examples, &folds)?);
+            }
+            out
         }
     })
 }
@@ -122,10 +158,11 @@ pub fn leaderboard(
     examples: &Examples,
     split: Split,
     floor: Option<&NoiseFloor>,
+    counters: Option<&Utilisations>,
 ) -> Result<(Vec<Entry>, Vec<PredictionRow>)> {
     let mut entries = Vec::new();
     let mut rows = Vec::new();
-    for pass in passes(examples, split)? {
+    for pass in passes(examples, split, counters)? {
         let pairs: Vec<(f64, f64)> =
             pass.predicted.iter().map(|&(i, _, p)| (p, examples.items[i].measured_us)).collect();
         let scores =
@@ -159,8 +196,17 @@ pub fn leaderboard(
 }
 
 /// Every split in `splits`, with the noise floor of the examples; `keep_predictions` keeps
-/// every prediction (millions of rows on a full dataset).
-pub fn evaluate(examples: &Examples, splits: &[Split], keep_predictions: bool) -> Result<Evaluation> {
+/// every prediction (millions of rows on a full dataset). With `counters`, gpulet's models run
+/// too, and every model of the examples must have counters.
+pub fn evaluate(
+    examples: &Examples,
+    splits: &[Split],
+    keep_predictions: bool,
+    counters: Option<&Utilisations>,
+) -> Result<Evaluation> {
+    if let Some(u) = counters {
+        GpuletParams { utilisations: u.clone() }.check(&examples.items)?;
+    }
     let floor = noise_floor(examples);
     let mut out = Evaluation {
         examples: examples.len(),
@@ -169,7 +215,7 @@ pub fn evaluate(examples: &Examples, splits: &[Split], keep_predictions: bool) -
         predictions: Vec::new(),
     };
     for &split in splits {
-        let (entries, rows) = leaderboard(examples, split, floor.as_ref())?;
+        let (entries, rows) = leaderboard(examples, split, floor.as_ref(), counters)?;
         out.entries.extend(entries);
         if keep_predictions {
             out.predictions.extend(rows);

@@ -12,9 +12,11 @@
 //! - [`noise`]: the noise floor, from scenarios measured more than once.
 //! - [`evaluate`]: the leaderboard of every predictor on every split.
 
+pub mod counters;
 pub mod drift;
 pub mod error;
 pub mod evaluate;
+pub mod gpulet;
 pub mod metrics;
 pub mod noise;
 pub mod online;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use coloc_dataset::Dataset;
+use coloc_predictors::counters::Utilisations;
 use coloc_predictors::evaluate::{Entry, Evaluation, evaluate};
 use coloc_predictors::query::examples;
 use coloc_predictors::split::Split;
@@ -83,7 +84,8 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.split.iter().map(|&s| split_of(s, args.seed)).collect()
     };
-    let eval = evaluate(&ex, &splits, args.out.is_some())?;
+    let counters = args.counters.as_deref().map(Utilisations::load).transpose()?;
+    let eval = evaluate(&ex, &splits, args.out.is_some(), counters.as_ref())?;
     println!("{}: {} batches of {} VALID runs without aggressors", args.dataset.display(), ex.len(), ex.runs.len());
     match &eval.noise_floor {
         Some(f) => println!(
