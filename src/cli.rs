@@ -40,6 +40,9 @@ pub enum Command {
     /// Fit the interference predictors on a measured dataset and score them on held-out
     /// batches: a leaderboard (no GPU needed).
     Evaluate(EvaluateArgs),
+    /// Fit one predictor on every batch of a dataset and save it as JSON, with the SHA-256 of
+    /// the dataset's manifest (no GPU needed).
+    Fit(FitArgs),
     /// Internal: one MPS client of a measured run (job on stdin).
     #[command(name = "__run-worker", hide = true)]
     RunWorker,
@@ -206,6 +209,31 @@ pub struct EvaluateArgs {
     /// down, as data/h200-counters): gpulet's models run too.
     #[arg(long)]
     pub counters: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct FitArgs {
+    /// A dataset written by `coloc measure`.
+    pub dataset: PathBuf,
+    /// Which predictor.
+    #[arg(long, value_enum)]
+    pub predictor: PredictorArg,
+    /// Where to save it (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Solo hardware counters, for gpulet's models (as for `evaluate`).
+    #[arg(long)]
+    pub counters: Option<PathBuf>,
+}
+
+/// A predictor `coloc fit` can fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PredictorArg {
+    SoloAtShare,
+    OnlineCoarse,
+    OnlineCoarseDrift,
+    Gpulet,
+    GpuletEwma,
 }
 
 /// A split of `coloc evaluate`.

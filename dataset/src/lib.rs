@@ -49,6 +49,11 @@ impl Dataset {
         Ok(Dataset { dir: dir.to_path_buf() })
     }
 
+    /// The directory it is in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn manifest(&self) -> Result<Manifest> {
         store::load_json(&self.dir.join(MANIFEST))
     }

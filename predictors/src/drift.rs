@@ -4,14 +4,14 @@
 
 /// Tuning of the test: shifts smaller than `delta` are tolerated; `threshold` trades detection
 /// delay against false alarms.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PageHinkleyParams {
     pub delta: f64,
     pub threshold: f64,
 }
 
 /// The two-sided test's state.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PageHinkley {
     params: PageHinkleyParams,
     n: u64,

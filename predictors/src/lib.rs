@@ -11,6 +11,9 @@
 //! - [`split`]: the random 75/25 split and the workload-shift splits, reproducible from a seed.
 //! - [`noise`]: the noise floor, from scenarios measured more than once.
 //! - [`evaluate`]: the leaderboard of every predictor on every split.
+//! - [`counters`], [`gpulet`]: gpulet's linear model on solo L2 and DRAM utilisations, static
+//!   and with an EWMA correction.
+//! - [`saved`]: fitted predictors as JSON, with the manifest hash of their training data.
 
 pub mod counters;
 pub mod drift;
@@ -23,6 +26,7 @@ pub mod online;
 pub mod predictor;
 pub mod query;
 pub mod rls;
+pub mod saved;
 pub mod solo;
 pub mod split;
 

@@ -76,7 +76,7 @@ impl OnlineCoarseParams {
 }
 
 /// The fitted model; [`Online::update`] goes on learning from observations.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OnlineCoarse {
     rls: Rls,
     drift: Option<PageHinkley>,

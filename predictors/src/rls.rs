@@ -7,7 +7,7 @@
 //! the trace of P exceeds its starting value (k * delta), P is scaled back to it.
 
 /// The state of a recursive least-squares fit of k weights.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rls {
     w: Vec<f64>,
     /// The inverse of the (discounted) information matrix, k x k, row-major.

@@ -10,7 +10,7 @@ use crate::query::{Example, Query};
 pub struct SoloAtShareParams;
 
 /// Predicts the solo GPU time at the batch's share.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SoloAtShare;
 
 impl SoloAtShareParams {

@@ -7,12 +7,13 @@ use anyhow::Context;
 use coloc_dataset::Dataset;
 use coloc_predictors::counters::Utilisations;
 use coloc_predictors::evaluate::{Entry, Evaluation, evaluate};
-use coloc_predictors::query::examples;
+use coloc_predictors::query::{Example, examples};
+use coloc_predictors::saved::{Kind, SavedPredictor, fit as fit_kind};
 use coloc_predictors::split::Split;
 use coloc_workloads::scenario::PartitionKind;
 
 use super::write_json;
-use crate::cli::{EvaluateArgs, SplitArg};
+use crate::cli::{EvaluateArgs, FitArgs, PredictorArg, SplitArg};
 use crate::table::Table;
 
 fn split_of(arg: SplitArg, seed: u64) -> Split {
@@ -148,5 +149,31 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         write_out(dir, &eval)?;
         println!("wrote leaderboard.json, leaderboard.csv and predictions.parquet to {}", dir.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `coloc fit`: one predictor fitted on every example of a dataset, saved as JSON.
+pub fn fit(args: &FitArgs) -> anyhow::Result<ExitCode> {
+    let ds = Dataset::open(&args.dataset)?;
+    let ex = examples(&ds)?;
+    let counters = args.counters.as_deref().map(Utilisations::load).transpose()?;
+    let kind = match args.predictor {
+        PredictorArg::SoloAtShare => Kind::SoloAtShare,
+        PredictorArg::OnlineCoarse => Kind::OnlineCoarse,
+        PredictorArg::OnlineCoarseDrift => Kind::OnlineCoarseDrift,
+        PredictorArg::Gpulet => Kind::Gpulet,
+        PredictorArg::GpuletEwma => Kind::GpuletEwma,
+    };
+    let train: Vec<&Example> = ex.items.iter().collect();
+    let saved = SavedPredictor::new(fit_kind(kind, &train, counters.as_ref())?, &ds, train.len())?;
+    saved.save(&args.out)?;
+    println!(
+        "{} fitted on {} batches of {} (manifest sha256 {}), saved to {}",
+        saved.name,
+        saved.examples,
+        args.dataset.display(),
+        &saved.manifest_sha256[..12],
+        args.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Suite(SuiteCommand::Expand(a)) => suite::expand(&a),
         Command::Measure(a) => measure::run(&a),
         Command::Evaluate(a) => evaluate::run(&a),
+        Command::Fit(a) => evaluate::fit(&a),
         Command::Dataset(DatasetCommand::Overlap(a)) => dataset::overlap(&a),
         Command::Dataset(DatasetCommand::Check(a)) => dataset::check(&a),
         Command::Dataset(DatasetCommand::Timing(a)) => dataset::timing(&a),

@@ -1,0 +1,186 @@
+//! Fitted predictors saved as JSON, with the SHA-256 of the manifest of the dataset they were
+//! trained on, and loaded back to predict exactly as before.
+
+use std::path::{Path, PathBuf};
+
+use coloc_dataset::Dataset;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::counters::Utilisations;
+use crate::error::{Error, Result};
+use crate::gpulet::{Gpulet, GpuletEwma, GpuletEwmaParams, GpuletParams};
+use crate::online::{OnlineCoarse, OnlineCoarseParams};
+use crate::predictor::{Fit, Online, Predictor};
+use crate::query::{Example, Query};
+use crate::solo::{SoloAtShare, SoloAtShareParams};
+
+/// The version of the file format; a file of another version is refused.
+pub const FORMAT: u32 = 1;
+
+/// Any fitted predictor, by kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "state", rename_all = "snake_case")]
+pub enum Fitted {
+    SoloAtShare(SoloAtShare),
+    OnlineCoarse(OnlineCoarse),
+    Gpulet(Gpulet),
+    GpuletEwma(GpuletEwma),
+}
+
+/// Which predictor to fit, with its default parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    SoloAtShare,
+    OnlineCoarse,
+    OnlineCoarseDrift,
+    Gpulet,
+    GpuletEwma,
+}
+
+/// Fits `kind` on `train`; gpulet's two need `counters`.
+pub fn fit(kind: Kind, train: &[&Example], counters: Option<&Utilisations>) -> Result<Fitted> {
+    let gpulet = || {
+        counters
+            .map(|u| GpuletParams { utilisations: u.clone() })
+            .ok_or_else(|| Error::data("gpulet", "needs solo hardware counters (--counters)"))
+    };
+    Ok(match kind {
+        Kind::SoloAtShare => Fitted::SoloAtShare(SoloAtShareParams.fit(train)?),
+        Kind::OnlineCoarse => Fitted::OnlineCoarse(OnlineCoarseParams::default().fit(train)?),
+        Kind::OnlineCoarseDrift => Fitted::OnlineCoarse(OnlineCoarseParams::with_drift_detection().fit(train)?),
+        Kind::Gpulet => Fitted::Gpulet(gpulet()?.fit(train)?),
+        Kind::GpuletEwma => Fitted::GpuletEwma(GpuletEwmaParams { gpulet: gpulet()?, alpha: 0.05 }.fit(train)?),
+    })
+}
+
+impl Fitted {
+    fn inner(&self) -> &dyn Predictor {
+        match self {
+            Fitted::SoloAtShare(p) => p,
+            Fitted::OnlineCoarse(p) => p,
+            Fitted::Gpulet(p) => p,
+            Fitted::GpuletEwma(p) => p,
+        }
+    }
+}
+
+impl Predictor for Fitted {
+    fn name(&self) -> &'static str {
+        self.inner().name()
+    }
+    fn predict(&self, query: &Query) -> f64 {
+        self.inner().predict(query)
+    }
+}
+
+impl Online for Fitted {
+    /// Static predictors ignore observations.
+    fn update(&mut self, query: &Query, measured_us: f64) {
+        match self {
+            Fitted::SoloAtShare(_) | Fitted::Gpulet(_) => {}
+            Fitted::OnlineCoarse(p) => p.update(query, measured_us),
+            Fitted::GpuletEwma(p) => p.update(query, measured_us),
+        }
+    }
+}
+
+/// A fitted predictor and what it was trained on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedPredictor {
+    pub format: u32,
+    /// The predictor's name on the leaderboard.
+    pub name: String,
+    /// The dataset directory it was trained on, as given, and the SHA-256 of its manifest.
+    pub dataset: PathBuf,
+    pub manifest_sha256: String,
+    /// Training examples.
+    pub examples: usize,
+    pub fitted: Fitted,
+}
+
+/// The SHA-256 of a dataset's manifest, in hex.
+pub fn manifest_sha256(ds: &Dataset) -> Result<String> {
+    let path = ds.dir().join(coloc_dataset::MANIFEST);
+    let bytes = std::fs::read(&path).map_err(|e| coloc_dataset::error::Error::io(&path, e))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl SavedPredictor {
+    pub fn new(fitted: Fitted, ds: &Dataset, examples: usize) -> Result<SavedPredictor> {
+        Ok(SavedPredictor {
+            format: FORMAT,
+            name: fitted.name().to_string(),
+            dataset: ds.dir().to_path_buf(),
+            manifest_sha256: manifest_sha256(ds)?,
+            examples,
+            fitted,
+        })
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        Ok(coloc_dataset::store::save_json(path, self)?)
+    }
+
+    /// Loads a saved predictor; a file of another format is refused, naming it.
+    pub fn load(path: &Path) -> Result<SavedPredictor> {
+        let saved: SavedPredictor = coloc_dataset::store::load_json(path)?;
+        if saved.format != FORMAT {
+            return Err(Error::data(
+                path.display().to_string(),
+                format!("format {} where this coloc reads format {FORMAT}: fit the predictor again", saved.format),
+            ));
+        }
+        Ok(saved)
+    }
+
+    /// Whether `ds` is the dataset it was trained on (its manifest unchanged).
+    pub fn trained_on(&self, ds: &Dataset) -> Result<bool> {
+        Ok(manifest_sha256(ds)? == self.manifest_sha256)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn dataset() -> Dataset {
+        Dataset::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/h200")).unwrap()
+    }
+
+    #[test]
+    fn a_saved_predictor_loads_back_and_predicts_exactly_as_before() {
+        let ds = dataset();
+        let ex = crate::query::examples(&ds).unwrap();
+        let train: Vec<&Example> = ex.items.iter().step_by(3).collect();
+        let fitted = fit(Kind::OnlineCoarseDrift, &train, None).unwrap();
+        let saved = SavedPredictor::new(fitted, &ds, train.len()).unwrap();
+        let path = std::env::temp_dir().join(format!("coloc-saved-{}.json", std::process::id()));
+        saved.save(&path).unwrap();
+        let back = SavedPredictor::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(back, saved);
+        assert!(back.trained_on(&ds).unwrap());
+        assert_eq!(back.manifest_sha256.len(), 64);
+        for e in ex.items.iter().skip(1).step_by(97) {
+            assert_eq!(back.fitted.predict(&e.query).to_bits(), saved.fitted.predict(&e.query).to_bits());
+        }
+        assert!(fit(Kind::Gpulet, &train, None).unwrap_err().to_string().contains("--counters"));
+    }
+
+    #[test]
+    fn a_file_of_another_format_is_refused_naming_it() {
+        let ds = dataset();
+        let ex = crate::query::examples(&ds).unwrap();
+        let train: Vec<&Example> = ex.items.iter().take(10).collect();
+        let mut saved = SavedPredictor::new(fit(Kind::SoloAtShare, &train, None).unwrap(), &ds, 10).unwrap();
+        saved.format = FORMAT + 1;
+        let path = std::env::temp_dir().join(format!("coloc-saved-format-{}.json", std::process::id()));
+        saved.save(&path).unwrap();
+        let err = SavedPredictor::load(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.contains("coloc-saved-format") && err.contains("fit the predictor again"), "{err}");
+    }
+}
