@@ -205,8 +205,8 @@ pub struct EvaluateArgs {
     /// Write leaderboard.json, leaderboard.csv and every prediction (predictions.parquet) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Solo hardware counters (a dataset measured with --ncu, or a directory of them one level
-    /// down, as data/h200-counters): gpulet's models run too.
+    /// Solo hardware counters: a dataset measured with --ncu (as data/h200-counters); gpulet's
+    /// models run too.
     #[arg(long)]
     pub counters: Option<PathBuf>,
 }

@@ -79,26 +79,14 @@ impl Utilisations {
         Ok(out)
     }
 
-    /// The counters of every dataset under `dir` (the directory itself, or its subdirectories
-    /// one level down, as `data/h200-counters/b1`, `b8`), measured with `--ncu`.
+    /// The counters of a dataset measured with `--ncu` (as `data/h200-counters`).
     pub fn load(dir: &Path) -> Result<Utilisations> {
-        let mut dirs = vec![dir.to_path_buf()];
-        if !dir.join(coloc_dataset::MANIFEST).exists() {
-            let entries = std::fs::read_dir(dir).map_err(|e| coloc_dataset::error::Error::io(dir, e))?;
-            dirs = entries.flatten().map(|e| e.path()).filter(|p| p.join(coloc_dataset::MANIFEST).exists()).collect();
-            dirs.sort();
+        let ds = Dataset::open(dir)?;
+        let rows: Vec<SoloCounterRow> = ds.load_or_empty()?;
+        if rows.is_empty() {
+            return Err(Error::data(dir.display().to_string(), "no solo counters: measure it with --ncu"));
         }
-        let mut rows = Vec::new();
-        let mut sm_count = None;
-        for d in &dirs {
-            let ds = Dataset::open(d)?;
-            sm_count.get_or_insert(ds.manifest()?.device.sm_count);
-            rows.extend(ds.load::<SoloCounterRow>()?);
-        }
-        let sm_count = sm_count.ok_or_else(|| {
-            Error::data(dir.display().to_string(), "no dataset measured with --ncu here or one level down")
-        })?;
-        Utilisations::from_rows(&rows, sm_count)
+        Utilisations::from_rows(&rows, ds.manifest()?.device.sm_count)
     }
 
     /// The fraction of the device's SMs a share runs on.

@@ -2,6 +2,9 @@
 //! test examples (the folds' predictions pooled), or run test-then-train in measurement order;
 //! errors also as multiples of the noise floor.
 
+use std::collections::BTreeSet;
+
+use coloc_workloads::scenario::PartitionKind;
 use serde::Serialize;
 
 use crate::counters::Utilisations;
@@ -49,11 +52,18 @@ pub struct Entry {
     pub over_floor: Option<OverFloor>,
 }
 
-/// Every split's leaderboard, with the noise floor and (if asked) every prediction.
+/// A split's noise floor: of the repeated scenarios under the mechanisms it tests.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SplitFloor {
+    pub split: Split,
+    pub floor: Option<NoiseFloor>,
+}
+
+/// Every split's leaderboard, with its noise floor and (if asked) every prediction.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Evaluation {
     pub examples: usize,
-    pub noise_floor: Option<NoiseFloor>,
+    pub floors: Vec<SplitFloor>,
     pub entries: Vec<Entry>,
     #[serde(skip)]
     pub predictions: Vec<PredictionRow>,
@@ -152,23 +162,30 @@ fn passes(examples: &Examples, split: Split, counters: Option<&Utilisations>) ->
     })
 }
 
-/// The leaderboard of `split`, best MAPE first, and the predictions behind it; empty where the
-/// examples hold nothing to split that way (no triples, no second load).
+/// The leaderboard of `split`, best MAPE first, the predictions behind it and the noise floor
+/// it is held to; empty where the examples hold nothing to split that way (no triples, no
+/// second load).
 pub fn leaderboard(
     examples: &Examples,
     split: Split,
-    floor: Option<&NoiseFloor>,
     counters: Option<&Utilisations>,
-) -> Result<(Vec<Entry>, Vec<PredictionRow>)> {
+) -> Result<(Vec<Entry>, Vec<PredictionRow>, Option<NoiseFloor>)> {
     let mut entries = Vec::new();
     let mut rows = Vec::new();
-    for pass in passes(examples, split, counters)? {
+    let passes = passes(examples, split, counters)?;
+    let tested: BTreeSet<PartitionKind> = passes
+        .first()
+        .map(|p| p.predicted.iter().map(|&(i, _, _)| examples.items[i].query.target.partition).collect())
+        .unwrap_or_default();
+    let floor = noise_floor(examples, &tested);
+    for pass in passes {
         let pairs: Vec<(f64, f64)> =
             pass.predicted.iter().map(|&(i, _, p)| (p, examples.items[i].measured_us)).collect();
         let scores =
             score(&pairs).ok_or_else(|| Error::data(split.label(), "no test example with a positive measured time"))?;
-        let over_floor =
-            floor.map(|f| OverFloor { mape: scores.mape / f.scores.mape, p95_ape: scores.p95_ape / f.scores.p95_ape });
+        let over_floor = floor
+            .as_ref()
+            .map(|f| OverFloor { mape: scores.mape / f.scores.mape, p95_ape: scores.p95_ape / f.scores.p95_ape });
         rows.extend(pass.predicted.into_iter().map(|(i, fold, predicted_us)| {
             let e = &examples.items[i];
             PredictionRow {
@@ -192,10 +209,10 @@ pub fn leaderboard(
         });
     }
     entries.sort_by(|a, b| a.scores.mape.total_cmp(&b.scores.mape));
-    Ok((entries, rows))
+    Ok((entries, rows, floor))
 }
 
-/// Every split in `splits`, with the noise floor of the examples; `keep_predictions` keeps
+/// Every split in `splits`, with its noise floor; `keep_predictions` keeps
 /// every prediction (millions of rows on a full dataset). With `counters`, gpulet's models run
 /// too, and every model of the examples must have counters.
 pub fn evaluate(
@@ -207,15 +224,11 @@ pub fn evaluate(
     if let Some(u) = counters {
         GpuletParams { utilisations: u.clone() }.check(&examples.items)?;
     }
-    let floor = noise_floor(examples);
-    let mut out = Evaluation {
-        examples: examples.len(),
-        noise_floor: floor.clone(),
-        entries: Vec::new(),
-        predictions: Vec::new(),
-    };
+    let mut out =
+        Evaluation { examples: examples.len(), floors: Vec::new(), entries: Vec::new(), predictions: Vec::new() };
     for &split in splits {
-        let (entries, rows) = leaderboard(examples, split, floor.as_ref(), counters)?;
+        let (entries, rows, floor) = leaderboard(examples, split, counters)?;
+        out.floors.push(SplitFloor { split, floor });
         out.entries.extend(entries);
         if keep_predictions {
             out.predictions.extend(rows);

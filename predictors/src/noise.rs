@@ -7,7 +7,9 @@
 //! cannot remove; a predictor that models the co-runners' progress can go below it. Every
 //! predictor's error is also given as a multiple of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use coloc_workloads::scenario::PartitionKind;
 
 use serde::Serialize;
 
@@ -19,24 +21,28 @@ use crate::query::Examples;
 pub struct NoiseFloor {
     /// Co-located scenarios measured more than once.
     pub scenarios: usize,
+    /// The mechanisms they ran under.
+    pub mechanisms: Vec<PartitionKind>,
     pub scores: Scores,
 }
 
-/// The noise floor from the co-located scenarios of `examples` with two or more repetitions;
-/// none if there are none.
-pub fn noise_floor(examples: &Examples) -> Option<NoiseFloor> {
+/// The noise floor from the co-located scenarios of `examples` with two or more repetitions,
+/// under one of `mechanisms` (the floor differs by an order of magnitude between streams and
+/// green contexts, so a split is held to the floor of the mechanisms it tests); none if there
+/// are none.
+pub fn noise_floor(examples: &Examples, mechanisms: &BTreeSet<PartitionKind>) -> Option<NoiseFloor> {
     // (scenario, tenant, bucket, co-runners) -> rep -> measured times
     type Key<'a> = (&'a str, u16, u32, usize);
     let mut times: BTreeMap<Key, BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
     for e in &examples.items {
         let run = examples.run_of(e);
-        if run.co_located() {
+        if run.co_located() && mechanisms.contains(&run.partition) {
             let key = (run.scenario.as_str(), e.tenant, e.query.target.bucket, e.query.co_runners.len());
             times.entry(key).or_default().entry(run.rep).or_default().push(e.measured_us);
         }
     }
     let mut pairs = Vec::new();
-    let mut scenarios = std::collections::BTreeSet::new();
+    let mut scenarios = BTreeSet::new();
     for ((scenario, _, _, _), reps) in &times {
         if reps.len() < 2 {
             continue;
@@ -49,12 +55,18 @@ pub fn noise_floor(examples: &Examples) -> Option<NoiseFloor> {
             pairs.extend(mine.iter().map(|&m| (median, m)));
         }
     }
-    score(&pairs).map(|scores| NoiseFloor { scenarios: scenarios.len(), scores })
+    let mechanisms: BTreeSet<PartitionKind> =
+        examples.runs.iter().filter(|r| scenarios.contains(r.scenario.as_str())).map(|r| r.partition).collect();
+    score(&pairs).map(|scores| NoiseFloor {
+        scenarios: scenarios.len(),
+        mechanisms: mechanisms.into_iter().collect(),
+        scores,
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use coloc_workloads::scenario::{PartitionKind, SoloShare};
+    use coloc_workloads::scenario::SoloShare;
 
     use super::*;
     use crate::query::{Example, Query, RunFacts, Target};
@@ -101,8 +113,12 @@ mod tests {
         run(&mut ex, "b2", "solo", 2, &["a"], &[70.0]);
         run(&mut ex, "c1", "other", 1, &["a", "c"], &[10.0]);
         ex.items.sort_by(|a, b| a.run.cmp(&b.run));
-        let floor = noise_floor(&ex).unwrap();
+        let all: BTreeSet<PartitionKind> = PartitionKind::ALL.into_iter().collect();
+        let floor = noise_floor(&ex, &all).unwrap();
         assert_eq!((floor.scenarios, floor.scores.n), (1, 4));
+        assert_eq!(floor.mechanisms, [PartitionKind::Green]);
+        // held to other mechanisms, the pair is not part of the floor
+        assert!(noise_floor(&ex, &[PartitionKind::Mps].into_iter().collect()).is_none());
         // rep 1 predicted 110 (10% over), rep 2 predicted 100 (1/11 under)
         let expected = (0.1 + 1.0 / 11.0) / 2.0;
         assert!((floor.scores.mape - expected).abs() < 1e-12, "{}", floor.scores.mape);
@@ -113,6 +129,6 @@ mod tests {
     fn without_repeated_co_located_scenarios_there_is_no_floor() {
         let mut ex = Examples::default();
         run(&mut ex, "c1", "other", 1, &["a", "c"], &[10.0]);
-        assert!(noise_floor(&ex).is_none());
+        assert!(noise_floor(&ex, &PartitionKind::ALL.into_iter().collect()).is_none());
     }
 }

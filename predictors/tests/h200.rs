@@ -40,8 +40,11 @@ fn the_evaluation_is_the_same_bit_for_bit_with_the_same_seed() {
     assert_eq!(a, b);
     assert!(!a.predictions.is_empty());
     // the dataset's repeated pairs give a noise floor, and every split has its entries
-    let floor = a.noise_floor.as_ref().unwrap();
+    let floor = a.floors[0].floor.as_ref().unwrap();
     assert!(floor.scenarios >= 3 && floor.scores.mape > 0.0, "{floor:?}");
+    // green -> mps is held to the floor of the repeated MPS pair alone
+    let mps = a.floors.iter().find(|f| f.split.key() == "green-to-mps").unwrap().floor.as_ref().unwrap();
+    assert_eq!((mps.scenarios, mps.mechanisms.as_slice()), (1, [PartitionKind::Mps].as_slice()));
     for split in &splits {
         assert!(a.entries.iter().any(|e| e.split == *split), "{split:?}");
     }
@@ -51,7 +54,7 @@ fn the_evaluation_is_the_same_bit_for_bit_with_the_same_seed() {
 fn on_a_random_split_learning_what_runs_beside_a_batch_beats_assuming_nothing_does() {
     let ds = Dataset::open(&dir()).unwrap();
     let ex = examples(&ds).unwrap();
-    let (a, rows) = leaderboard(&ex, Split::Random { seed: 3 }, None, None).unwrap();
+    let (a, rows, _) = leaderboard(&ex, Split::Random { seed: 3 }, None).unwrap();
     let solo = a.iter().find(|e| e.predictor == "solo at share").unwrap();
     // interference slows batches down: predicting none under-predicts most of them
     assert!(solo.scores.under_share > 0.5, "{:?}", solo.scores);
@@ -66,7 +69,7 @@ fn on_a_random_split_learning_what_runs_beside_a_batch_beats_assuming_nothing_do
 fn leaving_a_model_out_tests_each_co_located_model_on_runs_training_never_saw() {
     let ds = Dataset::open(&dir()).unwrap();
     let ex = examples(&ds).unwrap();
-    let (a, rows) = leaderboard(&ex, Split::LeaveOneModelOut, None, None).unwrap();
+    let (a, rows, _) = leaderboard(&ex, Split::LeaveOneModelOut, None).unwrap();
     assert!(a.iter().all(|e| e.folds == 6), "{a:?}");
     // every prediction of a fold is of a run holding the fold's model
     for r in &rows {
@@ -79,7 +82,7 @@ fn leaving_a_model_out_tests_each_co_located_model_on_runs_training_never_saw() 
 fn in_measurement_order_the_online_model_learns_as_it_goes_and_beats_the_floor() {
     let ds = Dataset::open(&dir()).unwrap();
     let ex = examples(&ds).unwrap();
-    let (a, _) = leaderboard(&ex, Split::Prequential, None, None).unwrap();
+    let (a, _, _) = leaderboard(&ex, Split::Prequential, None).unwrap();
     let get = |name: &str| a.iter().find(|e| e.predictor == name).unwrap().scores.clone();
     let (solo, online) = (get("solo at share"), get("online RLS, coarse"));
     // every example is tested once, none trained on beforehand

@@ -88,18 +88,22 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     let counters = args.counters.as_deref().map(Utilisations::load).transpose()?;
     let eval = evaluate(&ex, &splits, args.out.is_some(), counters.as_ref())?;
     println!("{}: {} batches of {} VALID runs without aggressors", args.dataset.display(), ex.len(), ex.runs.len());
-    match &eval.noise_floor {
-        Some(f) => println!(
-            "noise floor ({} co-located scenarios measured more than once, each repetition against the others' median): MAPE {}, p95 {}",
-            f.scenarios,
-            pct(f.scores.mape),
-            pct(f.scores.p95_ape)
-        ),
-        None => println!("noise floor: none (no co-located scenario was measured more than once)"),
-    }
     for split in &splits {
         let entries: Vec<&Entry> = eval.entries.iter().filter(|e| e.split == *split).collect();
         println!("\nsplit: {}", split.label());
+        match eval.floors.iter().find(|f| f.split == *split).and_then(|f| f.floor.as_ref()) {
+            Some(f) => println!(
+                "noise floor ({} scenarios under {} measured more than once, each repetition against the others' median): MAPE {}, p95 {}",
+                f.scenarios,
+                f.mechanisms.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "),
+                pct(f.scores.mape),
+                pct(f.scores.p95_ape)
+            ),
+            None if !entries.is_empty() => {
+                println!("noise floor: none (no scenario it tests was measured more than once)")
+            }
+            None => {}
+        }
         if entries.is_empty() {
             println!("  nothing to split this way in this dataset");
             continue;
