@@ -234,6 +234,7 @@ pub enum PredictorArg {
     OnlineCoarseDrift,
     Gpulet,
     GpuletEwma,
+    Igniter,
 }
 
 /// A split of `coloc evaluate`.

@@ -89,6 +89,19 @@ impl Utilisations {
         Utilisations::from_rows(&rows, ds.manifest()?.device.sm_count)
     }
 
+    /// Every model of `examples`, target or co-runner, has counters (or the error names the
+    /// first that has none).
+    pub fn cover(&self, examples: &[crate::query::Example]) -> Result<()> {
+        for e in examples {
+            let q = &e.query;
+            self.get(&q.target.model, q.target.bucket, q.target.share)?;
+            for c in &q.co_runners {
+                self.get(&c.model, c.bucket, c.share)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The fraction of the device's SMs a share runs on.
     pub fn fraction(&self, share: SoloShare) -> f64 {
         match share {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::counters::Utilisations;
 use crate::error::{Error, Result};
 use crate::gpulet::{GpuletEwmaParams, GpuletParams};
+use crate::igniter::IgniterParams;
 use crate::metrics::{Scores, score};
 use crate::noise::{NoiseFloor, noise_floor};
 use crate::online::OnlineCoarseParams;
@@ -131,8 +132,8 @@ fn prequential<P: Online>(mut model: P, examples: &Examples) -> Pass {
     Pass { predictor: model.name().to_string(), folds: 1, train: 0, predicted }
 }
 
-/// Every predictor built so far on `split`, as passes over its folds; gpulet's two where there
-/// are counters.
+/// Every predictor built so far on `split`, as passes over its folds; gpulet's two and
+/// iGniter's where there are counters.
 fn passes(examples: &Examples, split: Split, counters: Option<&Utilisations>) -> Result<Vec<Pass>> {
     Ok(match split {
         // gpulet's models are fitted before they predict: they have no place in a pass with no
@@ -155,6 +156,7 @@ fn passes(examples: &Examples, split: Split, counters: Option<&Utilisations>) ->
             if let Some(u) = counters {
                 let gpulet = GpuletParams { utilisations: u.clone() };
                 out.push(over_folds(&gpulet, examples, &folds)?);
+                out.push(over_folds(&IgniterParams { utilisations: u.clone() }, examples, &folds)?);
                 out.push(over_folds_online(&GpuletEwmaParams { gpulet, alpha: 0.05 }, examples, &folds)?);
             }
             out
@@ -222,7 +224,7 @@ pub fn evaluate(
     counters: Option<&Utilisations>,
 ) -> Result<Evaluation> {
     if let Some(u) = counters {
-        GpuletParams { utilisations: u.clone() }.check(&examples.items)?;
+        u.cover(&examples.items)?;
     }
     let mut out =
         Evaluation { examples: examples.len(), floors: Vec::new(), entries: Vec::new(), predictions: Vec::new() };

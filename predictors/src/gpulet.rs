@@ -58,20 +58,6 @@ fn dot(w: &[f64; FEATURES], x: &[f64; FEATURES]) -> f64 {
     w.iter().zip(x).map(|(a, b)| a * b).sum()
 }
 
-impl GpuletParams {
-    /// Every model of `examples`, target or co-runner, has counters.
-    pub fn check(&self, examples: &[Example]) -> Result<()> {
-        for e in examples {
-            let q = &e.query;
-            self.utilisations.get(&q.target.model, q.target.bucket, q.target.share)?;
-            for c in &q.co_runners {
-                self.utilisations.get(&c.model, c.bucket, c.share)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 impl Fit for GpuletParams {
     type Fitted = Gpulet;
     /// Least squares on the training examples with exactly one co-runner (gpulet's pairs).
@@ -109,7 +95,7 @@ impl Fit for GpuletParams {
 
 impl Gpulet {
     /// The predicted slowdown; a batch without co-runners runs as alone. (A model without
-    /// counters would count as no co-runner: [`GpuletParams::check`] refuses such examples
+    /// counters would count as no co-runner: [`Utilisations::cover`] refuses such examples
     /// before anything is scored.)
     fn slowdown(&self, q: &Query) -> f64 {
         let w = self.by_mechanism.get(&q.target.partition).unwrap_or(&self.pooled);

@@ -11,8 +11,8 @@
 //! - [`split`]: the random 75/25 split and the workload-shift splits, reproducible from a seed.
 //! - [`noise`]: the noise floor, from scenarios measured more than once.
 //! - [`evaluate`]: the leaderboard of every predictor on every split.
-//! - [`counters`], [`gpulet`]: gpulet's linear model on solo L2 and DRAM utilisations, static
-//!   and with an EWMA correction.
+//! - [`counters`], [`gpulet`], [`igniter`]: gpulet's linear model on solo L2 and DRAM
+//!   utilisations, static and with an EWMA correction; iGniter's analytic model.
 //! - [`saved`]: fitted predictors as JSON, with the manifest hash of their training data.
 
 pub mod counters;
@@ -20,6 +20,7 @@ pub mod drift;
 pub mod error;
 pub mod evaluate;
 pub mod gpulet;
+pub mod igniter;
 pub mod metrics;
 pub mod noise;
 pub mod online;

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::counters::Utilisations;
 use crate::error::{Error, Result};
 use crate::gpulet::{Gpulet, GpuletEwma, GpuletEwmaParams, GpuletParams};
+use crate::igniter::{Igniter, IgniterParams};
 use crate::online::{OnlineCoarse, OnlineCoarseParams};
 use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Query};
@@ -26,6 +27,7 @@ pub enum Fitted {
     OnlineCoarse(OnlineCoarse),
     Gpulet(Gpulet),
     GpuletEwma(GpuletEwma),
+    Igniter(Igniter),
 }
 
 /// Which predictor to fit, with its default parameters.
@@ -36,21 +38,22 @@ pub enum Kind {
     OnlineCoarseDrift,
     Gpulet,
     GpuletEwma,
+    Igniter,
 }
 
 /// Fits `kind` on `train`; gpulet's two need `counters`.
 pub fn fit(kind: Kind, train: &[&Example], counters: Option<&Utilisations>) -> Result<Fitted> {
-    let gpulet = || {
-        counters
-            .map(|u| GpuletParams { utilisations: u.clone() })
-            .ok_or_else(|| Error::data("gpulet", "needs solo hardware counters (--counters)"))
+    let counters = || {
+        counters.cloned().ok_or_else(|| Error::data(format!("{kind:?}"), "needs solo hardware counters (--counters)"))
     };
+    let gpulet = || counters().map(|utilisations| GpuletParams { utilisations });
     Ok(match kind {
         Kind::SoloAtShare => Fitted::SoloAtShare(SoloAtShareParams.fit(train)?),
         Kind::OnlineCoarse => Fitted::OnlineCoarse(OnlineCoarseParams::default().fit(train)?),
         Kind::OnlineCoarseDrift => Fitted::OnlineCoarse(OnlineCoarseParams::with_drift_detection().fit(train)?),
         Kind::Gpulet => Fitted::Gpulet(gpulet()?.fit(train)?),
         Kind::GpuletEwma => Fitted::GpuletEwma(GpuletEwmaParams { gpulet: gpulet()?, alpha: 0.05 }.fit(train)?),
+        Kind::Igniter => Fitted::Igniter(IgniterParams { utilisations: counters()? }.fit(train)?),
     })
 }
 
@@ -61,6 +64,7 @@ impl Fitted {
             Fitted::OnlineCoarse(p) => p,
             Fitted::Gpulet(p) => p,
             Fitted::GpuletEwma(p) => p,
+            Fitted::Igniter(p) => p,
         }
     }
 }
@@ -78,7 +82,7 @@ impl Online for Fitted {
     /// Static predictors ignore observations.
     fn update(&mut self, query: &Query, measured_us: f64) {
         match self {
-            Fitted::SoloAtShare(_) | Fitted::Gpulet(_) => {}
+            Fitted::SoloAtShare(_) | Fitted::Gpulet(_) | Fitted::Igniter(_) => {}
             Fitted::OnlineCoarse(p) => p.update(query, measured_us),
             Fitted::GpuletEwma(p) => p.update(query, measured_us),
         }

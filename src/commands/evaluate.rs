@@ -167,6 +167,7 @@ pub fn fit(args: &FitArgs) -> anyhow::Result<ExitCode> {
         PredictorArg::OnlineCoarseDrift => Kind::OnlineCoarseDrift,
         PredictorArg::Gpulet => Kind::Gpulet,
         PredictorArg::GpuletEwma => Kind::GpuletEwma,
+        PredictorArg::Igniter => Kind::Igniter,
     };
     let train: Vec<&Example> = ex.items.iter().collect();
     let saved = SavedPredictor::new(fit_kind(kind, &train, counters.as_ref())?, &ds, train.len())?;
