@@ -206,9 +206,12 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Solo hardware counters: a dataset measured with --ncu (as data/h200-counters); gpulet's
-    /// models run too.
+    /// and iGniter's models run too.
     #[arg(long)]
     pub counters: Option<PathBuf>,
+    /// Leave out the Abacus-style MLP (the slowest to train).
+    #[arg(long)]
+    pub no_mlp: bool,
 }
 
 #[derive(Args, Debug)]
@@ -235,6 +238,7 @@ pub enum PredictorArg {
     Gpulet,
     GpuletEwma,
     Igniter,
+    Abacus,
 }
 
 /// A split of `coloc evaluate`.

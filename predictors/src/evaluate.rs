@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use coloc_workloads::scenario::PartitionKind;
 use serde::Serialize;
 
+use crate::abacus::AbacusParams;
 use crate::counters::Utilisations;
 use crate::error::{Error, Result};
 use crate::gpulet::{GpuletEwmaParams, GpuletParams};
@@ -132,9 +133,17 @@ fn prequential<P: Online>(mut model: P, examples: &Examples) -> Pass {
     Pass { predictor: model.name().to_string(), folds: 1, train: 0, predicted }
 }
 
-/// Every predictor built so far on `split`, as passes over its folds; gpulet's two and
-/// iGniter's where there are counters.
-fn passes(examples: &Examples, split: Split, counters: Option<&Utilisations>) -> Result<Vec<Pass>> {
+/// Which predictors a leaderboard holds beyond the floor and the online RLS models.
+#[derive(Clone, Debug, Default)]
+pub struct Roster {
+    /// Solo counters: gpulet's two models and iGniter's run.
+    pub counters: Option<Utilisations>,
+    /// The Abacus-style MLP runs, trained so (minutes on a full dataset).
+    pub abacus: Option<AbacusParams>,
+}
+
+/// Every predictor of `roster` on `split`, as passes over its folds.
+fn passes(examples: &Examples, split: Split, roster: &Roster) -> Result<Vec<Pass>> {
     Ok(match split {
         // gpulet's models are fitted before they predict: they have no place in a pass with no
         // training set
@@ -153,7 +162,10 @@ fn passes(examples: &Examples, split: Split, counters: Option<&Utilisations>) ->
                 over_folds_online(&OnlineCoarseParams::default(), examples, &folds)?,
                 over_folds_online(&OnlineCoarseParams::with_drift_detection(), examples, &folds)?,
             ];
-            if let Some(u) = counters {
+            if let Some(params) = &roster.abacus {
+                out.push(over_folds(params, examples, &folds)?);
+            }
+            if let Some(u) = &roster.counters {
                 let gpulet = GpuletParams { utilisations: u.clone() };
                 out.push(over_folds(&gpulet, examples, &folds)?);
                 out.push(over_folds(&IgniterParams { utilisations: u.clone() }, examples, &folds)?);
@@ -170,11 +182,11 @@ fn passes(examples: &Examples, split: Split, counters: Option<&Utilisations>) ->
 pub fn leaderboard(
     examples: &Examples,
     split: Split,
-    counters: Option<&Utilisations>,
+    roster: &Roster,
 ) -> Result<(Vec<Entry>, Vec<PredictionRow>, Option<NoiseFloor>)> {
     let mut entries = Vec::new();
     let mut rows = Vec::new();
-    let passes = passes(examples, split, counters)?;
+    let passes = passes(examples, split, roster)?;
     let tested: BTreeSet<PartitionKind> = passes
         .first()
         .map(|p| p.predicted.iter().map(|&(i, _, _)| examples.items[i].query.target.partition).collect())
@@ -215,21 +227,16 @@ pub fn leaderboard(
 }
 
 /// Every split in `splits`, with its noise floor; `keep_predictions` keeps
-/// every prediction (millions of rows on a full dataset). With `counters`, gpulet's models run
-/// too, and every model of the examples must have counters.
-pub fn evaluate(
-    examples: &Examples,
-    splits: &[Split],
-    keep_predictions: bool,
-    counters: Option<&Utilisations>,
-) -> Result<Evaluation> {
-    if let Some(u) = counters {
+/// every prediction (millions of rows on a full dataset). With counters in the roster, every
+/// model of the examples must have them.
+pub fn evaluate(examples: &Examples, splits: &[Split], keep_predictions: bool, roster: &Roster) -> Result<Evaluation> {
+    if let Some(u) = &roster.counters {
         u.cover(&examples.items)?;
     }
     let mut out =
         Evaluation { examples: examples.len(), floors: Vec::new(), entries: Vec::new(), predictions: Vec::new() };
     for &split in splits {
-        let (entries, rows, floor) = leaderboard(examples, split, counters)?;
+        let (entries, rows, floor) = leaderboard(examples, split, roster)?;
         out.floors.push(SplitFloor { split, floor });
         out.entries.extend(entries);
         if keep_predictions {

@@ -13,8 +13,10 @@
 //! - [`evaluate`]: the leaderboard of every predictor on every split.
 //! - [`counters`], [`gpulet`], [`igniter`]: gpulet's linear model on solo L2 and DRAM
 //!   utilisations, static and with an EWMA correction; iGniter's analytic model.
+//! - [`abacus`], [`mlp`]: an Abacus-style MLP over which parts of the co-located graphs overlap.
 //! - [`saved`]: fitted predictors as JSON, with the manifest hash of their training data.
 
+pub mod abacus;
 pub mod counters;
 pub mod drift;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod evaluate;
 pub mod gpulet;
 pub mod igniter;
 pub mod metrics;
+pub mod mlp;
 pub mod noise;
 pub mod online;
 pub mod predictor;

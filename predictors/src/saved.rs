@@ -7,6 +7,7 @@ use coloc_dataset::Dataset;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::abacus::{Abacus, AbacusParams};
 use crate::counters::Utilisations;
 use crate::error::{Error, Result};
 use crate::gpulet::{Gpulet, GpuletEwma, GpuletEwmaParams, GpuletParams};
@@ -28,6 +29,7 @@ pub enum Fitted {
     Gpulet(Gpulet),
     GpuletEwma(GpuletEwma),
     Igniter(Igniter),
+    Abacus(Abacus),
 }
 
 /// Which predictor to fit, with its default parameters.
@@ -39,6 +41,7 @@ pub enum Kind {
     Gpulet,
     GpuletEwma,
     Igniter,
+    Abacus,
 }
 
 /// Fits `kind` on `train`; gpulet's two need `counters`.
@@ -54,6 +57,7 @@ pub fn fit(kind: Kind, train: &[&Example], counters: Option<&Utilisations>) -> R
         Kind::Gpulet => Fitted::Gpulet(gpulet()?.fit(train)?),
         Kind::GpuletEwma => Fitted::GpuletEwma(GpuletEwmaParams { gpulet: gpulet()?, alpha: 0.05 }.fit(train)?),
         Kind::Igniter => Fitted::Igniter(IgniterParams { utilisations: counters()? }.fit(train)?),
+        Kind::Abacus => Fitted::Abacus(AbacusParams::default().fit(train)?),
     })
 }
 
@@ -65,6 +69,7 @@ impl Fitted {
             Fitted::Gpulet(p) => p,
             Fitted::GpuletEwma(p) => p,
             Fitted::Igniter(p) => p,
+            Fitted::Abacus(p) => p,
         }
     }
 }
@@ -82,7 +87,7 @@ impl Online for Fitted {
     /// Static predictors ignore observations.
     fn update(&mut self, query: &Query, measured_us: f64) {
         match self {
-            Fitted::SoloAtShare(_) | Fitted::Gpulet(_) | Fitted::Igniter(_) => {}
+            Fitted::SoloAtShare(_) | Fitted::Gpulet(_) | Fitted::Igniter(_) | Fitted::Abacus(_) => {}
             Fitted::OnlineCoarse(p) => p.update(query, measured_us),
             Fitted::GpuletEwma(p) => p.update(query, measured_us),
         }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use coloc_dataset::Dataset;
-use coloc_predictors::evaluate::{evaluate, leaderboard};
+use coloc_predictors::evaluate::{Roster, evaluate, leaderboard};
 use coloc_predictors::query::examples;
 use coloc_predictors::split::Split;
 use coloc_workloads::scenario::PartitionKind;
@@ -35,8 +35,8 @@ fn the_evaluation_is_the_same_bit_for_bit_with_the_same_seed() {
     let ds = Dataset::open(&dir()).unwrap();
     let ex = examples(&ds).unwrap();
     let splits = Split::all(3);
-    let a = evaluate(&ex, &splits, true, None).unwrap();
-    let b = evaluate(&ex, &splits, true, None).unwrap();
+    let a = evaluate(&ex, &splits, true, &Roster::default()).unwrap();
+    let b = evaluate(&ex, &splits, true, &Roster::default()).unwrap();
     assert_eq!(a, b);
     assert!(!a.predictions.is_empty());
     // the dataset's repeated pairs give a noise floor, and every split has its entries
@@ -54,7 +54,7 @@ fn the_evaluation_is_the_same_bit_for_bit_with_the_same_seed() {
 fn on_a_random_split_learning_what_runs_beside_a_batch_beats_assuming_nothing_does() {
     let ds = Dataset::open(&dir()).unwrap();
     let ex = examples(&ds).unwrap();
-    let (a, rows, _) = leaderboard(&ex, Split::Random { seed: 3 }, None).unwrap();
+    let (a, rows, _) = leaderboard(&ex, Split::Random { seed: 3 }, &Roster::default()).unwrap();
     let solo = a.iter().find(|e| e.predictor == "solo at share").unwrap();
     // interference slows batches down: predicting none under-predicts most of them
     assert!(solo.scores.under_share > 0.5, "{:?}", solo.scores);
@@ -69,7 +69,7 @@ fn on_a_random_split_learning_what_runs_beside_a_batch_beats_assuming_nothing_do
 fn leaving_a_model_out_tests_each_co_located_model_on_runs_training_never_saw() {
     let ds = Dataset::open(&dir()).unwrap();
     let ex = examples(&ds).unwrap();
-    let (a, rows, _) = leaderboard(&ex, Split::LeaveOneModelOut, None).unwrap();
+    let (a, rows, _) = leaderboard(&ex, Split::LeaveOneModelOut, &Roster::default()).unwrap();
     assert!(a.iter().all(|e| e.folds == 6), "{a:?}");
     // every prediction of a fold is of a run holding the fold's model
     for r in &rows {
@@ -82,7 +82,7 @@ fn leaving_a_model_out_tests_each_co_located_model_on_runs_training_never_saw() 
 fn in_measurement_order_the_online_model_learns_as_it_goes_and_beats_the_floor() {
     let ds = Dataset::open(&dir()).unwrap();
     let ex = examples(&ds).unwrap();
-    let (a, _, _) = leaderboard(&ex, Split::Prequential, None).unwrap();
+    let (a, _, _) = leaderboard(&ex, Split::Prequential, &Roster::default()).unwrap();
     let get = |name: &str| a.iter().find(|e| e.predictor == name).unwrap().scores.clone();
     let (solo, online) = (get("solo at share"), get("online RLS, coarse"));
     // every example is tested once, none trained on beforehand

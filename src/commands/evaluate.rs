@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use coloc_dataset::Dataset;
+use coloc_predictors::abacus::AbacusParams;
 use coloc_predictors::counters::Utilisations;
-use coloc_predictors::evaluate::{Entry, Evaluation, evaluate};
+use coloc_predictors::evaluate::{Entry, Evaluation, Roster, evaluate};
 use coloc_predictors::query::{Example, examples};
 use coloc_predictors::saved::{Kind, SavedPredictor, fit as fit_kind};
 use coloc_predictors::split::Split;
@@ -85,8 +86,11 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.split.iter().map(|&s| split_of(s, args.seed)).collect()
     };
-    let counters = args.counters.as_deref().map(Utilisations::load).transpose()?;
-    let eval = evaluate(&ex, &splits, args.out.is_some(), counters.as_ref())?;
+    let roster = Roster {
+        counters: args.counters.as_deref().map(Utilisations::load).transpose()?,
+        abacus: (!args.no_mlp).then(AbacusParams::default),
+    };
+    let eval = evaluate(&ex, &splits, args.out.is_some(), &roster)?;
     println!("{}: {} batches of {} VALID runs without aggressors", args.dataset.display(), ex.len(), ex.runs.len());
     for split in &splits {
         let entries: Vec<&Entry> = eval.entries.iter().filter(|e| e.split == *split).collect();
@@ -168,6 +172,7 @@ pub fn fit(args: &FitArgs) -> anyhow::Result<ExitCode> {
         PredictorArg::Gpulet => Kind::Gpulet,
         PredictorArg::GpuletEwma => Kind::GpuletEwma,
         PredictorArg::Igniter => Kind::Igniter,
+        PredictorArg::Abacus => Kind::Abacus,
     };
     let train: Vec<&Example> = ex.items.iter().collect();
     let saved = SavedPredictor::new(fit_kind(kind, &train, counters.as_ref())?, &ds, train.len())?;

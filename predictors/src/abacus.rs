@@ -1,0 +1,171 @@
+//! An Abacus-style overlap model (Cui et al., "Enable Simultaneous DNN Services Based on
+//! Deterministic Operator Overlap and Precise Latency Prediction", SC 2021). Abacus predicts the
+//! latency of a group of co-located operators with an MLP (three hidden layers of 32) whose input
+//! says which models overlap, which of their operators the overlap spans, and at what batch
+//! size. Here the group is the target batch, and each co-runner's overlapping operators are the
+//! span of its graph, as fractions of its solo time, that the target's solo time covers from the
+//! co-runner's progress at dispatch: `[elapsed / solo, min(1, (elapsed + target solo) / solo)]`.
+//!
+//! Input per batch: the target's model (one-hot over the training models, a last slot for a model
+//! it never saw), batch size (log2), solo time (log), mechanism (one-hot); for the two co-runners
+//! with the most remaining work: present, model (one-hot), batch size (log2), solo time relative
+//! to the target's (log), and the span; then the number of further co-runners. Output: the
+//! slowdown over solo. Trained on every training batch.
+
+use coloc_workloads::scenario::PartitionKind;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::mlp::{Mlp, MlpParams};
+use crate::predictor::{Fit, Predictor};
+use crate::query::{CoRunner, Example, Query};
+
+/// Co-runner slots in the input.
+const SLOTS: usize = 2;
+
+/// Parameters of [`Abacus`]: the network's training.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AbacusParams {
+    pub mlp: MlpParams,
+}
+
+/// The fitted model: the models it knows and the network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Abacus {
+    models: Vec<String>,
+    mlp: Mlp,
+}
+
+fn one_hot(models: &[String], model: &str, out: &mut Vec<f64>) {
+    let at = models.iter().position(|m| m == model).unwrap_or(models.len());
+    out.extend((0..=models.len()).map(|i| if i == at { 1.0 } else { 0.0 }));
+}
+
+/// The input row of a query.
+fn features(models: &[String], q: &Query) -> Vec<f64> {
+    let mut x = Vec::with_capacity(64);
+    one_hot(models, &q.target.model, &mut x);
+    x.push(f64::from(q.target.bucket).log2());
+    x.push(q.solo_us.max(1e-3).ln());
+    x.extend(PartitionKind::ALL.iter().map(|p| if *p == q.target.partition { 1.0 } else { 0.0 }));
+    let remaining = |c: &CoRunner| (c.solo_us - c.elapsed_us).max(0.0);
+    let mut co: Vec<&CoRunner> = q.co_runners.iter().collect();
+    co.sort_by(|a, b| remaining(b).total_cmp(&remaining(a)).then_with(|| a.model.cmp(&b.model)));
+    for slot in 0..SLOTS {
+        match co.get(slot) {
+            Some(c) => {
+                let solo = c.solo_us.max(1e-3);
+                x.push(1.0);
+                one_hot(models, &c.model, &mut x);
+                x.push(f64::from(c.bucket).log2());
+                x.push((solo / q.solo_us.max(1e-3)).ln());
+                x.push((c.elapsed_us / solo).min(1.0));
+                x.push(((c.elapsed_us + q.solo_us) / solo).min(1.0));
+            }
+            None => x.extend(std::iter::repeat_n(0.0, 1 + models.len() + 1 + 4)),
+        }
+    }
+    x.push(co.len().saturating_sub(SLOTS) as f64);
+    x
+}
+
+impl Fit for AbacusParams {
+    type Fitted = Abacus;
+    fn fit(&self, train: &[&Example]) -> Result<Abacus> {
+        if train.is_empty() {
+            return Err(Error::data("training examples", "none"));
+        }
+        let mut models: Vec<String> = train
+            .iter()
+            .flat_map(|e| std::iter::once(&e.query.target.model).chain(e.query.co_runners.iter().map(|c| &c.model)))
+            .cloned()
+            .collect();
+        models.sort();
+        models.dedup();
+        let x: Vec<Vec<f64>> = train.iter().map(|e| features(&models, &e.query)).collect();
+        let y: Vec<f64> = train.iter().map(|e| e.measured_us / e.query.solo_us).collect();
+        Ok(Abacus { mlp: Mlp::fit(&self.mlp, &x, &y)?, models })
+    }
+}
+
+impl Predictor for Abacus {
+    fn name(&self) -> &'static str {
+        "Abacus-style MLP (operator overlap)"
+    }
+    fn predict(&self, query: &Query) -> f64 {
+        query.solo_us * self.mlp.predict(&features(&self.models, query)).max(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coloc_workloads::scenario::SoloShare;
+
+    use super::*;
+    use crate::query::Target;
+
+    fn query(co: &[(&str, f64, f64)]) -> Query {
+        Query {
+            target: Target { model: "a".into(), bucket: 8, share: SoloShare::Device, partition: PartitionKind::Green },
+            solo_us: 1000.0,
+            co_runners: co
+                .iter()
+                .map(|&(m, solo_us, elapsed_us)| CoRunner {
+                    model: m.into(),
+                    bucket: 8,
+                    share: SoloShare::Device,
+                    solo_us,
+                    elapsed_us,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn it_learns_that_only_the_overlapping_part_of_a_co_runner_slows_the_target() {
+        // truth: b slows a by 60% of the overlap of their spans; c by 20%
+        let truth = |q: &Query| {
+            let extra: f64 = q
+                .co_runners
+                .iter()
+                .map(|c| {
+                    let overlap = (c.solo_us - c.elapsed_us).clamp(0.0, q.solo_us) / q.solo_us;
+                    overlap * if c.model == "b" { 0.6 } else { 0.2 }
+                })
+                .sum();
+            q.solo_us * (1.0 + extra)
+        };
+        let mut ex = Vec::new();
+        for i in 0..3000u32 {
+            let elapsed = f64::from(i % 50) * 40.0;
+            let co: Vec<(&str, f64, f64)> = match i % 4 {
+                0 => vec![],
+                1 => vec![("b", 2000.0, elapsed)],
+                2 => vec![("c", 1500.0, elapsed)],
+                _ => vec![("b", 2000.0, elapsed), ("c", 1500.0, f64::from(i % 30) * 50.0)],
+            };
+            let q = query(&co);
+            let measured_us = truth(&q);
+            ex.push(Example {
+                run: "r".into(),
+                position: 0,
+                start_ns: i.into(),
+                tenant: 0,
+                batch: i,
+                query: q,
+                measured_us,
+            });
+        }
+        let refs: Vec<&Example> = ex.iter().collect();
+        let params =
+            AbacusParams { mlp: MlpParams { epochs: 40, batch: 32, learning_rate: 3e-3, ..MlpParams::default() } };
+        let model = params.fit(&refs).unwrap();
+        let mape = ex.iter().map(|e| (model.predict(&e.query) - e.measured_us).abs() / e.measured_us).sum::<f64>()
+            / ex.len() as f64;
+        assert!(mape < 0.01, "MAPE {mape}");
+        // a b about to finish barely slows a; one just started slows it by 60%
+        let late = model.predict(&query(&[("b", 2000.0, 1990.0)]));
+        let early = model.predict(&query(&[("b", 2000.0, 0.0)]));
+        assert!(late < 1030.0 && (early - 1600.0).abs() < 30.0, "{late} {early}");
+    }
+}

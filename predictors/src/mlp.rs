@@ -1,0 +1,274 @@
+//! A small multi-layer perceptron for regression: ReLU hidden layers, one linear output,
+//! inputs standardised with the training set's mean and spread, squared error, Adam on
+//! mini-batches. Deterministic: the weights start from a seeded generator and the batches are
+//! shuffled from the same seed, so a fit is the same bit for bit on every machine.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Training settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MlpParams {
+    pub hidden: [usize; 3],
+    pub epochs: usize,
+    pub batch: usize,
+    pub learning_rate: f64,
+    pub seed: u64,
+}
+
+impl Default for MlpParams {
+    /// Three hidden layers of 32 (Abacus's predictor), Adam at 1e-3, 256 to a batch.
+    fn default() -> Self {
+        MlpParams { hidden: [32, 32, 32], epochs: 8, batch: 256, learning_rate: 1e-3, seed: 2021 }
+    }
+}
+
+/// One dense layer: `out = W in + b`, W row-major (outputs x inputs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Layer {
+    inputs: usize,
+    outputs: usize,
+    w: Vec<f64>,
+    b: Vec<f64>,
+}
+
+/// A fitted network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mlp {
+    mean: Vec<f64>,
+    scale: Vec<f64>,
+    layers: Vec<Layer>,
+}
+
+/// SplitMix64 as a generator of uniform numbers in [0, 1).
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl Mlp {
+    /// The output for one input row.
+    pub fn predict(&self, x: &[f64]) -> f64 {
+        let mut a: Vec<f64> = x.iter().zip(&self.mean).zip(&self.scale).map(|((v, m), s)| (v - m) / s).collect();
+        for (i, layer) in self.layers.iter().enumerate() {
+            a = layer.forward(&a, i + 1 < self.layers.len());
+        }
+        a[0]
+    }
+
+    /// Fits `y` from rows `x` (every row as long as the first).
+    pub fn fit(params: &MlpParams, x: &[Vec<f64>], y: &[f64]) -> Result<Mlp> {
+        let n = x.len();
+        if n == 0 || n != y.len() || y.iter().any(|v| !v.is_finite()) {
+            return Err(Error::data("MLP", format!("{n} rows against {} targets, all finite", y.len())));
+        }
+        let k = x[0].len();
+        if x.iter().any(|r| r.len() != k || r.iter().any(|v| !v.is_finite())) {
+            return Err(Error::data("MLP", format!("every input row must hold {k} finite values")));
+        }
+        if params.epochs == 0 || params.batch == 0 || params.learning_rate.is_nan() || params.learning_rate <= 0.0 {
+            return Err(Error::data("MLP", "epochs, batch and learning rate must be positive"));
+        }
+        let mean: Vec<f64> = (0..k).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();
+        let scale: Vec<f64> = (0..k)
+            .map(|j| {
+                let var = x.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n as f64;
+                if var > 1e-24 { var.sqrt() } else { 1.0 }
+            })
+            .collect();
+        let xs: Vec<Vec<f64>> =
+            x.iter().map(|r| r.iter().zip(&mean).zip(&scale).map(|((v, m), s)| (v - m) / s).collect()).collect();
+        let mut draw = Draw(params.seed);
+        let mut sizes = vec![k];
+        sizes.extend(params.hidden);
+        sizes.push(1);
+        // He initialisation for ReLU layers
+        let mut layers: Vec<Layer> = sizes
+            .windows(2)
+            .map(|w| {
+                let bound = (6.0 / w[0] as f64).sqrt();
+                let weights = (0..w[0] * w[1]).map(|_| (2.0 * draw.next() - 1.0) * bound).collect();
+                Layer { inputs: w[0], outputs: w[1], w: weights, b: vec![0.0; w[1]] }
+            })
+            .collect();
+        let mut adam = Adam::new(&layers, params.learning_rate);
+        let mut order: Vec<usize> = (0..n).collect();
+        for _ in 0..params.epochs {
+            for i in (1..n).rev() {
+                let j = (draw.next() * (i + 1) as f64) as usize;
+                order.swap(i, j.min(i));
+            }
+            for chunk in order.chunks(params.batch) {
+                let mut grads: Vec<Layer> = layers
+                    .iter()
+                    .map(|l| Layer {
+                        inputs: l.inputs,
+                        outputs: l.outputs,
+                        w: vec![0.0; l.w.len()],
+                        b: vec![0.0; l.b.len()],
+                    })
+                    .collect();
+                for &i in chunk {
+                    backprop(&layers, &xs[i], y[i], &mut grads);
+                }
+                let inv = 1.0 / chunk.len() as f64;
+                adam.step(&mut layers, &grads, inv);
+            }
+        }
+        Ok(Mlp { mean, scale, layers })
+    }
+}
+
+impl Layer {
+    fn forward(&self, a: &[f64], relu: bool) -> Vec<f64> {
+        (0..self.outputs)
+            .map(|o| {
+                let row = &self.w[o * self.inputs..(o + 1) * self.inputs];
+                let z = self.b[o] + row.iter().zip(a).map(|(w, v)| w * v).sum::<f64>();
+                if relu { z.max(0.0) } else { z }
+            })
+            .collect()
+    }
+}
+
+/// Adds the gradient of `0.5 (f(x) - y)^2` to `grads`.
+fn backprop(layers: &[Layer], x: &[f64], y: f64, grads: &mut [Layer]) {
+    let mut acts = vec![x.to_vec()];
+    for (i, l) in layers.iter().enumerate() {
+        let next = l.forward(acts.last().expect("the input"), i + 1 < layers.len());
+        acts.push(next);
+    }
+    let mut delta = vec![acts.last().expect("the output")[0] - y];
+    for i in (0..layers.len()).rev() {
+        let (l, g, input) = (&layers[i], &mut grads[i], &acts[i]);
+        for o in 0..l.outputs {
+            g.b[o] += delta[o];
+            let row = &mut g.w[o * l.inputs..(o + 1) * l.inputs];
+            for (gw, v) in row.iter_mut().zip(input) {
+                *gw += delta[o] * v;
+            }
+        }
+        if i > 0 {
+            // through W, then the ReLU of the layer below (its activation is positive where it passed)
+            delta = (0..l.inputs)
+                .map(|j| {
+                    let back: f64 = (0..l.outputs).map(|o| l.w[o * l.inputs + j] * delta[o]).sum();
+                    if input[j] > 0.0 { back } else { 0.0 }
+                })
+                .collect();
+        }
+    }
+}
+
+/// Adam's moments for every weight and bias.
+struct Adam {
+    lr: f64,
+    t: i32,
+    m: Vec<Layer>,
+    v: Vec<Layer>,
+}
+
+impl Adam {
+    fn new(layers: &[Layer], lr: f64) -> Adam {
+        let zero = |l: &Layer| Layer {
+            inputs: l.inputs,
+            outputs: l.outputs,
+            w: vec![0.0; l.w.len()],
+            b: vec![0.0; l.b.len()],
+        };
+        Adam { lr, t: 0, m: layers.iter().map(zero).collect(), v: layers.iter().map(zero).collect() }
+    }
+
+    fn step(&mut self, layers: &mut [Layer], grads: &[Layer], scale: f64) {
+        const B1: f64 = 0.9;
+        const B2: f64 = 0.999;
+        self.t += 1;
+        let (c1, c2) = (1.0 - B1.powi(self.t), 1.0 - B2.powi(self.t));
+        let lr = self.lr;
+        let update = |p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64]| {
+            for i in 0..p.len() {
+                let gi = g[i] * scale;
+                m[i] = B1 * m[i] + (1.0 - B1) * gi;
+                v[i] = B2 * v[i] + (1.0 - B2) * gi * gi;
+                p[i] -= lr * (m[i] / c1) / ((v[i] / c2).sqrt() + 1e-8);
+            }
+        };
+        for (((l, g), m), v) in layers.iter_mut().zip(grads).zip(&mut self.m).zip(&mut self.v) {
+            update(&mut l.w, &g.w, &mut m.w, &mut v.w);
+            update(&mut l.b, &g.b, &mut m.b, &mut v.b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_learns_a_smooth_nonlinear_function_and_fits_the_same_twice() {
+        // y = x0 * x1 + sin(x2), on a grid
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        let mut d = Draw(5);
+        for _ in 0..4000 {
+            let r = [d.next() * 2.0 - 1.0, d.next() * 2.0 - 1.0, d.next() * 3.0];
+            y.push(r[0] * r[1] + r[2].sin());
+            x.push(r.to_vec());
+        }
+        let params = MlpParams { epochs: 60, batch: 32, learning_rate: 3e-3, ..MlpParams::default() };
+        let net = Mlp::fit(&params, &x, &y).unwrap();
+        let mse = x.iter().zip(&y).map(|(r, t)| (net.predict(r) - t).powi(2)).sum::<f64>() / x.len() as f64;
+        let var = {
+            let m = y.iter().sum::<f64>() / y.len() as f64;
+            y.iter().map(|t| (t - m).powi(2)).sum::<f64>() / y.len() as f64
+        };
+        assert!(mse < 0.02 * var, "mse {mse} against variance {var}");
+        assert_eq!(Mlp::fit(&params, &x, &y).unwrap(), net);
+    }
+
+    #[test]
+    fn the_gradient_is_the_derivative_of_the_loss() {
+        let layers = vec![
+            Layer { inputs: 2, outputs: 3, w: vec![0.3, -0.2, 0.5, 0.1, -0.4, 0.7], b: vec![0.1, 0.2, -0.1] },
+            Layer { inputs: 3, outputs: 1, w: vec![0.6, -0.5, 0.4], b: vec![0.05] },
+        ];
+        let (x, y) = ([0.7, -1.2], 0.4);
+        let loss = |ls: &[Layer]| {
+            let h = ls[0].forward(&x, true);
+            0.5 * (ls[1].forward(&h, false)[0] - y).powi(2)
+        };
+        let mut grads: Vec<Layer> =
+            layers.iter().map(|l| Layer { w: vec![0.0; l.w.len()], b: vec![0.0; l.b.len()], ..l.clone() }).collect();
+        backprop(&layers, &x, y, &mut grads);
+        for li in 0..2 {
+            for wi in 0..layers[li].w.len() {
+                let mut up = layers.clone();
+                up[li].w[wi] += 1e-6;
+                let mut down = layers.clone();
+                down[li].w[wi] -= 1e-6;
+                let numeric = (loss(&up) - loss(&down)) / 2e-6;
+                assert!(
+                    (numeric - grads[li].w[wi]).abs() < 1e-6,
+                    "layer {li} weight {wi}: {numeric} vs {}",
+                    grads[li].w[wi]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_training_data_is_refused() {
+        let p = MlpParams::default();
+        assert!(Mlp::fit(&p, &[], &[]).is_err());
+        assert!(Mlp::fit(&p, &[vec![1.0], vec![1.0, 2.0]], &[1.0, 2.0]).is_err());
+        assert!(Mlp::fit(&p, &[vec![f64::NAN]], &[1.0]).is_err());
+    }
+}
