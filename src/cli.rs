@@ -209,9 +209,9 @@ pub struct EvaluateArgs {
     /// and iGniter's models run too.
     #[arg(long)]
     pub counters: Option<PathBuf>,
-    /// Leave out the Abacus-style MLP (the slowest to train).
+    /// Leave out the Abacus-style MLP and the gradient-boosted trees (the slowest to train).
     #[arg(long)]
-    pub no_mlp: bool,
+    pub quick: bool,
 }
 
 #[derive(Args, Debug)]
@@ -239,6 +239,7 @@ pub enum PredictorArg {
     GpuletEwma,
     Igniter,
     Abacus,
+    Gbt,
 }
 
 /// A split of `coloc evaluate`.

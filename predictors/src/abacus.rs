@@ -36,13 +36,13 @@ pub struct Abacus {
     mlp: Mlp,
 }
 
-fn one_hot(models: &[String], model: &str, out: &mut Vec<f64>) {
+pub(crate) fn one_hot(models: &[String], model: &str, out: &mut Vec<f64>) {
     let at = models.iter().position(|m| m == model).unwrap_or(models.len());
     out.extend((0..=models.len()).map(|i| if i == at { 1.0 } else { 0.0 }));
 }
 
 /// The input row of a query.
-fn features(models: &[String], q: &Query) -> Vec<f64> {
+pub(crate) fn features(models: &[String], q: &Query) -> Vec<f64> {
     let mut x = Vec::with_capacity(64);
     one_hot(models, &q.target.model, &mut x);
     x.push(f64::from(q.target.bucket).log2());
@@ -69,19 +69,25 @@ fn features(models: &[String], q: &Query) -> Vec<f64> {
     x
 }
 
+/// The models of the training examples, targets and co-runners, sorted.
+pub(crate) fn vocabulary(train: &[&Example]) -> Vec<String> {
+    let mut models: Vec<String> = train
+        .iter()
+        .flat_map(|e| std::iter::once(&e.query.target.model).chain(e.query.co_runners.iter().map(|c| &c.model)))
+        .cloned()
+        .collect();
+    models.sort();
+    models.dedup();
+    models
+}
+
 impl Fit for AbacusParams {
     type Fitted = Abacus;
     fn fit(&self, train: &[&Example]) -> Result<Abacus> {
         if train.is_empty() {
             return Err(Error::data("training examples", "none"));
         }
-        let mut models: Vec<String> = train
-            .iter()
-            .flat_map(|e| std::iter::once(&e.query.target.model).chain(e.query.co_runners.iter().map(|c| &c.model)))
-            .cloned()
-            .collect();
-        models.sort();
-        models.dedup();
+        let models = vocabulary(train);
         let x: Vec<Vec<f64>> = train.iter().map(|e| features(&models, &e.query)).collect();
         let y: Vec<f64> = train.iter().map(|e| e.measured_us / e.query.solo_us).collect();
         Ok(Abacus { mlp: Mlp::fit(&self.mlp, &x, &y)?, models })

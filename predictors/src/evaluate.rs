@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::abacus::AbacusParams;
 use crate::counters::Utilisations;
 use crate::error::{Error, Result};
+use crate::gbt::GbtParams;
 use crate::gpulet::{GpuletEwmaParams, GpuletParams};
 use crate::igniter::IgniterParams;
 use crate::metrics::{Scores, score};
@@ -140,6 +141,15 @@ pub struct Roster {
     pub counters: Option<Utilisations>,
     /// The Abacus-style MLP runs, trained so (minutes on a full dataset).
     pub abacus: Option<AbacusParams>,
+    /// Gradient-boosted trees run, grown so.
+    pub trees: Option<GbtParams>,
+}
+
+impl Roster {
+    /// Every predictor; gpulet's and iGniter's with `counters`.
+    pub fn full(counters: Option<Utilisations>) -> Roster {
+        Roster { counters, abacus: Some(AbacusParams::default()), trees: Some(GbtParams::default()) }
+    }
 }
 
 /// Every predictor of `roster` on `split`, as passes over its folds.
@@ -163,6 +173,9 @@ fn passes(examples: &Examples, split: Split, roster: &Roster) -> Result<Vec<Pass
                 over_folds_online(&OnlineCoarseParams::with_drift_detection(), examples, &folds)?,
             ];
             if let Some(params) = &roster.abacus {
+                out.push(over_folds(params, examples, &folds)?);
+            }
+            if let Some(params) = &roster.trees {
                 out.push(over_folds(params, examples, &folds)?);
             }
             if let Some(u) = &roster.counters {

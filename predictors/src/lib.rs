@@ -14,6 +14,7 @@
 //! - [`counters`], [`gpulet`], [`igniter`]: gpulet's linear model on solo L2 and DRAM
 //!   utilisations, static and with an EWMA correction; iGniter's analytic model.
 //! - [`abacus`], [`mlp`]: an Abacus-style MLP over which parts of the co-located graphs overlap.
+//! - [`gbt`]: gradient-boosted trees on the same input.
 //! - [`saved`]: fitted predictors as JSON, with the manifest hash of their training data.
 
 pub mod abacus;
@@ -21,6 +22,7 @@ pub mod counters;
 pub mod drift;
 pub mod error;
 pub mod evaluate;
+pub mod gbt;
 pub mod gpulet;
 pub mod igniter;
 pub mod metrics;

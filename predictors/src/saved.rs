@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::abacus::{Abacus, AbacusParams};
 use crate::counters::Utilisations;
 use crate::error::{Error, Result};
+use crate::gbt::{Gbt, GbtParams};
 use crate::gpulet::{Gpulet, GpuletEwma, GpuletEwmaParams, GpuletParams};
 use crate::igniter::{Igniter, IgniterParams};
 use crate::online::{OnlineCoarse, OnlineCoarseParams};
@@ -30,6 +31,7 @@ pub enum Fitted {
     GpuletEwma(GpuletEwma),
     Igniter(Igniter),
     Abacus(Abacus),
+    Gbt(Gbt),
 }
 
 /// Which predictor to fit, with its default parameters.
@@ -42,6 +44,7 @@ pub enum Kind {
     GpuletEwma,
     Igniter,
     Abacus,
+    Gbt,
 }
 
 /// Fits `kind` on `train`; gpulet's two need `counters`.
@@ -58,6 +61,7 @@ pub fn fit(kind: Kind, train: &[&Example], counters: Option<&Utilisations>) -> R
         Kind::GpuletEwma => Fitted::GpuletEwma(GpuletEwmaParams { gpulet: gpulet()?, alpha: 0.05 }.fit(train)?),
         Kind::Igniter => Fitted::Igniter(IgniterParams { utilisations: counters()? }.fit(train)?),
         Kind::Abacus => Fitted::Abacus(AbacusParams::default().fit(train)?),
+        Kind::Gbt => Fitted::Gbt(GbtParams::default().fit(train)?),
     })
 }
 
@@ -70,6 +74,7 @@ impl Fitted {
             Fitted::GpuletEwma(p) => p,
             Fitted::Igniter(p) => p,
             Fitted::Abacus(p) => p,
+            Fitted::Gbt(p) => p,
         }
     }
 }
@@ -87,7 +92,7 @@ impl Online for Fitted {
     /// Static predictors ignore observations.
     fn update(&mut self, query: &Query, measured_us: f64) {
         match self {
-            Fitted::SoloAtShare(_) | Fitted::Gpulet(_) | Fitted::Igniter(_) | Fitted::Abacus(_) => {}
+            Fitted::SoloAtShare(_) | Fitted::Gpulet(_) | Fitted::Igniter(_) | Fitted::Abacus(_) | Fitted::Gbt(_) => {}
             Fitted::OnlineCoarse(p) => p.update(query, measured_us),
             Fitted::GpuletEwma(p) => p.update(query, measured_us),
         }

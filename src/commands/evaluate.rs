@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use coloc_dataset::Dataset;
-use coloc_predictors::abacus::AbacusParams;
 use coloc_predictors::counters::Utilisations;
 use coloc_predictors::evaluate::{Entry, Evaluation, Roster, evaluate};
 use coloc_predictors::query::{Example, examples};
@@ -86,10 +85,8 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.split.iter().map(|&s| split_of(s, args.seed)).collect()
     };
-    let roster = Roster {
-        counters: args.counters.as_deref().map(Utilisations::load).transpose()?,
-        abacus: (!args.no_mlp).then(AbacusParams::default),
-    };
+    let counters = args.counters.as_deref().map(Utilisations::load).transpose()?;
+    let roster = if args.quick { Roster { counters, ..Roster::default() } } else { Roster::full(counters) };
     let eval = evaluate(&ex, &splits, args.out.is_some(), &roster)?;
     println!("{}: {} batches of {} VALID runs without aggressors", args.dataset.display(), ex.len(), ex.runs.len());
     for split in &splits {
@@ -173,6 +170,7 @@ pub fn fit(args: &FitArgs) -> anyhow::Result<ExitCode> {
         PredictorArg::GpuletEwma => Kind::GpuletEwma,
         PredictorArg::Igniter => Kind::Igniter,
         PredictorArg::Abacus => Kind::Abacus,
+        PredictorArg::Gbt => Kind::Gbt,
     };
     let train: Vec<&Example> = ex.items.iter().collect();
     let saved = SavedPredictor::new(fit_kind(kind, &train, counters.as_ref())?, &ds, train.len())?;
