@@ -29,11 +29,13 @@ pub struct AbacusParams {
     pub mlp: MlpParams,
 }
 
-/// The fitted model: the models it knows and the network.
+/// The fitted model: the models it knows, the network, and the range of the slowdowns it was
+/// trained on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Abacus {
     models: Vec<String>,
     mlp: Mlp,
+    slowdowns: (f64, f64),
 }
 
 pub(crate) fn one_hot(models: &[String], model: &str, out: &mut Vec<f64>) {
@@ -90,7 +92,8 @@ impl Fit for AbacusParams {
         let models = vocabulary(train);
         let x: Vec<Vec<f64>> = train.iter().map(|e| features(&models, &e.query)).collect();
         let y: Vec<f64> = train.iter().map(|e| e.measured_us / e.query.solo_us).collect();
-        Ok(Abacus { mlp: Mlp::fit(&self.mlp, &x, &y)?, models })
+        let slowdowns = y.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        Ok(Abacus { mlp: Mlp::fit(&self.mlp, &x, &y)?, models, slowdowns })
     }
 }
 
@@ -98,8 +101,11 @@ impl Predictor for Abacus {
     fn name(&self) -> &'static str {
         "Abacus-style MLP (operator overlap)"
     }
+    /// Within the slowdowns it was trained on: a network fed what it never saw (a model or
+    /// mechanism absent from training) can answer anything, a time below zero included.
     fn predict(&self, query: &Query) -> f64 {
-        query.solo_us * self.mlp.predict(&features(&self.models, query)).max(0.0)
+        let (lo, hi) = self.slowdowns;
+        query.solo_us * self.mlp.predict(&features(&self.models, query)).clamp(lo, hi)
     }
 }
 
@@ -171,6 +177,8 @@ mod tests {
         assert!(mape < 0.01, "MAPE {mape}");
         // a b about to finish barely slows a; one just started slows it by 60%
         let late = model.predict(&query(&[("b", 2000.0, 1990.0)]));
+        // never outside what training saw: x1 to x1.6 here
+        assert!(model.predict(&query(&[("b", 2000.0, 2000.0), ("c", 1e6, 0.0), ("c", 1e6, 0.0)])) <= 1600.0 + 1e-9);
         let early = model.predict(&query(&[("b", 2000.0, 0.0)]));
         assert!(late < 1030.0 && (early - 1600.0).abs() < 30.0, "{late} {early}");
     }

@@ -55,11 +55,31 @@ impl Draw {
 }
 
 impl Mlp {
-    /// The output for one input row.
+    /// The output for one input row. Allocation-free: two buffers on the stack, as wide as the
+    /// widest layer allows (`MAX_WIDTH`; a wider network takes the allocating path).
     pub fn predict(&self, x: &[f64]) -> f64 {
-        let mut a: Vec<f64> = x.iter().zip(&self.mean).zip(&self.scale).map(|((v, m), s)| (v - m) / s).collect();
-        for (i, layer) in self.layers.iter().enumerate() {
-            a = layer.forward(&a, i + 1 < self.layers.len());
+        const MAX_WIDTH: usize = 128;
+        let widest = self.layers.iter().map(|l| l.inputs.max(l.outputs)).max().unwrap_or(0);
+        if widest > MAX_WIDTH {
+            let mut a = standardise(x, &self.mean, &self.scale);
+            for (i, layer) in self.layers.iter().enumerate() {
+                a = layer.forward(&a, i + 1 < self.layers.len());
+            }
+            return a[0];
+        }
+        let (mut a, mut b) = ([0.0; MAX_WIDTH], [0.0; MAX_WIDTH]);
+        for (j, ((v, m), s)) in x.iter().zip(&self.mean).zip(&self.scale).enumerate() {
+            a[j] = if *s > 1e-12 { (v - m) / s } else { 0.0 };
+        }
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            let input = &a[..l.inputs];
+            for (o, out) in b[..l.outputs].iter_mut().enumerate() {
+                let row = &l.w[o * l.inputs..(o + 1) * l.inputs];
+                let z = l.b[o] + row.iter().zip(input).map(|(w, v)| w * v).sum::<f64>();
+                *out = if i < last { z.max(0.0) } else { z };
+            }
+            std::mem::swap(&mut a, &mut b);
         }
         a[0]
     }
@@ -78,14 +98,9 @@ impl Mlp {
             return Err(Error::data("MLP", "epochs, batch and learning rate must be positive"));
         }
         let mean: Vec<f64> = (0..k).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();
-        let scale: Vec<f64> = (0..k)
-            .map(|j| {
-                let var = x.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n as f64;
-                if var > 1e-24 { var.sqrt() } else { 1.0 }
-            })
-            .collect();
-        let xs: Vec<Vec<f64>> =
-            x.iter().map(|r| r.iter().zip(&mean).zip(&scale).map(|((v, m), s)| (v - m) / s).collect()).collect();
+        let scale: Vec<f64> =
+            (0..k).map(|j| (x.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n as f64).sqrt()).collect();
+        let xs: Vec<Vec<f64>> = x.iter().map(|r| standardise(r, &mean, &scale)).collect();
         let mut draw = Draw(params.seed);
         let mut sizes = vec![k];
         sizes.extend(params.hidden);
@@ -125,6 +140,13 @@ impl Mlp {
         }
         Ok(Mlp { mean, scale, layers })
     }
+}
+
+/// `(x - mean) / scale`; an input that did not vary in training (scale 0) is held at 0: the
+/// network learnt nothing of it, so a value it never saw (a model or mechanism absent from the
+/// training data) must not move its output.
+fn standardise(x: &[f64], mean: &[f64], scale: &[f64]) -> Vec<f64> {
+    x.iter().zip(mean).zip(scale).map(|((v, m), s)| if *s > 1e-12 { (v - m) / s } else { 0.0 }).collect()
 }
 
 impl Layer {
@@ -231,6 +253,14 @@ mod tests {
             y.iter().map(|t| (t - m).powi(2)).sum::<f64>() / y.len() as f64
         };
         assert!(mse < 0.02 * var, "mse {mse} against variance {var}");
+        // the stack path and the allocating one agree
+        for r in x.iter().take(50) {
+            let mut a = standardise(r, &net.mean, &net.scale);
+            for (i, layer) in net.layers.iter().enumerate() {
+                a = layer.forward(&a, i + 1 < net.layers.len());
+            }
+            assert_eq!(a[0].to_bits(), net.predict(r).to_bits());
+        }
         assert_eq!(Mlp::fit(&params, &x, &y).unwrap(), net);
     }
 
@@ -262,6 +292,14 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_input_constant_in_training_does_not_move_the_output() {
+        let x: Vec<Vec<f64>> = (0..200).map(|i| vec![f64::from(i) / 200.0, 0.0]).collect();
+        let y: Vec<f64> = x.iter().map(|r| 2.0 * r[0]).collect();
+        let net = Mlp::fit(&MlpParams { epochs: 5, ..MlpParams::default() }, &x, &y).unwrap();
+        assert_eq!(net.predict(&[0.5, 0.0]), net.predict(&[0.5, 1.0]));
     }
 
     #[test]
