@@ -209,7 +209,8 @@ pub struct EvaluateArgs {
     /// and iGniter's models run too.
     #[arg(long)]
     pub counters: Option<PathBuf>,
-    /// Leave out the Abacus-style MLP and the gradient-boosted trees (the slowest to train).
+    /// Leave out the Abacus-style MLP, the gradient-boosted trees and the per-kernel models (the
+    /// slowest).
     #[arg(long)]
     pub quick: bool,
 }
@@ -240,6 +241,8 @@ pub enum PredictorArg {
     Igniter,
     Abacus,
     Gbt,
+    PerKernel,
+    PerKernelDrift,
 }
 
 /// A split of `coloc evaluate`.

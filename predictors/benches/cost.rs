@@ -11,6 +11,7 @@ use coloc_predictors::gbt::GbtParams;
 use coloc_predictors::gpulet::{GpuletEwmaParams, GpuletParams};
 use coloc_predictors::igniter::IgniterParams;
 use coloc_predictors::online::OnlineCoarseParams;
+use coloc_predictors::perkernel::{KernelProfiles, PerKernelParams};
 use coloc_predictors::predictor::{Fit, Online, Predictor};
 use coloc_predictors::query::{Example, examples};
 use coloc_predictors::solo::SoloAtShareParams;
@@ -40,7 +41,9 @@ fn update_each<P: Online + Clone>(c: &mut Criterion, model: &P, queries: &[Examp
 
 fn cost(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let ex = examples(&Dataset::open(&root.join("data/h200")).expect("data/h200")).expect("examples");
+    let ds = Dataset::open(&root.join("data/h200")).expect("data/h200");
+    let ex = examples(&ds).expect("examples");
+    let kernels = KernelProfiles::from_dataset(&ds).expect("solo kernel profiles");
     let counters = Utilisations::load(&root.join("data/h200-counters")).expect("data/h200-counters");
     let train: Vec<&Example> = ex.items.iter().step_by(3).collect();
     let queries: Vec<Example> = ex.items.iter().skip(1).step_by(29).take(4096).cloned().collect();
@@ -57,7 +60,10 @@ fn cost(c: &mut Criterion) {
     predict_each(c, &IgniterParams { utilisations: counters }.fit(&train).unwrap(), &queries);
     predict_each(c, &AbacusParams::default().fit(&train).unwrap(), &queries);
     predict_each(c, &GbtParams::default().fit(&train).unwrap(), &queries);
+    let per_kernel = PerKernelParams::new(kernels).with_drift_detection().fit(&train).unwrap();
+    predict_each(c, &per_kernel, &queries);
     update_each(c, &rls, &queries);
+    update_each(c, &per_kernel, &queries);
     update_each(c, &rls_ph, &queries);
     update_each(c, &ewma, &queries);
 }

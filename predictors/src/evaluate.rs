@@ -16,6 +16,7 @@ use crate::igniter::IgniterParams;
 use crate::metrics::{Scores, score};
 use crate::noise::{NoiseFloor, noise_floor};
 use crate::online::OnlineCoarseParams;
+use crate::perkernel::{KernelProfiles, PerKernelParams};
 use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Examples};
 use crate::solo::SoloAtShareParams;
@@ -143,12 +144,19 @@ pub struct Roster {
     pub abacus: Option<AbacusParams>,
     /// Gradient-boosted trees run, grown so.
     pub trees: Option<GbtParams>,
+    /// Solo kernel timelines: the per-kernel overlap models run.
+    pub kernels: Option<KernelProfiles>,
 }
 
 impl Roster {
     /// Every predictor; gpulet's and iGniter's with `counters`.
-    pub fn full(counters: Option<Utilisations>) -> Roster {
-        Roster { counters, abacus: Some(AbacusParams::default()), trees: Some(GbtParams::default()) }
+    pub fn full(counters: Option<Utilisations>, kernels: KernelProfiles) -> Roster {
+        Roster {
+            counters,
+            abacus: Some(AbacusParams::default()),
+            trees: Some(GbtParams::default()),
+            kernels: Some(kernels),
+        }
     }
 }
 
@@ -157,11 +165,18 @@ fn passes(examples: &Examples, split: Split, roster: &Roster) -> Result<Vec<Pass
     Ok(match split {
         // gpulet's models are fitted before they predict: they have no place in a pass with no
         // training set
-        Split::Prequential => vec![
-            prequential(SoloAtShareParams.start(), examples),
-            prequential(OnlineCoarseParams::default().start()?, examples),
-            prequential(OnlineCoarseParams::with_drift_detection().start()?, examples),
-        ],
+        Split::Prequential => {
+            let mut out = vec![
+                prequential(SoloAtShareParams.start(), examples),
+                prequential(OnlineCoarseParams::default().start()?, examples),
+                prequential(OnlineCoarseParams::with_drift_detection().start()?, examples),
+            ];
+            if let Some(k) = &roster.kernels {
+                out.push(prequential(PerKernelParams::new(k.clone()).start()?, examples));
+                out.push(prequential(PerKernelParams::new(k.clone()).with_drift_detection().start()?, examples));
+            }
+            out
+        }
         _ => {
             let folds = folds(examples, split);
             if folds.is_empty() {
@@ -172,6 +187,10 @@ fn passes(examples: &Examples, split: Split, roster: &Roster) -> Result<Vec<Pass
                 over_folds_online(&OnlineCoarseParams::default(), examples, &folds)?,
                 over_folds_online(&OnlineCoarseParams::with_drift_detection(), examples, &folds)?,
             ];
+            if let Some(k) = &roster.kernels {
+                out.push(over_folds_online(&PerKernelParams::new(k.clone()), examples, &folds)?);
+                out.push(over_folds_online(&PerKernelParams::new(k.clone()).with_drift_detection(), examples, &folds)?);
+            }
             if let Some(params) = &roster.abacus {
                 out.push(over_folds(params, examples, &folds)?);
             }
@@ -245,6 +264,9 @@ pub fn leaderboard(
 pub fn evaluate(examples: &Examples, splits: &[Split], keep_predictions: bool, roster: &Roster) -> Result<Evaluation> {
     if let Some(u) = &roster.counters {
         u.cover(&examples.items)?;
+    }
+    if let Some(k) = &roster.kernels {
+        k.cover(&examples.items)?;
     }
     let mut out =
         Evaluation { examples: examples.len(), floors: Vec::new(), entries: Vec::new(), predictions: Vec::new() };

@@ -15,6 +15,8 @@
 //!   utilisations, static and with an EWMA correction; iGniter's analytic model.
 //! - [`abacus`], [`mlp`]: an Abacus-style MLP over which parts of the co-located graphs overlap.
 //! - [`gbt`]: gradient-boosted trees on the same input.
+//! - [`perkernel`]: an online model of each kernel's slowdown from the co-runner kernels beside
+//!   it, on the solo timelines.
 //! - [`saved`]: fitted predictors as JSON, with the manifest hash of their training data.
 
 pub mod abacus;
@@ -29,6 +31,7 @@ pub mod metrics;
 pub mod mlp;
 pub mod noise;
 pub mod online;
+pub mod perkernel;
 pub mod predictor;
 pub mod query;
 pub mod rls;

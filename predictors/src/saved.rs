@@ -14,6 +14,7 @@ use crate::gbt::{Gbt, GbtParams};
 use crate::gpulet::{Gpulet, GpuletEwma, GpuletEwmaParams, GpuletParams};
 use crate::igniter::{Igniter, IgniterParams};
 use crate::online::{OnlineCoarse, OnlineCoarseParams};
+use crate::perkernel::{KernelProfiles, PerKernel, PerKernelParams};
 use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Query};
 use crate::solo::{SoloAtShare, SoloAtShareParams};
@@ -32,6 +33,7 @@ pub enum Fitted {
     Igniter(Igniter),
     Abacus(Abacus),
     Gbt(Gbt),
+    PerKernel(PerKernel),
 }
 
 /// Which predictor to fit, with its default parameters.
@@ -45,10 +47,24 @@ pub enum Kind {
     Igniter,
     Abacus,
     Gbt,
+    PerKernel,
+    PerKernelDrift,
 }
 
-/// Fits `kind` on `train`; gpulet's two need `counters`.
-pub fn fit(kind: Kind, train: &[&Example], counters: Option<&Utilisations>) -> Result<Fitted> {
+/// Fits `kind` on `train`; gpulet's two and iGniter's need `counters`, the per-kernel ones
+/// `kernels`.
+pub fn fit(
+    kind: Kind,
+    train: &[&Example],
+    counters: Option<&Utilisations>,
+    kernels: Option<&KernelProfiles>,
+) -> Result<Fitted> {
+    let per_kernel = || {
+        kernels
+            .cloned()
+            .map(PerKernelParams::new)
+            .ok_or_else(|| Error::data(format!("{kind:?}"), "needs the solo kernel profiles"))
+    };
     let counters = || {
         counters.cloned().ok_or_else(|| Error::data(format!("{kind:?}"), "needs solo hardware counters (--counters)"))
     };
@@ -62,6 +78,8 @@ pub fn fit(kind: Kind, train: &[&Example], counters: Option<&Utilisations>) -> R
         Kind::Igniter => Fitted::Igniter(IgniterParams { utilisations: counters()? }.fit(train)?),
         Kind::Abacus => Fitted::Abacus(AbacusParams::default().fit(train)?),
         Kind::Gbt => Fitted::Gbt(GbtParams::default().fit(train)?),
+        Kind::PerKernel => Fitted::PerKernel(per_kernel()?.fit(train)?),
+        Kind::PerKernelDrift => Fitted::PerKernel(per_kernel()?.with_drift_detection().fit(train)?),
     })
 }
 
@@ -75,6 +93,7 @@ impl Fitted {
             Fitted::Igniter(p) => p,
             Fitted::Abacus(p) => p,
             Fitted::Gbt(p) => p,
+            Fitted::PerKernel(p) => p,
         }
     }
 }
@@ -95,6 +114,7 @@ impl Online for Fitted {
             Fitted::SoloAtShare(_) | Fitted::Gpulet(_) | Fitted::Igniter(_) | Fitted::Abacus(_) | Fitted::Gbt(_) => {}
             Fitted::OnlineCoarse(p) => p.update(query, measured_us),
             Fitted::GpuletEwma(p) => p.update(query, measured_us),
+            Fitted::PerKernel(p) => p.update(query, measured_us),
         }
     }
 }
@@ -169,7 +189,7 @@ mod tests {
         let ds = dataset();
         let ex = crate::query::examples(&ds).unwrap();
         let train: Vec<&Example> = ex.items.iter().step_by(3).collect();
-        let fitted = fit(Kind::OnlineCoarseDrift, &train, None).unwrap();
+        let fitted = fit(Kind::OnlineCoarseDrift, &train, None, None).unwrap();
         let saved = SavedPredictor::new(fitted, &ds, train.len()).unwrap();
         let path = std::env::temp_dir().join(format!("coloc-saved-{}.json", std::process::id()));
         saved.save(&path).unwrap();
@@ -181,7 +201,7 @@ mod tests {
         for e in ex.items.iter().skip(1).step_by(97) {
             assert_eq!(back.fitted.predict(&e.query).to_bits(), saved.fitted.predict(&e.query).to_bits());
         }
-        assert!(fit(Kind::Gpulet, &train, None).unwrap_err().to_string().contains("--counters"));
+        assert!(fit(Kind::Gpulet, &train, None, None).unwrap_err().to_string().contains("--counters"));
     }
 
     #[test]
@@ -189,7 +209,7 @@ mod tests {
         let ds = dataset();
         let ex = crate::query::examples(&ds).unwrap();
         let train: Vec<&Example> = ex.items.iter().take(10).collect();
-        let mut saved = SavedPredictor::new(fit(Kind::SoloAtShare, &train, None).unwrap(), &ds, 10).unwrap();
+        let mut saved = SavedPredictor::new(fit(Kind::SoloAtShare, &train, None, None).unwrap(), &ds, 10).unwrap();
         saved.format = FORMAT + 1;
         let path = std::env::temp_dir().join(format!("coloc-saved-format-{}.json", std::process::id()));
         saved.save(&path).unwrap();

@@ -7,6 +7,7 @@ use anyhow::Context;
 use coloc_dataset::Dataset;
 use coloc_predictors::counters::Utilisations;
 use coloc_predictors::evaluate::{Entry, Evaluation, Roster, evaluate};
+use coloc_predictors::perkernel::KernelProfiles;
 use coloc_predictors::query::{Example, examples};
 use coloc_predictors::saved::{Kind, SavedPredictor, fit as fit_kind};
 use coloc_predictors::split::Split;
@@ -86,7 +87,11 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         args.split.iter().map(|&s| split_of(s, args.seed)).collect()
     };
     let counters = args.counters.as_deref().map(Utilisations::load).transpose()?;
-    let roster = if args.quick { Roster { counters, ..Roster::default() } } else { Roster::full(counters) };
+    let roster = if args.quick {
+        Roster { counters, ..Roster::default() }
+    } else {
+        Roster::full(counters, KernelProfiles::from_dataset(&ds)?)
+    };
     let eval = evaluate(&ex, &splits, args.out.is_some(), &roster)?;
     println!("{}: {} batches of {} VALID runs without aggressors", args.dataset.display(), ex.len(), ex.runs.len());
     for split in &splits {
@@ -171,9 +176,12 @@ pub fn fit(args: &FitArgs) -> anyhow::Result<ExitCode> {
         PredictorArg::Igniter => Kind::Igniter,
         PredictorArg::Abacus => Kind::Abacus,
         PredictorArg::Gbt => Kind::Gbt,
+        PredictorArg::PerKernel => Kind::PerKernel,
+        PredictorArg::PerKernelDrift => Kind::PerKernelDrift,
     };
     let train: Vec<&Example> = ex.items.iter().collect();
-    let saved = SavedPredictor::new(fit_kind(kind, &train, counters.as_ref())?, &ds, train.len())?;
+    let kernels = KernelProfiles::from_dataset(&ds)?;
+    let saved = SavedPredictor::new(fit_kind(kind, &train, counters.as_ref(), Some(&kernels))?, &ds, train.len())?;
     saved.save(&args.out)?;
     println!(
         "{} fitted on {} batches of {} (manifest sha256 {}), saved to {}",
