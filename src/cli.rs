@@ -209,6 +209,10 @@ pub struct EvaluateArgs {
     /// and iGniter's models run too.
     #[arg(long)]
     pub counters: Option<PathBuf>,
+    /// Train on this dataset and test on DATASET (one split: every predictor fitted on all of
+    /// this one's batches, scored on all of DATASET's).
+    #[arg(long, conflicts_with = "split")]
+    pub train: Option<PathBuf>,
     /// Leave out the Abacus-style MLP, the gradient-boosted trees and the per-kernel models (the
     /// slowest).
     #[arg(long)]

@@ -99,6 +99,7 @@ mod tests {
             partition: PartitionKind::Green,
             models: models.iter().map(|m| m.to_string()).collect(),
             offered_load: Some(0.6),
+            tested: false,
         });
         ex.runs.sort_by(|a, b| a.run.cmp(&b.run));
     }

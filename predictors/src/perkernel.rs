@@ -105,6 +105,15 @@ impl KernelProfiles {
         Ok(KernelProfiles { timelines })
     }
 
+    /// These timelines, and those of `other` that these lack (a dataset trained on, then the one
+    /// tested on).
+    pub fn merged(mut self, other: KernelProfiles) -> KernelProfiles {
+        for (k, t) in other.timelines {
+            self.timelines.entry(k).or_insert(t);
+        }
+        self
+    }
+
     pub fn get(&self, model: &str, bucket: u32, share: SoloShare) -> Result<&Timeline> {
         self.timelines.get(&key(model, bucket, share)).ok_or_else(|| {
             Error::data("solo kernel profiles", format!("none for {model} at batch {bucket} on {}", share.label()))

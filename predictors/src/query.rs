@@ -152,6 +152,9 @@ pub struct RunFacts {
     /// The load offered to its tenants together, each as a fraction of its solo capacity at
     /// its share; none where a tenant runs a closed loop (it has no offered load).
     pub offered_load: Option<f64>,
+    /// From the dataset a predictor is tested on, where one dataset trains and another tests
+    /// ([`Examples::across`]).
+    pub tested: bool,
 }
 
 impl RunFacts {
@@ -185,6 +188,25 @@ impl Examples {
 
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// The examples of `train` and of `test` together, to train on one and test on the other:
+    /// runs renamed `train/...` and `test/...`, the test dataset's runs marked `tested` and placed
+    /// after the training ones in measurement order.
+    pub fn across(train: Examples, test: Examples) -> Examples {
+        let after = train.items.iter().map(|e| e.position).max().map_or(0, |p| p + 1);
+        let mut out = Examples::default();
+        for (prefix, shift, tested, ex) in [("train/", 0, false, train), ("test/", after, true, test)] {
+            out.runs.extend(ex.runs.into_iter().map(|r| RunFacts { run: format!("{prefix}{}", r.run), tested, ..r }));
+            out.items.extend(ex.items.into_iter().map(|e| Example {
+                run: format!("{prefix}{}", e.run),
+                position: e.position + shift,
+                ..e
+            }));
+        }
+        // `run_of` looks runs up by name
+        out.runs.sort_by(|a, b| a.run.cmp(&b.run));
+        out
     }
 }
 
@@ -235,6 +257,7 @@ pub fn examples(ds: &Dataset) -> Result<Examples> {
                 partition: run.partition,
                 models,
                 offered_load,
+                tested: false,
             });
         }
     }

@@ -32,6 +32,8 @@ pub enum Split {
     /// Test then train: every example in the order the GPU saw them (runs by their place in the
     /// measurement, batches by start), predicted first and learnt after; no training set.
     Prequential,
+    /// One dataset trains, another tests ([`crate::query::Examples::across`]).
+    Datasets,
 }
 
 impl Split {
@@ -58,6 +60,7 @@ impl Split {
             Split::Mechanism { train, test } => format!("{} -> {}", train.name(), test.name()),
             Split::LowToHighLoad => "low load -> high load".into(),
             Split::Prequential => "prequential (test, then train, in measurement order)".into(),
+            Split::Datasets => "one dataset -> another".into(),
         }
     }
 
@@ -71,6 +74,7 @@ impl Split {
             Split::Mechanism { train, test } => format!("{}-to-{}", train.name(), test.name()),
             Split::LowToHighLoad => "low-to-high-load".into(),
             Split::Prequential => "prequential".into(),
+            Split::Datasets => "datasets".into(),
         }
     }
 }
@@ -137,6 +141,7 @@ pub fn folds(examples: &Examples, split: Split) -> Vec<Fold> {
             }
         }
         Split::Prequential => Vec::new(),
+        Split::Datasets => vec![by_run(&|r| !r.tested, &|r| r.tested, split.label())],
     };
     all.into_iter().filter(|f| !f.train.is_empty() && !f.test.is_empty()).collect()
 }
@@ -196,7 +201,15 @@ mod tests {
                     measured_us: 1.0,
                 });
             }
-            ex.runs.push(RunFacts { run: name.into(), scenario: name.into(), rep: 1, partition, models, offered_load });
+            ex.runs.push(RunFacts {
+                run: name.into(),
+                scenario: name.into(),
+                rep: 1,
+                partition,
+                models,
+                offered_load,
+                tested: false,
+            });
         }
         ex
     }

@@ -8,7 +8,7 @@ use coloc_dataset::Dataset;
 use coloc_predictors::counters::Utilisations;
 use coloc_predictors::evaluate::{Entry, Evaluation, Roster, evaluate};
 use coloc_predictors::perkernel::KernelProfiles;
-use coloc_predictors::query::{Example, examples};
+use coloc_predictors::query::{Example, Examples, examples};
 use coloc_predictors::saved::{Kind, SavedPredictor, fit as fit_kind};
 use coloc_predictors::split::Split;
 use coloc_workloads::scenario::PartitionKind;
@@ -80,18 +80,19 @@ fn write_out(dir: &Path, eval: &Evaluation) -> anyhow::Result<()> {
 
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     let ds = Dataset::open(&args.dataset)?;
-    let ex = examples(&ds)?;
-    let splits: Vec<Split> = if args.split.is_empty() {
-        Split::all(args.seed)
-    } else {
-        args.split.iter().map(|&s| split_of(s, args.seed)).collect()
+    let mut kernels = KernelProfiles::from_dataset(&ds)?;
+    let (ex, splits) = match &args.train {
+        Some(train) => {
+            let train_ds = Dataset::open(train)?;
+            println!("training on {}, testing on {}", train.display(), args.dataset.display());
+            kernels = KernelProfiles::from_dataset(&train_ds)?.merged(kernels);
+            (Examples::across(examples(&train_ds)?, examples(&ds)?), vec![Split::Datasets])
+        }
+        None if args.split.is_empty() => (examples(&ds)?, Split::all(args.seed)),
+        None => (examples(&ds)?, args.split.iter().map(|&s| split_of(s, args.seed)).collect()),
     };
     let counters = args.counters.as_deref().map(Utilisations::load).transpose()?;
-    let roster = if args.quick {
-        Roster { counters, ..Roster::default() }
-    } else {
-        Roster::full(counters, KernelProfiles::from_dataset(&ds)?)
-    };
+    let roster = if args.quick { Roster { counters, ..Roster::default() } } else { Roster::full(counters, kernels) };
     let eval = evaluate(&ex, &splits, args.out.is_some(), &roster)?;
     println!("{}: {} batches of {} VALID runs without aggressors", args.dataset.display(), ex.len(), ex.runs.len());
     for split in &splits {
