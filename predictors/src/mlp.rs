@@ -76,7 +76,7 @@ impl Mlp {
             let input = &a[..l.inputs];
             for (o, out) in b[..l.outputs].iter_mut().enumerate() {
                 let row = &l.w[o * l.inputs..(o + 1) * l.inputs];
-                let z = l.b[o] + row.iter().zip(input).map(|(w, v)| w * v).sum::<f64>();
+                let z = l.b[o] + dot(row, input);
                 *out = if i < last { z.max(0.0) } else { z };
             }
             std::mem::swap(&mut a, &mut b);
@@ -142,6 +142,20 @@ impl Mlp {
     }
 }
 
+/// The dot product in four independent sums (a single running sum is one dependent add per
+/// element: four times slower), the same on every machine.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..4 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 /// `(x - mean) / scale`; an input that did not vary in training (scale 0) is held at 0: the
 /// network learnt nothing of it, so a value it never saw (a model or mechanism absent from the
 /// training data) must not move its output.
@@ -154,7 +168,7 @@ impl Layer {
         (0..self.outputs)
             .map(|o| {
                 let row = &self.w[o * self.inputs..(o + 1) * self.inputs];
-                let z = self.b[o] + row.iter().zip(a).map(|(w, v)| w * v).sum::<f64>();
+                let z = self.b[o] + dot(row, a);
                 if relu { z.max(0.0) } else { z }
             })
             .collect()
