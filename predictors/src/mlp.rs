@@ -185,11 +185,11 @@ fn backprop(layers: &[Layer], x: &[f64], y: f64, grads: &mut [Layer]) {
     let mut delta = vec![acts.last().expect("the output")[0] - y];
     for i in (0..layers.len()).rev() {
         let (l, g, input) = (&layers[i], &mut grads[i], &acts[i]);
-        for o in 0..l.outputs {
-            g.b[o] += delta[o];
+        for (o, d) in delta.iter().enumerate() {
+            g.b[o] += d;
             let row = &mut g.w[o * l.inputs..(o + 1) * l.inputs];
             for (gw, v) in row.iter_mut().zip(input) {
-                *gw += delta[o] * v;
+                *gw += d * v;
             }
         }
         if i > 0 {

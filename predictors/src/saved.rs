@@ -32,7 +32,8 @@ pub enum Fitted {
     GpuletEwma(GpuletEwma),
     Igniter(Igniter),
     Abacus(Abacus),
-    Gbt(Gbt),
+    /// Boxed: a booster is large beside the other states.
+    Gbt(Box<Gbt>),
     PerKernel(PerKernel),
 }
 
@@ -77,7 +78,7 @@ pub fn fit(
         Kind::GpuletEwma => Fitted::GpuletEwma(GpuletEwmaParams { gpulet: gpulet()?, alpha: 0.05 }.fit(train)?),
         Kind::Igniter => Fitted::Igniter(IgniterParams { utilisations: counters()? }.fit(train)?),
         Kind::Abacus => Fitted::Abacus(AbacusParams::default().fit(train)?),
-        Kind::Gbt => Fitted::Gbt(GbtParams::default().fit(train)?),
+        Kind::Gbt => Fitted::Gbt(Box::new(GbtParams::default().fit(train)?)),
         Kind::PerKernel => Fitted::PerKernel(per_kernel()?.fit(train)?),
         Kind::PerKernelDrift => Fitted::PerKernel(per_kernel()?.with_drift_detection().fit(train)?),
     })
@@ -92,7 +93,7 @@ impl Fitted {
             Fitted::GpuletEwma(p) => p,
             Fitted::Igniter(p) => p,
             Fitted::Abacus(p) => p,
-            Fitted::Gbt(p) => p,
+            Fitted::Gbt(p) => p.as_ref(),
             Fitted::PerKernel(p) => p,
         }
     }
