@@ -158,15 +158,7 @@ mod tests {
             };
             let q = query(&co);
             let measured_us = truth(&q);
-            ex.push(Example {
-                run: "r".into(),
-                position: 0,
-                start_ns: i.into(),
-                tenant: 0,
-                batch: i,
-                query: q,
-                measured_us,
-            });
+            ex.push(Example::nth(i, q, measured_us));
         }
         let refs: Vec<&Example> = ex.iter().collect();
         let params =

@@ -92,14 +92,7 @@ impl Utilisations {
     /// Every model of `examples`, target or co-runner, has counters (or the error names the
     /// first that has none).
     pub fn cover(&self, examples: &[crate::query::Example]) -> Result<()> {
-        for e in examples {
-            let q = &e.query;
-            self.get(&q.target.model, q.target.bucket, q.target.share)?;
-            for c in &q.co_runners {
-                self.get(&c.model, c.bucket, c.share)?;
-            }
-        }
-        Ok(())
+        crate::query::each_profile(examples, |m, b, s| self.get(m, b, s).map(|_| ()))
     }
 
     /// The fraction of the device's SMs a share runs on.

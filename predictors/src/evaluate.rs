@@ -168,8 +168,8 @@ fn passes(examples: &Examples, split: Split, roster: &Roster) -> Result<Vec<Pass
         Split::Prequential => {
             let mut out = vec![
                 prequential(SoloAtShareParams.start(), examples),
-                prequential(OnlineCoarseParams::default().start()?, examples),
-                prequential(OnlineCoarseParams::with_drift_detection().start()?, examples),
+                prequential(OnlineCoarseParams::default().start_coarse()?, examples),
+                prequential(OnlineCoarseParams::with_drift_detection().start_coarse()?, examples),
             ];
             if let Some(k) = &roster.kernels {
                 out.push(prequential(PerKernelParams::new(k.clone()).start()?, examples));

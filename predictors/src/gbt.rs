@@ -131,15 +131,7 @@ mod tests {
         let mut ex = Vec::new();
         for i in 0..2000u32 {
             let e = (i % 5 != 0).then(|| f64::from(i % 97) * 41.0);
-            ex.push(Example {
-                run: "r".into(),
-                position: 0,
-                start_ns: i.into(),
-                tenant: 0,
-                batch: i,
-                query: query(e),
-                measured_us: truth(e),
-            });
+            ex.push(Example::nth(i, query(e), truth(e)));
         }
         let refs: Vec<&Example> = ex.iter().collect();
         let model = GbtParams::default().fit(&refs).unwrap();

@@ -26,7 +26,7 @@ use crate::counters::Utilisations;
 use crate::error::{Error, Result};
 use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Query};
-use crate::rls::Rls;
+use crate::rls::PerMechanism;
 
 const FEATURES: usize = 5;
 
@@ -62,34 +62,16 @@ impl Fit for GpuletParams {
     type Fitted = Gpulet;
     /// Least squares on the training examples with exactly one co-runner (gpulet's pairs).
     fn fit(&self, train: &[&Example]) -> Result<Gpulet> {
-        // forgetting 1 and a vague prior: batch least squares, one observation at a time
-        let fresh = || Rls::new(FEATURES, 1e6, 1.0);
-        let mut pooled = fresh();
-        let mut by_mechanism: BTreeMap<PartitionKind, (Rls, usize)> = BTreeMap::new();
-        let mut pairs = 0;
+        let mut lsq = PerMechanism::<FEATURES>::default();
         for e in train.iter().filter(|e| e.query.co_runners.len() == 1) {
             let x = features(&self.utilisations, &e.query, 0)?;
-            let slowdown = e.measured_us / e.query.solo_us;
-            pooled.update(&x, slowdown);
-            let (rls, n) = by_mechanism.entry(e.query.target.partition).or_insert_with(|| (fresh(), 0));
-            rls.update(&x, slowdown);
-            *n += 1;
-            pairs += 1;
+            lsq.add(e.query.target.partition, &x, e.measured_us / e.query.solo_us);
         }
-        if pairs == 0 {
-            return Err(Error::data("gpulet", "no training batch with exactly one co-runner"));
-        }
-        let weights = |r: &Rls| -> [f64; FEATURES] { r.weights().try_into().expect("five weights") };
-        Ok(Gpulet {
-            utilisations: self.utilisations.clone(),
-            // a mechanism with fewer pairs than features cannot fix its five coefficients
-            by_mechanism: by_mechanism
-                .into_iter()
-                .filter(|(_, (_, n))| *n >= 10 * FEATURES)
-                .map(|(m, (r, _))| (m, weights(&r)))
-                .collect(),
-            pooled: weights(&pooled),
-        })
+        // a mechanism with few pairs cannot fix its five coefficients
+        let (by_mechanism, pooled) = lsq
+            .weights(10 * FEATURES)
+            .ok_or_else(|| Error::data("gpulet", "no training batch with exactly one co-runner"))?;
+        Ok(Gpulet { utilisations: self.utilisations.clone(), by_mechanism, pooled })
     }
 }
 
@@ -207,15 +189,7 @@ mod tests {
             let (me, other) = (names[(i % 3) as usize], names[((i / 3) % 3) as usize]);
             let q = query(me, &[other], PartitionKind::Mps);
             let measured_us = q.solo_us * truth(u, &q);
-            out.push(Example {
-                run: "r".into(),
-                position: 0,
-                start_ns: i.into(),
-                tenant: 0,
-                batch: i,
-                query: q,
-                measured_us,
-            });
+            out.push(Example::nth(i, q, measured_us));
         }
         out
     }
@@ -258,15 +232,7 @@ mod tests {
     #[test]
     fn without_pairs_there_is_nothing_to_fit() {
         let u = utilisations();
-        let alone = Example {
-            run: "r".into(),
-            position: 0,
-            start_ns: 0,
-            tenant: 0,
-            batch: 0,
-            query: query("a", &[], PartitionKind::Mps),
-            measured_us: 1000.0,
-        };
+        let alone = Example::nth(0, query("a", &[], PartitionKind::Mps), 1000.0);
         assert!(GpuletParams { utilisations: u }.fit(&[&alone]).is_err());
     }
 }

@@ -25,7 +25,7 @@ use crate::counters::Utilisations;
 use crate::error::{Error, Result};
 use crate::predictor::{Fit, Predictor};
 use crate::query::{Example, Query};
-use crate::rls::Rls;
+use crate::rls::PerMechanism;
 
 /// Parameters of [`Igniter`]: the solo utilisations it is built on.
 #[derive(Clone, Debug)]
@@ -55,32 +55,17 @@ impl Fit for IgniterParams {
     type Fitted = Igniter;
     /// Least squares of the extra time over solo on the training batches with co-runners.
     fn fit(&self, train: &[&Example]) -> Result<Igniter> {
-        let fresh = || Rls::new(2, 1e6, 1.0);
-        let mut pooled = fresh();
-        let mut by_mechanism: BTreeMap<PartitionKind, (Rls, usize)> = BTreeMap::new();
-        let mut n = 0;
+        let mut lsq = PerMechanism::<2>::default();
         for e in train.iter().filter(|e| !e.query.co_runners.is_empty()) {
-            let x = features(&self.utilisations, &e.query)?;
-            let extra = e.measured_us - e.query.solo_us;
-            pooled.update(&x, extra);
-            let (rls, k) = by_mechanism.entry(e.query.target.partition).or_insert_with(|| (fresh(), 0));
-            rls.update(&x, extra);
-            *k += 1;
-            n += 1;
+            lsq.add(
+                e.query.target.partition,
+                &features(&self.utilisations, &e.query)?,
+                e.measured_us - e.query.solo_us,
+            );
         }
-        if n == 0 {
-            return Err(Error::data("iGniter", "no training batch with a co-runner"));
-        }
-        let weights = |r: &Rls| -> [f64; 2] { r.weights().try_into().expect("two weights") };
-        Ok(Igniter {
-            utilisations: self.utilisations.clone(),
-            by_mechanism: by_mechanism
-                .into_iter()
-                .filter(|(_, (_, k))| *k >= 20)
-                .map(|(m, (r, _))| (m, weights(&r)))
-                .collect(),
-            pooled: weights(&pooled),
-        })
+        let (by_mechanism, pooled) =
+            lsq.weights(20).ok_or_else(|| Error::data("iGniter", "no training batch with a co-runner"))?;
+        Ok(Igniter { utilisations: self.utilisations.clone(), by_mechanism, pooled })
     }
 }
 
@@ -151,15 +136,7 @@ mod tests {
             };
             let q = query(500.0 + f64::from(i % 7) * 100.0, others);
             let measured_us = truth(&q);
-            ex.push(Example {
-                run: "r".into(),
-                position: 0,
-                start_ns: i.into(),
-                tenant: 0,
-                batch: i,
-                query: q,
-                measured_us,
-            });
+            ex.push(Example::nth(i, q, measured_us));
         }
         let refs: Vec<&Example> = ex.iter().collect();
         let model = IgniterParams { utilisations: utilisations() }.fit(&refs).unwrap();

@@ -38,88 +38,110 @@ pub fn coarse_features(q: &Query) -> [f64; COARSE_FEATURES] {
     x
 }
 
-/// Parameters of [`OnlineCoarse`]: the forgetting factor, the initial uncertainty, and drift
-/// detection on the residual slowdown (an alarm resets the uncertainty, so the model relearns
-/// fast after the workload shifts).
+/// How an online linear model of the slowdown learns: the forgetting factor, the initial
+/// uncertainty, and drift detection on the residual slowdown (an alarm resets the uncertainty, so
+/// the model relearns fast after the workload shifts). The coarse and the per-kernel models share
+/// it.
 #[derive(Clone, Copy, Debug)]
-pub struct OnlineCoarseParams {
+pub struct OnlineLearning {
     pub forgetting: f64,
     pub delta: f64,
     pub drift: Option<PageHinkleyParams>,
 }
 
-impl Default for OnlineCoarseParams {
+impl Default for OnlineLearning {
     fn default() -> Self {
-        OnlineCoarseParams { forgetting: 0.9995, delta: 1e3, drift: None }
+        OnlineLearning { forgetting: 0.9995, delta: 1e3, drift: None }
     }
 }
 
-impl OnlineCoarseParams {
+impl OnlineLearning {
     /// With Page-Hinkley on the residual slowdown: shifts of more than 0.02 that add up to 5.
     pub fn with_drift_detection() -> Self {
-        OnlineCoarseParams { drift: Some(PageHinkleyParams { delta: 0.02, threshold: 5.0 }), ..Self::default() }
+        OnlineLearning { drift: Some(PageHinkleyParams { delta: 0.02, threshold: 5.0 }), ..Self::default() }
     }
-}
 
-impl OnlineCoarseParams {
-    fn check(&self) -> Result<()> {
+    /// A model of `k` weights before any observation: no interference (slowdown 1 from the
+    /// intercept, the first feature), what the floor says.
+    pub fn start(&self, k: usize) -> Result<OnlineSlowdown> {
         // written so that NaN fails too
         let valid = self.forgetting > 0.0 && self.forgetting <= 1.0 && self.delta > 0.0;
         if !valid {
             return Err(Error::data(
-                "online coarse predictor",
+                "online predictor",
                 format!("forgetting {} must be in (0, 1] and delta {} positive", self.forgetting, self.delta),
             ));
         }
-        Ok(())
-    }
-}
-
-/// The fitted model; [`Online::update`] goes on learning from observations.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct OnlineCoarse {
-    rls: Rls,
-    drift: Option<PageHinkley>,
-    /// Alarms raised so far.
-    pub resets: u64,
-}
-
-impl OnlineCoarseParams {
-    /// The model before any observation: no interference (slowdown 1), what the floor says.
-    pub fn start(&self) -> Result<OnlineCoarse> {
-        self.check()?;
-        let mut prior = [0.0; COARSE_FEATURES];
+        let mut prior = vec![0.0; k];
         prior[0] = 1.0;
-        Ok(OnlineCoarse {
-            rls: Rls::new(COARSE_FEATURES, self.delta, self.forgetting).with_weights(&prior),
+        Ok(OnlineSlowdown {
+            rls: Rls::new(k, self.delta, self.forgetting).with_weights(&prior),
             drift: self.drift.map(PageHinkley::new),
             resets: 0,
         })
     }
 }
 
-impl Online for OnlineCoarse {
-    fn update(&mut self, query: &Query, measured_us: f64) {
-        let x = coarse_features(query);
-        let slowdown = measured_us / query.solo_us;
+/// A linear model of the slowdown, learnt one observation at a time.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OnlineSlowdown {
+    rls: Rls,
+    drift: Option<PageHinkley>,
+    /// Alarms raised so far.
+    pub resets: u64,
+}
+
+impl OnlineSlowdown {
+    pub fn predict(&self, x: &[f64]) -> f64 {
+        self.rls.predict(x)
+    }
+
+    /// Learns that the features `x` came with `slowdown`.
+    pub fn learn(&mut self, x: &[f64], slowdown: f64) {
         if let Some(ph) = &mut self.drift
-            && ph.observe(slowdown - self.rls.predict(&x))
+            && ph.observe(slowdown - self.rls.predict(x))
         {
             self.rls.reset_uncertainty();
             self.resets += 1;
         }
-        self.rls.update(&x, slowdown);
+        self.rls.update(x, slowdown);
+    }
+
+    pub fn detects_drift(&self) -> bool {
+        self.drift.is_some()
     }
 }
 
-impl Fit for OnlineCoarseParams {
+/// Parameters of [`OnlineCoarse`].
+pub type OnlineCoarseParams = OnlineLearning;
+
+/// The fitted model; [`Online::update`] goes on learning from observations.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OnlineCoarse {
+    pub model: OnlineSlowdown,
+}
+
+impl OnlineLearning {
+    /// The coarse model before any observation.
+    pub fn start_coarse(&self) -> Result<OnlineCoarse> {
+        Ok(OnlineCoarse { model: self.start(COARSE_FEATURES)? })
+    }
+}
+
+impl Online for OnlineCoarse {
+    fn update(&mut self, query: &Query, measured_us: f64) {
+        self.model.learn(&coarse_features(query), measured_us / query.solo_us);
+    }
+}
+
+impl Fit for OnlineLearning {
     type Fitted = OnlineCoarse;
     /// Learns the training examples in their order (the dataset's: by run, then by time).
     fn fit(&self, train: &[&Example]) -> Result<OnlineCoarse> {
         if train.is_empty() {
             return Err(Error::data("training examples", "none"));
         }
-        let mut model = self.start()?;
+        let mut model = self.start_coarse()?;
         for e in train {
             model.update(&e.query, e.measured_us);
         }
@@ -129,10 +151,10 @@ impl Fit for OnlineCoarseParams {
 
 impl Predictor for OnlineCoarse {
     fn name(&self) -> &'static str {
-        if self.drift.is_some() { "online RLS, coarse, Page-Hinkley" } else { "online RLS, coarse" }
+        if self.model.detects_drift() { "online RLS, coarse, Page-Hinkley" } else { "online RLS, coarse" }
     }
     fn predict(&self, query: &Query) -> f64 {
-        query.solo_us * self.rls.predict(&coarse_features(query))
+        query.solo_us * self.model.predict(&coarse_features(query))
     }
 }
 
@@ -165,8 +187,8 @@ mod tests {
         // green: slowdown 1.05 per unit of remaining work, then 1.6 from batch 3000 on
         let q = |i: u64| query(PartitionKind::Green, &[(1000.0, (i % 10) as f64 * 50.0)]);
         let slowdown = |i: u64, q: &Query| 1.0 + if i < 3000 { 0.05 } else { 0.6 } * coarse_features(q)[6];
-        let mut plain = OnlineCoarseParams::default().start().unwrap();
-        let mut watched = OnlineCoarseParams::with_drift_detection().start().unwrap();
+        let mut plain = OnlineCoarseParams::default().start_coarse().unwrap();
+        let mut watched = OnlineCoarseParams::with_drift_detection().start_coarse().unwrap();
         let (mut err_plain, mut err_watched) = (0.0, 0.0);
         for i in 0..3200 {
             let q = q(i);
@@ -178,7 +200,7 @@ mod tests {
             plain.update(&q, measured);
             watched.update(&q, measured);
         }
-        assert!(watched.resets >= 1 && plain.resets == 0);
+        assert!(watched.model.resets >= 1 && plain.model.resets == 0);
         assert!(err_watched < 0.5 * err_plain, "{err_watched} vs {err_plain}");
     }
 
@@ -204,8 +226,7 @@ mod tests {
             let co: Vec<(f64, f64)> = (0..(i % 3)).map(|j| (500.0 + 100.0 * j as f64, (i % 7) as f64 * 60.0)).collect();
             let q = query(p, &co);
             let measured_us = truth(&q);
-            let start_ns = i64::from(i) * 1000;
-            train.push(Example { run: "r".into(), position: 0, start_ns, tenant: 0, batch: i, query: q, measured_us });
+            train.push(Example::nth(i, q, measured_us));
         }
         let train: Vec<&Example> = train.iter().collect();
         let model = OnlineCoarseParams { forgetting: 1.0, delta: 1e4, drift: None }.fit(&train).unwrap();

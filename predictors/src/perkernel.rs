@@ -24,11 +24,10 @@ use coloc_dataset::solo_rows::{SoloKernelRow, SoloModelRow};
 use coloc_workloads::scenario::{PartitionKind, SoloShare};
 use serde::{Deserialize, Serialize};
 
-use crate::drift::{PageHinkley, PageHinkleyParams};
 use crate::error::{Error, Result};
+use crate::online::{OnlineLearning, OnlineSlowdown};
 use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Query};
-use crate::rls::Rls;
 
 /// Features per mechanism, and the intercept.
 const PER_MECHANISM: usize = 4;
@@ -122,14 +121,7 @@ impl KernelProfiles {
 
     /// Every model of `examples`, target or co-runner, has a timeline.
     pub fn cover(&self, examples: &[Example]) -> Result<()> {
-        for e in examples {
-            let q = &e.query;
-            self.get(&q.target.model, q.target.bucket, q.target.share)?;
-            for c in &q.co_runners {
-                self.get(&c.model, c.bucket, c.share)?;
-            }
-        }
-        Ok(())
+        crate::query::each_profile(examples, |m, b, s| self.get(m, b, s).map(|_| ()))
     }
 
     /// The features of a query, relative to the target's solo time; none where a timeline is
@@ -168,41 +160,26 @@ impl KernelProfiles {
     }
 }
 
-/// Parameters of [`PerKernel`]: the timelines, forgetting, initial uncertainty, drift detection.
+/// Parameters of [`PerKernel`]: the timelines, and how it learns.
 #[derive(Clone, Debug)]
 pub struct PerKernelParams {
     pub profiles: KernelProfiles,
-    pub forgetting: f64,
-    pub delta: f64,
-    pub drift: Option<PageHinkleyParams>,
+    pub learning: OnlineLearning,
 }
 
 impl PerKernelParams {
     pub fn new(profiles: KernelProfiles) -> PerKernelParams {
-        PerKernelParams { profiles, forgetting: 0.9995, delta: 1e3, drift: None }
+        PerKernelParams { profiles, learning: OnlineLearning::default() }
     }
 
     /// With Page-Hinkley on the residual slowdown, as the coarse model has it.
     pub fn with_drift_detection(self) -> PerKernelParams {
-        PerKernelParams { drift: Some(PageHinkleyParams { delta: 0.02, threshold: 5.0 }), ..self }
+        PerKernelParams { learning: OnlineLearning::with_drift_detection(), ..self }
     }
 
     /// The model before any observation: slowdown 1.
     pub fn start(&self) -> Result<PerKernel> {
-        if !(self.forgetting > 0.0 && self.forgetting <= 1.0 && self.delta > 0.0) {
-            return Err(Error::data(
-                "per-kernel predictor",
-                format!("forgetting {} must be in (0, 1] and delta {} positive", self.forgetting, self.delta),
-            ));
-        }
-        let mut prior = [0.0; FEATURES];
-        prior[0] = 1.0;
-        Ok(PerKernel {
-            profiles: self.profiles.clone(),
-            rls: Rls::new(FEATURES, self.delta, self.forgetting).with_weights(&prior),
-            drift: self.drift.map(PageHinkley::new),
-            resets: 0,
-        })
+        Ok(PerKernel { profiles: self.profiles.clone(), model: self.learning.start(FEATURES)? })
     }
 }
 
@@ -210,9 +187,7 @@ impl PerKernelParams {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PerKernel {
     profiles: KernelProfiles,
-    rls: Rls,
-    drift: Option<PageHinkley>,
-    pub resets: u64,
+    pub model: OnlineSlowdown,
 }
 
 impl Fit for PerKernelParams {
@@ -232,25 +207,19 @@ impl Fit for PerKernelParams {
 
 impl Online for PerKernel {
     fn update(&mut self, query: &Query, measured_us: f64) {
-        let Some(x) = self.profiles.features(query) else { return };
-        let slowdown = measured_us / query.solo_us;
-        if let Some(ph) = &mut self.drift
-            && ph.observe(slowdown - self.rls.predict(&x))
-        {
-            self.rls.reset_uncertainty();
-            self.resets += 1;
+        if let Some(x) = self.profiles.features(query) {
+            self.model.learn(&x, measured_us / query.solo_us);
         }
-        self.rls.update(&x, slowdown);
     }
 }
 
 impl Predictor for PerKernel {
     fn name(&self) -> &'static str {
-        if self.drift.is_some() { "online RLS, per-kernel, Page-Hinkley" } else { "online RLS, per-kernel" }
+        if self.model.detects_drift() { "online RLS, per-kernel, Page-Hinkley" } else { "online RLS, per-kernel" }
     }
     fn predict(&self, query: &Query) -> f64 {
         match self.profiles.features(query) {
-            Some(x) => query.solo_us * self.rls.predict(&x),
+            Some(x) => query.solo_us * self.model.predict(&x),
             None => query.solo_us,
         }
     }
@@ -319,11 +288,12 @@ mod tests {
             .map(|i| {
                 let q = query((i % 4 != 0).then(|| f64::from(i % 41) * 5.0));
                 let measured_us = truth(&q);
-                Example { run: "r".into(), position: 0, start_ns: i.into(), tenant: 0, batch: i, query: q, measured_us }
+                Example::nth(i, q, measured_us)
             })
             .collect();
         let refs: Vec<&Example> = train.iter().collect();
-        let params = PerKernelParams { forgetting: 1.0, delta: 1e4, ..PerKernelParams::new(p.clone()) };
+        let learning = OnlineLearning { forgetting: 1.0, delta: 1e4, drift: None };
+        let params = PerKernelParams { profiles: p.clone(), learning };
         let model = params.fit(&refs).unwrap();
         for e in [Some(0.0), Some(120.0), Some(190.0), None] {
             let q = query(e);

@@ -62,6 +62,14 @@ pub struct Example {
     pub measured_us: f64,
 }
 
+#[cfg(test)]
+impl Example {
+    /// The `i`-th batch of a one-tenant run "r", for tests on hand-made data.
+    pub(crate) fn nth(i: u32, query: Query, measured_us: f64) -> Example {
+        Example { run: "r".into(), position: 0, start_ns: i.into(), tenant: 0, batch: i, query, measured_us }
+    }
+}
+
 /// A batch as it stands when it is dispatched: nothing measured yet.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dispatch {
@@ -98,6 +106,19 @@ impl SoloTimes {
             Error::data("solo profiles", format!("none for {model} at batch {bucket} on {}", share.label()))
         })
     }
+}
+
+/// Calls `f` with the (model, graph size, share) of every target and co-runner of `examples`,
+/// stopping at the first error (a profile a predictor lacks).
+pub fn each_profile(examples: &[Example], mut f: impl FnMut(&str, u32, SoloShare) -> Result<()>) -> Result<()> {
+    for e in examples {
+        let q = &e.query;
+        f(&q.target.model, q.target.bucket, q.target.share)?;
+        for c in &q.co_runners {
+            f(&c.model, c.bucket, c.share)?;
+        }
+    }
+    Ok(())
 }
 
 /// The query for `dispatch`, a batch of one of `tenants` (the tenants of one run, under

@@ -81,6 +81,45 @@ impl Rls {
     }
 }
 
+/// Batch least squares of k weights per partition mechanism and over all of them (through RLS
+/// with no forgetting and a vague prior), for the static models fitted per mechanism.
+pub struct PerMechanism<const K: usize> {
+    pooled: Rls,
+    by_mechanism: std::collections::BTreeMap<coloc_workloads::scenario::PartitionKind, (Rls, usize)>,
+    n: usize,
+}
+
+impl<const K: usize> Default for PerMechanism<K> {
+    fn default() -> Self {
+        PerMechanism { pooled: Rls::new(K, 1e6, 1.0), by_mechanism: Default::default(), n: 0 }
+    }
+}
+
+/// Weights per mechanism with enough observations, and over all of them.
+pub type MechanismWeights<const K: usize> =
+    (std::collections::BTreeMap<coloc_workloads::scenario::PartitionKind, [f64; K]>, [f64; K]);
+
+impl<const K: usize> PerMechanism<K> {
+    pub fn add(&mut self, mechanism: coloc_workloads::scenario::PartitionKind, x: &[f64; K], y: f64) {
+        self.pooled.update(x, y);
+        let (rls, n) = self.by_mechanism.entry(mechanism).or_insert_with(|| (Rls::new(K, 1e6, 1.0), 0));
+        rls.update(x, y);
+        *n += 1;
+        self.n += 1;
+    }
+
+    /// The weights of every mechanism with at least `min` observations, and the pooled ones;
+    /// none without an observation.
+    pub fn weights(self, min: usize) -> Option<MechanismWeights<K>> {
+        if self.n == 0 {
+            return None;
+        }
+        let w = |r: &Rls| -> [f64; K] { r.weights().try_into().expect("K weights") };
+        let by = self.by_mechanism.iter().filter(|(_, (_, n))| *n >= min).map(|(m, (r, _))| (*m, w(r))).collect();
+        Some((by, w(&self.pooled)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
