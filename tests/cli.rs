@@ -53,3 +53,46 @@ fn an_unknown_command_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
 }
+
+#[test]
+fn evaluate_writes_the_leaderboard_and_every_prediction_and_fit_saves_a_predictor() {
+    let dir = std::env::temp_dir().join(format!("coloc-evaluate-{}", std::process::id()));
+    let out = coloc(&[
+        "evaluate",
+        "data/h200",
+        "--quick",
+        "--counters",
+        "data/h200-counters",
+        "--split",
+        "random",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["solo at share", "online RLS, coarse", "gpulet linear (L2, DRAM)", "iGniter analytic", "noise floor"] {
+        assert!(stdout.contains(name), "the leaderboard lacks {name}:\n{stdout}");
+    }
+    let csv = std::fs::read_to_string(dir.join("leaderboard.csv")).unwrap();
+    assert!(csv.starts_with("split,predictor,folds,train,test,mape,"), "{csv}");
+    // six predictors on one split (the floor, two RLS, two gpulet, iGniter), a header above
+    assert_eq!(csv.lines().count(), 1 + 6, "{csv}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("leaderboard.json")).unwrap()).unwrap();
+    let tested: u64 = json["entries"].as_array().unwrap().iter().map(|e| e["scores"]["n"].as_u64().unwrap()).sum();
+    assert!(dir.join("predictions.parquet").metadata().unwrap().len() > 0);
+    assert!(tested > 100_000, "{tested}");
+
+    // a counter dataset that is not one is named
+    let bad = coloc(&["evaluate", "data/h200", "--quick", "--counters", "suites"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("suites"), "{}", String::from_utf8_lossy(&bad.stderr));
+
+    let saved = dir.join("rls.json");
+    let fit = coloc(&["fit", "data/h200", "--predictor", "online-coarse", "--out", saved.to_str().unwrap()]);
+    assert!(fit.status.success(), "{}", String::from_utf8_lossy(&fit.stderr));
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(saved["name"], "online RLS, coarse");
+    assert_eq!(saved["manifest_sha256"].as_str().unwrap().len(), 64);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

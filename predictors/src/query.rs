@@ -358,6 +358,45 @@ mod tests {
     }
 
     #[test]
+    fn across_datasets_the_test_runs_come_after_and_are_the_only_ones_tested() {
+        let one = |run: &str, position: u32| {
+            let (tenants, solo) = setup();
+            let d = Dispatch { tenant: 0, bucket: 8, start_ns: 0 };
+            let query = query_at(&d, PartitionKind::Green, &tenants, &[], &solo).unwrap();
+            let mut ex = Examples::default();
+            ex.items.push(Example {
+                run: run.into(),
+                position,
+                start_ns: 0,
+                tenant: 0,
+                batch: 0,
+                query,
+                measured_us: 1.0,
+            });
+            ex.runs.push(RunFacts {
+                run: run.into(),
+                scenario: run.into(),
+                rep: 1,
+                partition: PartitionKind::Green,
+                models: vec!["resnet50".into()],
+                offered_load: Some(0.5),
+                tested: false,
+            });
+            ex
+        };
+        // the same run name in both datasets stays two runs
+        let ex = Examples::across(one("000_x", 7), one("000_x", 0));
+        assert_eq!(
+            ex.runs.iter().map(|r| (r.run.as_str(), r.tested)).collect::<Vec<_>>(),
+            [("test/000_x", true), ("train/000_x", false)]
+        );
+        assert_eq!((ex.items[0].position, ex.items[1].position), (7, 8));
+        assert!(ex.run_of(&ex.items[1]).tested && !ex.run_of(&ex.items[0]).tested);
+        let folds = crate::split::folds(&ex, crate::split::Split::Datasets);
+        assert_eq!((folds[0].train.as_slice(), folds[0].test.as_slice()), ([0].as_slice(), [1].as_slice()));
+    }
+
+    #[test]
     fn a_missing_solo_profile_is_named() {
         let (tenants, solo) = setup();
         let d = Dispatch { tenant: 0, bucket: 16, start_ns: 0 };
