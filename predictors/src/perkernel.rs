@@ -46,12 +46,17 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// The kernel running `at` us from the batch's start, if the batch is still running.
-    fn kernel_at(&self, at: f64) -> Option<usize> {
+    /// The kernel running `at` us from the batch's start, if the batch is still running, found
+    /// from `cursor` (a kernel at or before it) onwards; the cursor is left there, so a walk over
+    /// increasing times costs one pass.
+    fn kernel_at(&self, at: f64, cursor: &mut usize) -> Option<usize> {
         if !(0.0..self.total).contains(&at) {
             return None;
         }
-        Some(self.starts.partition_point(|s| *s <= at).saturating_sub(1))
+        while *cursor + 1 < self.starts.len() && self.starts[*cursor + 1] <= at {
+            *cursor += 1;
+        }
+        Some(*cursor)
     }
 }
 
@@ -133,17 +138,18 @@ impl KernelProfiles {
             return Some(x);
         }
         let me = self.get(&q.target.model, q.target.bucket, q.target.share).ok()?;
-        let others: Vec<(&Timeline, f64)> = q
+        // (timeline, progress at dispatch, the kernel reached so far)
+        let mut others: Vec<(&Timeline, f64, usize)> = q
             .co_runners
             .iter()
-            .map(|c| self.get(&c.model, c.bucket, c.share).ok().map(|t| (t, c.elapsed_us)))
+            .map(|c| self.get(&c.model, c.bucket, c.share).ok().map(|t| (t, c.elapsed_us, 0)))
             .collect::<Option<_>>()?;
         let m = PartitionKind::ALL.iter().position(|p| *p == q.target.partition).unwrap_or(0);
         let block = &mut x[1 + PER_MECHANISM * m..1 + PER_MECHANISM * (m + 1)];
         for k in 0..me.starts.len() {
             let mid = me.starts[k] + me.durations[k] / 2.0;
-            for (t, elapsed) in &others {
-                if let Some(c) = t.kernel_at(elapsed + mid) {
+            for (t, elapsed, cursor) in &mut others {
+                if let Some(c) = t.kernel_at(*elapsed + mid, cursor) {
                     let w = me.durations[k];
                     let (dk, ck, dc, cc) = (me.dram[k], me.comp[k], t.dram[c], t.comp[c]);
                     block[0] += w;

@@ -6,7 +6,7 @@
 //! not yet ended) with how far along they are. Nothing of the batch's own outcome enters it:
 //! [`query_at`] never sees the batch's end or its kernels.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use coloc_dataset::Dataset;
 use coloc_dataset::rows::{AggressorRow, BatchRow, RunRow, Status, TenantRow};
@@ -252,7 +252,9 @@ pub fn examples(ds: &Dataset) -> Result<Examples> {
         let offered_load = of_run.iter().map(|t| t.load).sum::<Option<f64>>();
         let first = batches.partition_point(|b| b.run.as_str() < run.run.as_str());
         let last = batches.partition_point(|b| b.run.as_str() <= run.run.as_str());
-        let mut latest: HashMap<u16, &BatchRow> = HashMap::new();
+        // ordered by tenant, so that co-runners are listed the same way in every process (a
+        // HashMap's order changes from process to process, and sums over co-runners with it)
+        let mut latest: BTreeMap<u16, &BatchRow> = BTreeMap::new();
         let before = out.items.len();
         for b in &batches[first..last] {
             if b.start_ns >= 0 {

@@ -34,6 +34,8 @@ fn every_measured_batch_of_the_dataset_becomes_an_example_with_its_co_runners() 
 fn the_evaluation_is_the_same_bit_for_bit_with_the_same_seed() {
     let ds = Dataset::open(&dir()).unwrap();
     let ex = examples(&ds).unwrap();
+    // the examples too: co-runners listed in the same order every time they are built
+    assert_eq!(examples(&ds).unwrap().items, ex.items);
     let splits = Split::all(3);
     let a = evaluate(&ex, &splits, true, &Roster::default()).unwrap();
     let b = evaluate(&ex, &splits, true, &Roster::default()).unwrap();
