@@ -247,6 +247,7 @@ pub enum PredictorArg {
     Gbt,
     PerKernel,
     PerKernelDrift,
+    Sgd,
 }
 
 /// A split of `coloc evaluate`.

@@ -75,8 +75,8 @@ fn evaluate_writes_the_leaderboard_and_every_prediction_and_fit_saves_a_predicto
     }
     let csv = std::fs::read_to_string(dir.join("leaderboard.csv")).unwrap();
     assert!(csv.starts_with("split,predictor,folds,train,test,mape,"), "{csv}");
-    // six predictors on one split (the floor, two RLS, two gpulet, iGniter), a header above
-    assert_eq!(csv.lines().count(), 1 + 6, "{csv}");
+    // seven predictors on one split (the floor, two RLS, SGD, two gpulet, iGniter), a header above
+    assert_eq!(csv.lines().count(), 1 + 7, "{csv}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("leaderboard.json")).unwrap()).unwrap();
     let tested: u64 = json["entries"].as_array().unwrap().iter().map(|e| e["scores"]["n"].as_u64().unwrap()).sum();

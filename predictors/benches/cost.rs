@@ -14,6 +14,7 @@ use coloc_predictors::online::OnlineCoarseParams;
 use coloc_predictors::perkernel::{KernelProfiles, PerKernelParams};
 use coloc_predictors::predictor::{Fit, Online, Predictor};
 use coloc_predictors::query::{Example, examples};
+use coloc_predictors::sgd::SgdParams;
 use coloc_predictors::solo::SoloAtShareParams;
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -62,7 +63,10 @@ fn cost(c: &mut Criterion) {
     predict_each(c, &GbtParams::default().fit(&train).unwrap(), &queries);
     let per_kernel = PerKernelParams::new(kernels).with_drift_detection().fit(&train).unwrap();
     predict_each(c, &per_kernel, &queries);
+    let sgd = SgdParams::default().fit(&train).unwrap();
+    predict_each(c, &sgd, &queries);
     update_each(c, &rls, &queries);
+    update_each(c, &sgd, &queries);
     update_each(c, &per_kernel, &queries);
     update_each(c, &rls_ph, &queries);
     update_each(c, &ewma, &queries);

@@ -19,6 +19,7 @@ use crate::online::OnlineCoarseParams;
 use crate::perkernel::{KernelProfiles, PerKernelParams};
 use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Examples};
+use crate::sgd::SgdParams;
 use crate::solo::SoloAtShareParams;
 use crate::split::{Fold, Split, folds};
 
@@ -170,6 +171,7 @@ fn passes(examples: &Examples, split: Split, roster: &Roster) -> Result<Vec<Pass
                 prequential(SoloAtShareParams.start(), examples),
                 prequential(OnlineCoarseParams::default().start_coarse()?, examples),
                 prequential(OnlineCoarseParams::with_drift_detection().start_coarse()?, examples),
+                prequential(SgdParams::default().start()?, examples),
             ];
             if let Some(k) = &roster.kernels {
                 out.push(prequential(PerKernelParams::new(k.clone()).start()?, examples));
@@ -186,6 +188,7 @@ fn passes(examples: &Examples, split: Split, roster: &Roster) -> Result<Vec<Pass
                 over_folds(&SoloAtShareParams, examples, &folds)?,
                 over_folds_online(&OnlineCoarseParams::default(), examples, &folds)?,
                 over_folds_online(&OnlineCoarseParams::with_drift_detection(), examples, &folds)?,
+                over_folds_online(&SgdParams::default(), examples, &folds)?,
             ];
             if let Some(k) = &roster.kernels {
                 out.push(over_folds_online(&PerKernelParams::new(k.clone()), examples, &folds)?);

@@ -17,6 +17,7 @@
 //! - [`gbt`]: gradient-boosted trees on the same input.
 //! - [`perkernel`]: an online model of each kernel's slowdown from the co-runner kernels beside
 //!   it, on the solo timelines.
+//! - [`sgd`]: the coarse online model learnt by normalised LMS instead of RLS.
 //! - [`saved`]: fitted predictors as JSON, with the manifest hash of their training data.
 
 pub mod abacus;
@@ -36,6 +37,7 @@ pub mod predictor;
 pub mod query;
 pub mod rls;
 pub mod saved;
+pub mod sgd;
 pub mod solo;
 pub mod split;
 

@@ -17,6 +17,7 @@ use crate::online::{OnlineCoarse, OnlineCoarseParams};
 use crate::perkernel::{KernelProfiles, PerKernel, PerKernelParams};
 use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Query};
+use crate::sgd::{OnlineSgd, SgdParams};
 use crate::solo::{SoloAtShare, SoloAtShareParams};
 
 /// The version of the file format; a file of another version is refused.
@@ -35,6 +36,7 @@ pub enum Fitted {
     /// Boxed: a booster is large beside the other states.
     Gbt(Box<Gbt>),
     PerKernel(PerKernel),
+    Sgd(OnlineSgd),
 }
 
 /// Which predictor to fit, with its default parameters.
@@ -50,6 +52,7 @@ pub enum Kind {
     Gbt,
     PerKernel,
     PerKernelDrift,
+    Sgd,
 }
 
 /// Fits `kind` on `train`; gpulet's two and iGniter's need `counters`, the per-kernel ones
@@ -81,6 +84,7 @@ pub fn fit(
         Kind::Gbt => Fitted::Gbt(Box::new(GbtParams::default().fit(train)?)),
         Kind::PerKernel => Fitted::PerKernel(per_kernel()?.fit(train)?),
         Kind::PerKernelDrift => Fitted::PerKernel(per_kernel()?.with_drift_detection().fit(train)?),
+        Kind::Sgd => Fitted::Sgd(SgdParams::default().fit(train)?),
     })
 }
 
@@ -95,6 +99,7 @@ impl Fitted {
             Fitted::Abacus(p) => p,
             Fitted::Gbt(p) => p.as_ref(),
             Fitted::PerKernel(p) => p,
+            Fitted::Sgd(p) => p,
         }
     }
 }
@@ -116,6 +121,7 @@ impl Online for Fitted {
             Fitted::OnlineCoarse(p) => p.update(query, measured_us),
             Fitted::GpuletEwma(p) => p.update(query, measured_us),
             Fitted::PerKernel(p) => p.update(query, measured_us),
+            Fitted::Sgd(p) => p.update(query, measured_us),
         }
     }
 }

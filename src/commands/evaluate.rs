@@ -179,6 +179,7 @@ pub fn fit(args: &FitArgs) -> anyhow::Result<ExitCode> {
         PredictorArg::Gbt => Kind::Gbt,
         PredictorArg::PerKernel => Kind::PerKernel,
         PredictorArg::PerKernelDrift => Kind::PerKernelDrift,
+        PredictorArg::Sgd => Kind::Sgd,
     };
     let train: Vec<&Example> = ex.items.iter().collect();
     let kernels = KernelProfiles::from_dataset(&ds)?;
