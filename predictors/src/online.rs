@@ -12,7 +12,7 @@ use coloc_workloads::scenario::PartitionKind;
 
 use crate::drift::{PageHinkley, PageHinkleyParams};
 use crate::error::{Error, Result};
-use crate::predictor::{Fit, Online, Predictor};
+use crate::predictor::{Fit, Online, Predictor, learn_in_order};
 use crate::query::{Example, Query};
 use crate::rls::Rls;
 
@@ -138,14 +138,7 @@ impl Fit for OnlineLearning {
     type Fitted = OnlineCoarse;
     /// Learns the training examples in their order (the dataset's: by run, then by time).
     fn fit(&self, train: &[&Example]) -> Result<OnlineCoarse> {
-        if train.is_empty() {
-            return Err(Error::data("training examples", "none"));
-        }
-        let mut model = self.start_coarse()?;
-        for e in train {
-            model.update(&e.query, e.measured_us);
-        }
-        Ok(model)
+        learn_in_order(self.start_coarse()?, train)
     }
 }
 
@@ -160,32 +153,14 @@ impl Predictor for OnlineCoarse {
 
 #[cfg(test)]
 mod tests {
-    use coloc_workloads::scenario::SoloShare;
 
     use super::*;
-    use crate::query::{CoRunner, Target};
-
-    fn query(partition: PartitionKind, co: &[(f64, f64)]) -> Query {
-        Query {
-            target: Target { model: "m".into(), bucket: 8, share: SoloShare::Device, partition },
-            solo_us: 1000.0,
-            co_runners: co
-                .iter()
-                .map(|&(solo_us, elapsed_us)| CoRunner {
-                    model: "c".into(),
-                    bucket: 8,
-                    share: SoloShare::Device,
-                    solo_us,
-                    elapsed_us,
-                })
-                .collect(),
-        }
-    }
+    use crate::query::test_query;
 
     #[test]
     fn after_a_shift_drift_detection_relearns_faster() {
         // green: slowdown 1.05 per unit of remaining work, then 1.6 from batch 3000 on
-        let q = |i: u64| query(PartitionKind::Green, &[(1000.0, (i % 10) as f64 * 50.0)]);
+        let q = |i: u64| test_query(PartitionKind::Green, &[(1000.0, (i % 10) as f64 * 50.0)]);
         let slowdown = |i: u64, q: &Query| 1.0 + if i < 3000 { 0.05 } else { 0.6 } * coarse_features(q)[6];
         let mut plain = OnlineCoarseParams::default().start_coarse().unwrap();
         let mut watched = OnlineCoarseParams::with_drift_detection().start_coarse().unwrap();
@@ -206,7 +181,7 @@ mod tests {
 
     #[test]
     fn remaining_work_is_relative_to_the_target_and_never_negative() {
-        let q = query(PartitionKind::Green, &[(2000.0, 500.0), (800.0, 900.0)]);
+        let q = test_query(PartitionKind::Green, &[(2000.0, 500.0), (800.0, 900.0)]);
         let x = coarse_features(&q);
         assert_eq!(x[0], 1.0);
         assert_eq!((x[5], x[6]), (2.0, 1.5)); // green: 2 co-runners, 0.75 * 2000 / 1000 + 0
@@ -224,16 +199,16 @@ mod tests {
         for i in 0..600 {
             let p = if i % 2 == 0 { PartitionKind::Streams } else { PartitionKind::Green };
             let co: Vec<(f64, f64)> = (0..(i % 3)).map(|j| (500.0 + 100.0 * j as f64, (i % 7) as f64 * 60.0)).collect();
-            let q = query(p, &co);
+            let q = test_query(p, &co);
             let measured_us = truth(&q);
             train.push(Example::nth(i, q, measured_us));
         }
         let train: Vec<&Example> = train.iter().collect();
         let model = OnlineCoarseParams { forgetting: 1.0, delta: 1e4, drift: None }.fit(&train).unwrap();
         for q in [
-            query(PartitionKind::Streams, &[(900.0, 100.0)]),
-            query(PartitionKind::Green, &[(600.0, 0.0), (700.0, 200.0)]),
-            query(PartitionKind::Green, &[]),
+            test_query(PartitionKind::Streams, &[(900.0, 100.0)]),
+            test_query(PartitionKind::Green, &[(600.0, 0.0), (700.0, 200.0)]),
+            test_query(PartitionKind::Green, &[]),
         ] {
             // the prior P = delta * I pulls the weights by about 1/delta: a relative 1e-5
             let rel = (model.predict(&q) - truth(&q)).abs() / truth(&q);

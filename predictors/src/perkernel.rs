@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::online::{OnlineLearning, OnlineSlowdown};
-use crate::predictor::{Fit, Online, Predictor};
+use crate::predictor::{Fit, Online, Predictor, learn_in_order};
 use crate::query::{Example, Query};
 
 /// Features per mechanism, and the intercept.
@@ -200,14 +200,7 @@ impl Fit for PerKernelParams {
     type Fitted = PerKernel;
     /// Learns the training examples in their order.
     fn fit(&self, train: &[&Example]) -> Result<PerKernel> {
-        if train.is_empty() {
-            return Err(Error::data("training examples", "none"));
-        }
-        let mut model = self.start()?;
-        for e in train {
-            model.update(&e.query, e.measured_us);
-        }
-        Ok(model)
+        learn_in_order(self.start()?, train)
     }
 }
 

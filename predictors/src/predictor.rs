@@ -21,3 +21,15 @@ pub trait Fit {
     type Fitted: Predictor;
     fn fit(&self, train: &[&Example]) -> Result<Self::Fitted>;
 }
+
+/// An online predictor taught the training examples in their order, from `model`'s state (how
+/// every online predictor fits).
+pub fn learn_in_order<M: Online>(mut model: M, train: &[&Example]) -> Result<M> {
+    if train.is_empty() {
+        return Err(crate::error::Error::data("training examples", "none"));
+    }
+    for e in train {
+        model.update(&e.query, e.measured_us);
+    }
+    Ok(model)
+}

@@ -62,6 +62,26 @@ pub struct Example {
     pub measured_us: f64,
 }
 
+/// A query of model "m" (solo 1,000 us, batch 8, whole device) under `partition`, beside
+/// co-runners of model "c" given as (solo us, elapsed us), for tests on hand-made data.
+#[cfg(test)]
+pub(crate) fn test_query(partition: PartitionKind, co: &[(f64, f64)]) -> Query {
+    Query {
+        target: Target { model: "m".into(), bucket: 8, share: SoloShare::Device, partition },
+        solo_us: 1000.0,
+        co_runners: co
+            .iter()
+            .map(|&(solo_us, elapsed_us)| CoRunner {
+                model: "c".into(),
+                bucket: 8,
+                share: SoloShare::Device,
+                solo_us,
+                elapsed_us,
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 impl Example {
     /// The `i`-th batch of a one-tenant run "r", for tests on hand-made data.

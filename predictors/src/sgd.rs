@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::online::{COARSE_FEATURES, coarse_features};
-use crate::predictor::{Fit, Online, Predictor};
+use crate::predictor::{Fit, Online, Predictor, learn_in_order};
 use crate::query::{Example, Query};
 
 /// Parameters of [`OnlineSgd`]: the step, in (0, 2) for NLMS to converge.
@@ -52,14 +52,7 @@ impl Fit for SgdParams {
     type Fitted = OnlineSgd;
     /// Learns the training examples in their order.
     fn fit(&self, train: &[&Example]) -> Result<OnlineSgd> {
-        if train.is_empty() {
-            return Err(Error::data("training examples", "none"));
-        }
-        let mut model = self.start()?;
-        for e in train {
-            model.update(&e.query, e.measured_us);
-        }
-        Ok(model)
+        learn_in_order(self.start()?, train)
     }
 }
 
@@ -88,27 +81,10 @@ impl Predictor for OnlineSgd {
 
 #[cfg(test)]
 mod tests {
-    use coloc_workloads::scenario::{PartitionKind, SoloShare};
+    use coloc_workloads::scenario::PartitionKind;
 
     use super::*;
-    use crate::query::{CoRunner, Target};
-
-    fn query(partition: PartitionKind, co: &[(f64, f64)]) -> Query {
-        Query {
-            target: Target { model: "m".into(), bucket: 8, share: SoloShare::Device, partition },
-            solo_us: 1000.0,
-            co_runners: co
-                .iter()
-                .map(|&(solo_us, elapsed_us)| CoRunner {
-                    model: "c".into(),
-                    bucket: 8,
-                    share: SoloShare::Device,
-                    solo_us,
-                    elapsed_us,
-                })
-                .collect(),
-        }
-    }
+    use crate::query::test_query;
 
     #[test]
     fn it_converges_to_a_known_slowdown_and_learns_the_same_twice() {
@@ -121,7 +97,7 @@ mod tests {
             .map(|i| {
                 let co: Vec<(f64, f64)> =
                     (0..(i % 3)).map(|j| (400.0 + 300.0 * f64::from(j), f64::from(i % 11) * 50.0)).collect();
-                let q = query(PartitionKind::Green, &co);
+                let q = test_query(PartitionKind::Green, &co);
                 let measured = truth(&q);
                 Example::nth(i, q, measured)
             })
@@ -129,8 +105,8 @@ mod tests {
         let refs: Vec<&Example> = ex.iter().collect();
         let model = SgdParams { step: 0.5 }.fit(&refs).unwrap();
         for q in [
-            query(PartitionKind::Green, &[(700.0, 100.0)]),
-            query(PartitionKind::Green, &[(400.0, 0.0), (700.0, 300.0)]),
+            test_query(PartitionKind::Green, &[(700.0, 100.0)]),
+            test_query(PartitionKind::Green, &[(400.0, 0.0), (700.0, 300.0)]),
         ] {
             let rel = (model.predict(&q) - truth(&q)).abs() / truth(&q);
             assert!(rel < 1e-3, "{} vs {}", model.predict(&q), truth(&q));
