@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -224,8 +225,8 @@ pub struct FitArgs {
     /// A dataset written by `coloc measure`.
     pub dataset: PathBuf,
     /// Which predictor.
-    #[arg(long, value_enum)]
-    pub predictor: PredictorArg,
+    #[arg(long, value_parser = predictor_kind())]
+    pub predictor: coloc_predictors::saved::Kind,
     /// Where to save it (JSON).
     #[arg(long)]
     pub out: PathBuf,
@@ -234,20 +235,11 @@ pub struct FitArgs {
     pub counters: Option<PathBuf>,
 }
 
-/// A predictor `coloc fit` can fit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum PredictorArg {
-    SoloAtShare,
-    OnlineCoarse,
-    OnlineCoarseDrift,
-    Gpulet,
-    GpuletEwma,
-    Igniter,
-    Abacus,
-    Gbt,
-    PerKernel,
-    PerKernelDrift,
-    Sgd,
+/// The predictors `coloc fit` can fit, by their keys.
+fn predictor_kind() -> impl clap::builder::TypedValueParser<Value = coloc_predictors::saved::Kind> {
+    use coloc_predictors::saved::Kind;
+    clap::builder::PossibleValuesParser::new(Kind::ALL.map(Kind::key))
+        .map(|key| Kind::from_key(&key).expect("a possible value is a key"))
 }
 
 /// A split of `coloc evaluate`.

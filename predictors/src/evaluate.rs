@@ -83,17 +83,46 @@ struct Pass {
     predicted: Vec<(usize, String, f64)>,
 }
 
-fn over_folds<P: Fit>(params: &P, examples: &Examples, folds: &[Fold]) -> Result<Pass> {
+/// Each of `indices`, in measurement order, predicted by `model` and then learnt by it.
+fn test_then_train<P: Online>(
+    model: &mut P,
+    examples: &Examples,
+    indices: &[usize],
+    label: &str,
+    out: &mut Vec<(usize, String, f64)>,
+) {
+    let mut order = indices.to_vec();
+    order.sort_by_key(|&i| (examples.items[i].position, examples.items[i].start_ns));
+    for i in order {
+        let e = &examples.items[i];
+        out.push((i, label.to_string(), model.predict(&e.query)));
+        model.update(&e.query, e.measured_us);
+    }
+}
+
+/// `params` fitted on each fold's training examples, then scored on its test examples by `test`.
+fn fold_by_fold<P: Fit>(
+    params: &P,
+    examples: &Examples,
+    folds: &[Fold],
+    test: impl Fn(&mut P::Fitted, &Fold, &mut Vec<(usize, String, f64)>),
+) -> Result<Pass> {
     let mut pass = Pass { predictor: String::new(), folds: folds.len(), train: 0, predicted: Vec::new() };
     for fold in folds {
         let train: Vec<&Example> = fold.train.iter().map(|&i| &examples.items[i]).collect();
-        let fitted = params.fit(&train)?;
+        let mut fitted = params.fit(&train)?;
         pass.predictor = fitted.name().to_string();
         pass.train += train.len();
-        pass.predicted
-            .extend(fold.test.iter().map(|&i| (i, fold.held_out.clone(), fitted.predict(&examples.items[i].query))));
+        test(&mut fitted, fold, &mut pass.predicted);
     }
     Ok(pass)
+}
+
+/// A static predictor per fold: it predicts the test examples as it was fitted.
+fn over_folds<P: Fit>(params: &P, examples: &Examples, folds: &[Fold]) -> Result<Pass> {
+    fold_by_fold(params, examples, folds, |fitted, fold, out| {
+        out.extend(fold.test.iter().map(|&i| (i, fold.held_out.clone(), fitted.predict(&examples.items[i].query))));
+    })
 }
 
 /// An online predictor fitted on each fold's training examples, then run over its test
@@ -104,35 +133,17 @@ where
     P: Fit,
     P::Fitted: Online,
 {
-    let mut pass = Pass { predictor: String::new(), folds: folds.len(), train: 0, predicted: Vec::new() };
-    for fold in folds {
-        let train: Vec<&Example> = fold.train.iter().map(|&i| &examples.items[i]).collect();
-        let mut fitted = params.fit(&train)?;
-        pass.predictor = fitted.name().to_string();
-        pass.train += train.len();
-        let mut test = fold.test.clone();
-        test.sort_by_key(|&i| (examples.items[i].position, examples.items[i].start_ns));
-        for i in test {
-            let e = &examples.items[i];
-            pass.predicted.push((i, fold.held_out.clone(), fitted.predict(&e.query)));
-            fitted.update(&e.query, e.measured_us);
-        }
-    }
-    Ok(pass)
+    fold_by_fold(params, examples, folds, |fitted, fold, out| {
+        test_then_train(fitted, examples, &fold.test, &fold.held_out, out)
+    })
 }
 
 /// One predictor, from its starting state, over every example in measurement order: each
 /// predicted, then learnt.
 fn prequential<P: Online>(mut model: P, examples: &Examples) -> Pass {
-    let mut order: Vec<usize> = (0..examples.len()).collect();
-    order.sort_by_key(|&i| (examples.items[i].position, examples.items[i].start_ns));
-    let mut predicted = Vec::with_capacity(order.len());
-    let label = Split::Prequential.label();
-    for i in order {
-        let e = &examples.items[i];
-        predicted.push((i, label.clone(), model.predict(&e.query)));
-        model.update(&e.query, e.measured_us);
-    }
+    let all: Vec<usize> = (0..examples.len()).collect();
+    let mut predicted = Vec::with_capacity(all.len());
+    test_then_train(&mut model, examples, &all, &Split::Prequential.label(), &mut predicted);
     Pass { predictor: model.name().to_string(), folds: 1, train: 0, predicted }
 }
 

@@ -55,6 +55,44 @@ pub enum Kind {
     Sgd,
 }
 
+impl Kind {
+    pub const ALL: [Kind; 11] = [
+        Kind::SoloAtShare,
+        Kind::OnlineCoarse,
+        Kind::OnlineCoarseDrift,
+        Kind::Gpulet,
+        Kind::GpuletEwma,
+        Kind::Igniter,
+        Kind::Abacus,
+        Kind::Gbt,
+        Kind::PerKernel,
+        Kind::PerKernelDrift,
+        Kind::Sgd,
+    ];
+
+    /// Its name on the command line.
+    pub fn key(self) -> &'static str {
+        match self {
+            Kind::SoloAtShare => "solo-at-share",
+            Kind::OnlineCoarse => "online-coarse",
+            Kind::OnlineCoarseDrift => "online-coarse-drift",
+            Kind::Gpulet => "gpulet",
+            Kind::GpuletEwma => "gpulet-ewma",
+            Kind::Igniter => "igniter",
+            Kind::Abacus => "abacus",
+            Kind::Gbt => "gbt",
+            Kind::PerKernel => "per-kernel",
+            Kind::PerKernelDrift => "per-kernel-drift",
+            Kind::Sgd => "sgd",
+        }
+    }
+
+    /// The kind named `key`.
+    pub fn from_key(key: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.key() == key)
+    }
+}
+
 /// Fits `kind` on `train`; gpulet's two and iGniter's need `counters`, the per-kernel ones
 /// `kernels`.
 pub fn fit(

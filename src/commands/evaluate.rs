@@ -9,12 +9,12 @@ use coloc_predictors::counters::Utilisations;
 use coloc_predictors::evaluate::{Entry, Evaluation, Roster, evaluate};
 use coloc_predictors::perkernel::KernelProfiles;
 use coloc_predictors::query::{Example, Examples, examples};
-use coloc_predictors::saved::{Kind, SavedPredictor, fit as fit_kind};
+use coloc_predictors::saved::{SavedPredictor, fit as fit_kind};
 use coloc_predictors::split::Split;
 use coloc_workloads::scenario::PartitionKind;
 
 use super::write_json;
-use crate::cli::{EvaluateArgs, FitArgs, PredictorArg, SplitArg};
+use crate::cli::{EvaluateArgs, FitArgs, SplitArg};
 use crate::table::Table;
 
 fn split_of(arg: SplitArg, seed: u64) -> Split {
@@ -80,19 +80,27 @@ fn write_out(dir: &Path, eval: &Evaluation) -> anyhow::Result<()> {
 
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     let ds = Dataset::open(&args.dataset)?;
-    let mut kernels = KernelProfiles::from_dataset(&ds)?;
-    let (ex, splits) = match &args.train {
+    let train_ds = args.train.as_deref().map(Dataset::open).transpose()?;
+    let (ex, splits) = match &train_ds {
         Some(train) => {
-            let train_ds = Dataset::open(train)?;
-            println!("training on {}, testing on {}", train.display(), args.dataset.display());
-            kernels = KernelProfiles::from_dataset(&train_ds)?.merged(kernels);
-            (Examples::across(examples(&train_ds)?, examples(&ds)?), vec![Split::Datasets])
+            println!("training on {}, testing on {}", train.dir().display(), args.dataset.display());
+            (Examples::across(examples(train)?, examples(&ds)?), vec![Split::Datasets])
         }
         None if args.split.is_empty() => (examples(&ds)?, Split::all(args.seed)),
         None => (examples(&ds)?, args.split.iter().map(|&s| split_of(s, args.seed)).collect()),
     };
     let counters = args.counters.as_deref().map(Utilisations::load).transpose()?;
-    let roster = if args.quick { Roster { counters, ..Roster::default() } } else { Roster::full(counters, kernels) };
+    let roster = if args.quick {
+        Roster { counters, ..Roster::default() }
+    } else {
+        // the timelines of the dataset trained on, and of the one tested on where it has more
+        let tested = KernelProfiles::from_dataset(&ds)?;
+        let kernels = match &train_ds {
+            Some(train) => KernelProfiles::from_dataset(train)?.merged(tested),
+            None => tested,
+        };
+        Roster::full(counters, kernels)
+    };
     let eval = evaluate(&ex, &splits, args.out.is_some(), &roster)?;
     println!("{}: {} batches of {} VALID runs without aggressors", args.dataset.display(), ex.len(), ex.runs.len());
     for split in &splits {
@@ -168,22 +176,10 @@ pub fn fit(args: &FitArgs) -> anyhow::Result<ExitCode> {
     let ds = Dataset::open(&args.dataset)?;
     let ex = examples(&ds)?;
     let counters = args.counters.as_deref().map(Utilisations::load).transpose()?;
-    let kind = match args.predictor {
-        PredictorArg::SoloAtShare => Kind::SoloAtShare,
-        PredictorArg::OnlineCoarse => Kind::OnlineCoarse,
-        PredictorArg::OnlineCoarseDrift => Kind::OnlineCoarseDrift,
-        PredictorArg::Gpulet => Kind::Gpulet,
-        PredictorArg::GpuletEwma => Kind::GpuletEwma,
-        PredictorArg::Igniter => Kind::Igniter,
-        PredictorArg::Abacus => Kind::Abacus,
-        PredictorArg::Gbt => Kind::Gbt,
-        PredictorArg::PerKernel => Kind::PerKernel,
-        PredictorArg::PerKernelDrift => Kind::PerKernelDrift,
-        PredictorArg::Sgd => Kind::Sgd,
-    };
     let train: Vec<&Example> = ex.items.iter().collect();
     let kernels = KernelProfiles::from_dataset(&ds)?;
-    let saved = SavedPredictor::new(fit_kind(kind, &train, counters.as_ref(), Some(&kernels))?, &ds, train.len())?;
+    let saved =
+        SavedPredictor::new(fit_kind(args.predictor, &train, counters.as_ref(), Some(&kernels))?, &ds, train.len())?;
     saved.save(&args.out)?;
     println!(
         "{} fitted on {} batches of {} (manifest sha256 {}), saved to {}",
