@@ -16,19 +16,18 @@ use crate::run::RunEnv;
 use crate::tenant::{Arrivals, TenantPlan};
 
 /// Launches are kept for batches formed in this many windows, spread evenly over the measured
-/// window and together covering [`SAMPLED_FRACTION`] of it (the same windows for every tenant
-/// of a run, so every overlap between tenants inside them is in the data).
+/// window and together covering the scenario's `kernel_sample` fraction of it (the same windows
+/// for every tenant of a run, so every overlap between tenants inside them is in the data).
 pub const SAMPLE_WINDOWS: usize = 8;
-pub const SAMPLED_FRACTION: f64 = 0.3;
 
 /// Closed loops may run on past their duration, to reach `min_queries`, until this many
 /// durations have passed.
 pub const CLOSED_LOOP_CAP: f64 = 5.0;
 
 /// The sampling windows of a run, ns from its start.
-pub fn sample_windows(warmup_s: f64, duration_s: f64) -> Vec<(i64, i64)> {
+pub fn sample_windows(warmup_s: f64, duration_s: f64, fraction: f64) -> Vec<(i64, i64)> {
     let (w, d) = ((warmup_s * 1e9) as i64, (duration_s * 1e9) as i64);
-    let width = (duration_s * 1e9 * SAMPLED_FRACTION / SAMPLE_WINDOWS as f64) as i64;
+    let width = (duration_s * 1e9 * fraction / SAMPLE_WINDOWS as f64) as i64;
     (0..SAMPLE_WINDOWS as i64)
         .map(|k| {
             let mid = w + d * (2 * k + 1) / (2 * SAMPLE_WINDOWS as i64);
@@ -111,7 +110,7 @@ pub fn plan(env: &RunEnv, scenario: &Scenario, rep: usize) -> Result<Plans> {
             arrivals,
             warmup_ns,
             deadline_ns: span_ns.max((total_s * 1e9) as i64) + drain_ns,
-            sample_windows: sample_windows(scenario.warmup_s, scenario.duration_s),
+            sample_windows: sample_windows(scenario.warmup_s, scenario.duration_s, scenario.kernel_sample),
             weight_seed: model_seed(&spec.name),
             input_seed: seeds.inputs,
             slo_ms,
@@ -215,11 +214,13 @@ mod tests {
 
     #[test]
     fn sampling_windows_lie_inside_the_measured_window_cover_the_fraction_and_do_not_overlap() {
-        let w = sample_windows(0.5, 4.0);
-        assert_eq!(w.len(), SAMPLE_WINDOWS);
-        assert!(w[0].0 >= 500_000_000 && w.last().unwrap().1 <= 4_500_000_000);
-        assert!(w.windows(2).all(|p| p[0].1 <= p[1].0));
-        let covered: i64 = w.iter().map(|(a, b)| b - a).sum();
-        assert!((covered as f64 / 4e9 - SAMPLED_FRACTION).abs() < 1e-6, "{covered}");
+        for fraction in [0.1, 0.3, 1.0] {
+            let w = sample_windows(0.5, 4.0, fraction);
+            assert_eq!(w.len(), SAMPLE_WINDOWS);
+            assert!(w[0].0 >= 500_000_000 && w.last().unwrap().1 <= 4_500_000_000);
+            assert!(w.windows(2).all(|p| p[0].1 <= p[1].0));
+            let covered: i64 = w.iter().map(|(a, b)| b - a).sum();
+            assert!((covered as f64 / 4e9 - fraction).abs() < 1e-6, "{fraction}: {covered}");
+        }
     }
 }

@@ -354,8 +354,19 @@ pub struct Scenario {
     /// noise floor). For the reference, the number of runs comes from the suite's length.
     pub repetitions: usize,
     pub seeds: Seeds,
+    /// Fraction of the measured window, in (0, 1], whose batches keep every launch's stamps
+    /// (spread over windows the tenants share, so overlaps inside them are whole).
+    #[serde(default = "kernel_sample")]
+    pub kernel_sample: f64,
     #[serde(default)]
     pub role: Role,
+}
+
+/// The default [`Scenario::kernel_sample`]: launches of 30% of the batches.
+pub const KERNEL_SAMPLE: f64 = 0.3;
+
+fn kernel_sample() -> f64 {
+    KERNEL_SAMPLE
 }
 
 /// What a scenario must fit in.
@@ -441,6 +452,9 @@ impl Scenario {
         }
         if self.min_queries == 0 || self.repetitions == 0 {
             return Err(bad("min_queries and repetitions must be at least 1".into()));
+        }
+        if !(self.kernel_sample > 0.0 && self.kernel_sample <= 1.0) {
+            return Err(bad(format!("kernel_sample = {} must be in (0, 1]", self.kernel_sample)));
         }
         let mut names = BTreeSet::new();
         let mut footprint = Footprint::default();

@@ -6,12 +6,14 @@
 //! [defaults]
 //! duration_s = 5.0
 //! slo_factor = 5.0            # SLO = 5 x solo latency (or slo_ms = 20.0)
+//! kernel_sample = 0.3         # batches of this fraction of the window keep their launches
 //!
 //! [[sweep]]
 //! name = "pairs"
 //! models = ["resnet50", "bert_base", "vit_b16"]
 //! degree = 2                  # every pair of the models (with_replacement = true adds a+a)
 //! batch = [1, 8]
+//! batch_mix = [[1, 16]]       # mixed sizes: one per tenant, in the group's order
 //! partition = ["time_sliced", "streams", "green", "mps", "green:96,24"]
 //! load = [0.3, 0.6]           # fraction of each tenant's solo capacity (or rate = [...] req/s)
 //! arrival = "poisson"         # or a table without its rate: { kind = "gamma", cv = 2.0 }
@@ -67,6 +69,8 @@ pub struct RunSettings {
     /// Fixed batching's longest wait for a batch to fill (default: twice the solo latency).
     pub max_wait_ms: Option<f64>,
     pub load_of: Option<LoadOf>,
+    /// Fraction of the measured window whose batches keep every launch's stamps.
+    pub kernel_sample: Option<f64>,
 }
 
 /// Defaults when nothing sets them.
@@ -74,6 +78,7 @@ const DURATION_S: f64 = 10.0;
 const MIN_QUERIES: usize = 100;
 const WARMUP_S: f64 = 1.0;
 const SLO_FACTOR: f64 = 5.0;
+pub use crate::scenario::KERNEL_SAMPLE;
 
 impl RunSettings {
     fn over(&self, outer: &RunSettings) -> RunSettings {
@@ -92,6 +97,7 @@ impl RunSettings {
             },
             max_wait_ms: self.max_wait_ms.or(outer.max_wait_ms),
             load_of: self.load_of.or(outer.load_of),
+            kernel_sample: self.kernel_sample.or(outer.kernel_sample),
         }
     }
 
@@ -188,6 +194,9 @@ struct SweepSpec {
     groups: Vec<Vec<String>>,
     #[serde(default)]
     batch: Vec<usize>,
+    /// Mixed batch sizes: each entry one fixed batch size per tenant, in the group's order.
+    #[serde(default)]
+    batch_mix: Vec<Vec<usize>>,
     #[serde(default)]
     dynamic: Vec<DynamicSpec>,
     partition: Vec<String>,
@@ -211,6 +220,7 @@ struct SweepSpec {
     slo_factor: Option<f64>,
     max_wait_ms: Option<f64>,
     load_of: Option<LoadOf>,
+    kernel_sample: Option<f64>,
 }
 
 fn one() -> usize {
@@ -235,6 +245,7 @@ struct ScenarioSpec {
     slo_factor: Option<f64>,
     max_wait_ms: Option<f64>,
     load_of: Option<LoadOf>,
+    kernel_sample: Option<f64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -681,6 +692,7 @@ fn expand_sweep(sweep: &SweepSpec, defaults: &RunSettings, limits: &DeviceLimits
         slo_factor: sweep.slo_factor,
         max_wait_ms: sweep.max_wait_ms,
         load_of: sweep.load_of,
+        kernel_sample: sweep.kernel_sample,
     }
     .over(defaults);
     let sets: Vec<Vec<String>> = if !sweep.groups.is_empty() {
@@ -703,11 +715,23 @@ fn expand_sweep(sweep: &SweepSpec, defaults: &RunSettings, limits: &DeviceLimits
             .map(|c| c.into_iter().map(|i| sweep.models[i].clone()).collect())
             .collect()
     };
-    let mut batchings: Vec<Batching> = sweep.batch.iter().map(|b| run.fixed(*b)).collect();
-    batchings
-        .extend(sweep.dynamic.iter().map(|d| Batching::Dynamic { max_batch: d.max_batch, timeout_ms: d.timeout_ms }));
+    // each entry one batching per tenant
+    let mut batchings: Vec<Vec<Batching>> = Vec::new();
+    for set in &sets {
+        if let Some(mix) = sweep.batch_mix.iter().find(|m| m.len() != set.len()) {
+            return Err(Error::invalid(
+                ctx,
+                format!("batch_mix {mix:?} gives {} batch sizes for the {} tenants of {set:?}", mix.len(), set.len()),
+            ));
+        }
+    }
+    batchings.extend(sweep.batch.iter().map(|b| vec![run.fixed(*b)]));
+    batchings.extend(sweep.batch_mix.iter().map(|m| m.iter().map(|b| run.fixed(*b)).collect()));
+    batchings.extend(
+        sweep.dynamic.iter().map(|d| vec![Batching::Dynamic { max_batch: d.max_batch, timeout_ms: d.timeout_ms }]),
+    );
     if batchings.is_empty() {
-        return Err(Error::invalid(ctx, "needs `batch` sizes or `dynamic` batching"));
+        return Err(Error::invalid(ctx, "needs `batch` sizes, a `batch_mix` or `dynamic` batching"));
     }
     if sweep.partition.is_empty() {
         return Err(Error::invalid(ctx, "needs at least one `partition`"));
@@ -744,18 +768,16 @@ fn expand_sweep(sweep: &SweepSpec, defaults: &RunSettings, limits: &DeviceLimits
                         Offered::Rate(r) => format!("rate{r}"),
                         Offered::Clients(c) => format!("clients{c}"),
                     };
-                    let name = format!(
-                        "{}/{}/{}/{}/{load_label}",
-                        sweep.name,
-                        names.join("+"),
-                        batching.describe(),
-                        partition.label(&shares)
-                    );
+                    let label = batching.iter().map(Batching::describe).collect::<Vec<_>>().join(",");
+                    let name =
+                        format!("{}/{}/{label}/{}/{load_label}", sweep.name, names.join("+"), partition.label(&shares));
                     let tenants = set
                         .iter()
                         .zip(&names)
                         .zip(&shares)
-                        .map(|((model, tname), share)| {
+                        .enumerate()
+                        .map(|(i, ((model, tname), share))| {
+                            let batching = &batching[if batching.len() == 1 { 0 } else { i }];
                             Ok(Tenant {
                                 name: tname.clone(),
                                 model: model.clone(),
@@ -798,6 +820,7 @@ fn finish(
         warmup_s: run.warmup_s.unwrap_or(WARMUP_S),
         repetitions: run.repetitions.unwrap_or(1),
         seeds: run.seeds.unwrap_or_default(),
+        kernel_sample: run.kernel_sample.unwrap_or(KERNEL_SAMPLE),
         role: Role::Measured,
     }
 }
@@ -814,6 +837,7 @@ fn build_scenario(spec: &ScenarioSpec, defaults: &RunSettings, file: &str) -> Re
         slo_factor: spec.slo_factor,
         max_wait_ms: spec.max_wait_ms,
         load_of: spec.load_of,
+        kernel_sample: spec.kernel_sample,
     }
     .over(defaults);
     if spec.tenants.is_empty() {

@@ -64,6 +64,28 @@ fn a_sweep_expands_into_the_product_of_its_axes() {
 }
 
 #[test]
+fn a_batch_mix_gives_each_tenant_its_own_batch_size() {
+    let mixed = PAIR.replace("batch = [1, 8]", "batch = [8]\nbatch_mix = [[1, 16], [16, 1]]");
+    let suite = parse(&mixed).unwrap();
+    // 3 pairs x (one shared size + two mixes) x 4 partitions x 2 loads
+    assert_eq!(suite.measured().count(), 3 * 3 * 4 * 2);
+    let s = suite.scenarios.iter().find(|s| s.name == "s/resnet50+bert_base/b1,b16/green-56_56/load0.3").unwrap();
+    let sizes: Vec<usize> = s.tenants.iter().map(|t| t.batching.max_batch()).collect();
+    assert_eq!(sizes, [1, 16]);
+    let err = parse(&PAIR.replace("batch = [1, 8]", "batch_mix = [[1, 16, 8]]")).unwrap_err();
+    assert!(err.contains("batch_mix [1, 16, 8] gives 3 batch sizes for the 2 tenants"), "{err}");
+}
+
+#[test]
+fn the_kernel_sample_is_inherited_and_checked() {
+    let suite = parse(&PAIR.replace("name = \"t\"", "name = \"t\"\n[defaults]\nkernel_sample = 0.1")).unwrap();
+    assert!(suite.scenarios.iter().all(|s| s.kernel_sample == 0.1));
+    assert!(parse(PAIR).unwrap().scenarios.iter().all(|s| s.kernel_sample == 0.3));
+    let err = check(&PAIR.replace("load = [0.3, 0.6]", "load = [0.3, 0.6]\nkernel_sample = 0.0")).unwrap_err();
+    assert!(err.contains("kernel_sample = 0 must be in (0, 1]"), "{err}");
+}
+
+#[test]
 fn a_file_that_does_not_parse_names_file_line_and_column() {
     let err = parse("name = \"t\"\n[[sweep]\nname = \"s\"\n").unwrap_err();
     assert!(err.starts_with("test.toml:2:"), "{err}");
