@@ -44,6 +44,10 @@ pub enum Command {
     /// Fit one predictor on every batch of a dataset and save it as JSON, with the SHA-256 of
     /// the dataset's manifest (no GPU needed).
     Fit(FitArgs),
+    /// Forecast a suite before it runs: every tenant's p50/p99 latency and SLO attainment,
+    /// simulated with a fitted predictor; with --against, beside what was measured (no GPU
+    /// needed).
+    Predict(PredictArgs),
     /// Internal: one MPS client of a measured run (job on stdin).
     #[command(name = "__run-worker", hide = true)]
     RunWorker,
@@ -207,9 +211,9 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Solo hardware counters: a dataset measured with --ncu (as data/h200-counters); gpulet's
-    /// and iGniter's models run too.
+    /// and iGniter's models run too. Repeat it for counters spread over several datasets.
     #[arg(long)]
-    pub counters: Option<PathBuf>,
+    pub counters: Vec<PathBuf>,
     /// Train on this dataset and test on DATASET (one split: every predictor fitted on all of
     /// this one's batches, scored on all of DATASET's).
     #[arg(long, conflicts_with = "split")]
@@ -230,9 +234,28 @@ pub struct FitArgs {
     /// Where to save it (JSON).
     #[arg(long)]
     pub out: PathBuf,
-    /// Solo hardware counters, for gpulet's models (as for `evaluate`).
+    /// Solo hardware counters, for gpulet's models (as for `evaluate`; may be repeated).
     #[arg(long)]
-    pub counters: Option<PathBuf>,
+    pub counters: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// The suite to forecast (TOML).
+    pub suite: PathBuf,
+    /// A predictor saved by `coloc fit`.
+    #[arg(long)]
+    pub predictor: PathBuf,
+    /// A measured dataset whose solo profiles (and harness overheads) the forecast starts from;
+    /// it must hold every (model, batch, share) the suite runs. Default: the --against dataset.
+    #[arg(long)]
+    pub profiles: Option<PathBuf>,
+    /// A dataset measured from this suite: its figures are shown beside the forecast.
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// Write forecast.json and forecast.csv here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// The predictors `coloc fit` can fit, by their keys.
@@ -253,6 +276,7 @@ pub enum SplitArg {
     MpsToGreen,
     LowToHighLoad,
     Prequential,
+    Aggressors,
 }
 
 #[derive(Args, Debug)]

@@ -160,7 +160,7 @@ pub fn measure(
     let (solo, mut done) = if opts.resume {
         let m: Manifest = store::load_json(&manifest_path)?;
         check_resumable(&m, opts, device, &suite_text)?;
-        let solo = read_solo(out)?;
+        let solo = SoloProfiles::load(out)?;
         let mut done = progress::recover(out)?;
         if opts.retry_failed {
             let failed: Vec<String> =
@@ -376,17 +376,6 @@ fn ncu_counters(
         out.extend(crate::ncu::profile(&exe, &target, batch as usize, &nodes, &opts.out)?);
     }
     Ok(out)
-}
-
-/// The solo profiles of a run being resumed, from its solo tables.
-fn read_solo(dir: &std::path::Path) -> Result<SoloProfiles> {
-    Ok(SoloProfiles {
-        models: store::load(dir)?,
-        ops: store::load(dir)?,
-        kernels: store::load(dir)?,
-        nodes: store::load(dir)?,
-        counters: store::load_or_empty(dir)?,
-    })
 }
 
 /// Writes the solo tables into `dir`.

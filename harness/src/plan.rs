@@ -8,11 +8,12 @@ use coloc_dataset::rows::{AggressorRow, ArrivalKind, BatchingPolicy, TenantRow};
 use coloc_workloads::arrival::{ArrivalProcess, Schedule};
 use coloc_workloads::batcher::BatchPolicy;
 use coloc_workloads::model::ModelSpec;
-use coloc_workloads::scenario::{AggressorWork, Batching, LoadOf, Scenario, SoloShare};
+use coloc_workloads::scenario::{AggressorWork, Batching, DeviceLimits, LoadOf, Scenario, SoloShare};
+use std::path::Path;
 
 use crate::aggressor::{AggressorLoad, AggressorPlan};
 use crate::error::{Error, Result};
-use crate::run::RunEnv;
+use crate::solo::SoloProfiles;
 use crate::tenant::{Arrivals, TenantPlan};
 
 /// Launches are kept for batches formed in this many windows, spread evenly over the measured
@@ -48,8 +49,17 @@ fn model_seed(name: &str) -> u64 {
     coloc_workloads::scenario::fnv64(name.as_bytes())
 }
 
+/// What planning a run needs: no GPU, so that a simulator plans exactly as the harness does.
+#[derive(Clone, Copy)]
+pub struct PlanInputs<'a> {
+    pub limits: &'a DeviceLimits,
+    pub solo: &'a SoloProfiles,
+    /// Model files and traces are relative to it.
+    pub base_dir: &'a Path,
+}
+
 /// Plans repetition `rep` of `scenario`.
-pub fn plan(env: &RunEnv, scenario: &Scenario, rep: usize) -> Result<Plans> {
+pub fn plan(env: &PlanInputs, scenario: &Scenario, rep: usize) -> Result<Plans> {
     let ctx = format!("scenario `{}`", scenario.name);
     let warmup_ns = (scenario.warmup_s * 1e9) as i64;
     let total_s = scenario.warmup_s + scenario.duration_s;

@@ -24,6 +24,12 @@ pub struct RunEnv<'a> {
     pub nvml: Option<&'a NvmlDevice>,
 }
 
+impl RunEnv<'_> {
+    pub fn plan_inputs(&self) -> crate::plan::PlanInputs<'_> {
+        crate::plan::PlanInputs { limits: self.limits, solo: self.solo, base_dir: self.base_dir }
+    }
+}
+
 /// What the tenants and aggressors of a run returned, in plan order, and the device samples.
 pub struct Outputs {
     pub tenants: Vec<TenantOutput>,
@@ -44,7 +50,7 @@ pub struct RunData {
 
 /// Runs repetition `rep` of `scenario`.
 pub fn run(env: &RunEnv, scenario: &Scenario, rep: usize) -> Result<RunData> {
-    let plans = crate::plan::plan(env, scenario, rep)?;
+    let plans = crate::plan::plan(&env.plan_inputs(), scenario, rep)?;
     let (mut tenants, mut aggressors) = (plans.tenant_rows.clone(), plans.aggressor_rows.clone());
     let outputs = if scenario.partition.uses_processes() {
         crate::worker::run(env, scenario, plans)?

@@ -38,6 +38,18 @@ pub struct SoloProfiles {
 }
 
 impl SoloProfiles {
+    /// The solo tables of a measured dataset (or of a measurement being resumed).
+    pub fn load(dir: &std::path::Path) -> Result<SoloProfiles> {
+        use coloc_dataset::store;
+        Ok(SoloProfiles {
+            models: store::load(dir)?,
+            ops: store::load(dir)?,
+            kernels: store::load(dir)?,
+            nodes: store::load(dir)?,
+            counters: store::load_or_empty(dir)?,
+        })
+    }
+
     pub fn find(&self, model: &str, batch: usize, share: SoloShare) -> Option<&SoloModelRow> {
         self.models.iter().find(|m| m.model == model && m.batch as usize == batch && m.share == share)
     }

@@ -81,12 +81,41 @@ impl Utilisations {
 
     /// The counters of a dataset measured with `--ncu` (as `data/h200-counters`).
     pub fn load(dir: &Path) -> Result<Utilisations> {
-        let ds = Dataset::open(dir)?;
-        let rows: Vec<SoloCounterRow> = ds.load_or_empty()?;
-        if rows.is_empty() {
-            return Err(Error::data(dir.display().to_string(), "no solo counters: measure it with --ncu"));
+        Utilisations::load_all(&[dir])
+    }
+
+    /// The counters of several such datasets together (as `data/h200-counters` for batch 1 and
+    /// 8 and `data/h200-counters-b16`): they must come from devices of one SM count, and no
+    /// (model, batch) may be profiled in two of them.
+    pub fn load_all<P: AsRef<Path>>(dirs: &[P]) -> Result<Utilisations> {
+        let mut rows: Vec<SoloCounterRow> = Vec::new();
+        let mut sm_count: Option<u32> = None;
+        // (model, batch) -> the dataset that profiled it
+        let mut profiled: BTreeMap<(String, u32), String> = BTreeMap::new();
+        for dir in dirs {
+            let dir = dir.as_ref();
+            let name = dir.display().to_string();
+            let ds = Dataset::open(dir)?;
+            let mine: Vec<SoloCounterRow> = ds.load_or_empty()?;
+            if mine.is_empty() {
+                return Err(Error::data(name, "no solo counters: measure it with --ncu"));
+            }
+            let sms = ds.manifest()?.device.sm_count;
+            if let Some(first) = sm_count.filter(|s| *s != sms) {
+                return Err(Error::data(name, format!("a device of {sms} SMs, the others had {first}")));
+            }
+            sm_count = Some(sms);
+            let keys: std::collections::BTreeSet<(String, u32)> =
+                mine.iter().map(|r| (r.model.clone(), r.batch)).collect();
+            for key in keys {
+                if let Some(other) = profiled.insert(key.clone(), name.clone()) {
+                    return Err(Error::data(name, format!("{} at batch {} is profiled in {other} too", key.0, key.1)));
+                }
+            }
+            rows.extend(mine);
         }
-        Utilisations::from_rows(&rows, ds.manifest()?.device.sm_count)
+        let Some(sm_count) = sm_count else { return Err(Error::data("solo counters", "no dataset given")) };
+        Utilisations::from_rows(&rows, sm_count)
     }
 
     /// Every model of `examples`, target or co-runner, has counters (or the error names the

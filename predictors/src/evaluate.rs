@@ -141,7 +141,7 @@ where
 /// One predictor, from its starting state, over every example in measurement order: each
 /// predicted, then learnt.
 fn prequential<P: Online>(mut model: P, examples: &Examples) -> Pass {
-    let all: Vec<usize> = (0..examples.len()).collect();
+    let all: Vec<usize> = (0..examples.len()).filter(|&i| !examples.run_of(&examples.items[i]).disturbed()).collect();
     let mut predicted = Vec::with_capacity(all.len());
     test_then_train(&mut model, examples, &all, &Split::Prequential.label(), &mut predicted);
     Pass { predictor: model.name().to_string(), folds: 1, train: 0, predicted }

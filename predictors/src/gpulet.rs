@@ -109,7 +109,8 @@ pub struct GpuletEwmaParams {
 pub struct GpuletEwma {
     base: Gpulet,
     alpha: f64,
-    correction: BTreeMap<(String, PartitionKind), f64>,
+    /// By model, then mechanism (nested, so that it saves as JSON, whose keys are strings).
+    correction: BTreeMap<String, BTreeMap<PartitionKind, f64>>,
 }
 
 impl Fit for GpuletEwmaParams {
@@ -132,8 +133,9 @@ impl Predictor for GpuletEwma {
         "gpulet linear + EWMA"
     }
     fn predict(&self, query: &Query) -> f64 {
-        let key = (query.target.model.clone(), query.target.partition);
-        self.base.predict(query) * self.correction.get(&key).copied().unwrap_or(1.0)
+        let t = &query.target;
+        let c = self.correction.get(&t.model).and_then(|m| m.get(&t.partition)).copied();
+        self.base.predict(query) * c.unwrap_or(1.0)
     }
 }
 
@@ -141,7 +143,8 @@ impl Online for GpuletEwma {
     fn update(&mut self, query: &Query, measured_us: f64) {
         let ratio = measured_us / self.base.predict(query);
         if ratio.is_finite() {
-            let c = self.correction.entry((query.target.model.clone(), query.target.partition)).or_insert(1.0);
+            let t = &query.target;
+            let c = self.correction.entry(t.model.clone()).or_default().entry(t.partition).or_insert(1.0);
             *c += self.alpha * (ratio - *c);
         }
     }

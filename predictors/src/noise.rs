@@ -36,7 +36,7 @@ pub fn noise_floor(examples: &Examples, mechanisms: &BTreeSet<PartitionKind>) ->
     let mut times: BTreeMap<Key, BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
     for e in &examples.items {
         let run = examples.run_of(e);
-        if run.co_located() && mechanisms.contains(&run.partition) {
+        if run.co_located() && !run.disturbed() && mechanisms.contains(&run.partition) {
             let key = (run.scenario.as_str(), e.tenant, e.query.target.bucket, e.query.co_runners.len());
             times.entry(key).or_default().entry(run.rep).or_default().push(e.measured_us);
         }
@@ -100,6 +100,7 @@ mod tests {
             models: models.iter().map(|m| m.to_string()).collect(),
             offered_load: Some(0.6),
             tested: false,
+            aggressors: 0,
         });
         ex.runs.sort_by(|a, b| a.run.cmp(&b.run));
     }

@@ -196,11 +196,19 @@ pub struct RunFacts {
     /// From the dataset a predictor is tested on, where one dataset trains and another tests
     /// ([`Examples::across`]).
     pub tested: bool,
+    /// Aggressors (stressors or models outside the tenants) that switch on and off during the
+    /// run. No query describes them: they are the unannounced change an online predictor must
+    /// follow, and only [`crate::split::Split::Aggressors`] tests these runs.
+    pub aggressors: usize,
 }
 
 impl RunFacts {
     pub fn co_located(&self) -> bool {
         self.models.len() > 1
+    }
+
+    pub fn disturbed(&self) -> bool {
+        self.aggressors > 0
     }
 
     /// The mix as one label: `bert_base+resnet50`.
@@ -251,10 +259,10 @@ impl Examples {
     }
 }
 
-/// One example per measured batch (start in the measured window) of every VALID run without
-/// aggressors (stressors are not tenants; their examples come with the predictors that model
-/// them). Each tenant has at most one batch in flight, so a batch's co-runners are among the
-/// latest batch each other tenant started before it.
+/// One example per measured batch (start in the measured window) of every VALID run. The
+/// co-runners of a query are the other tenants' batches; a run's aggressors are in no query
+/// (see [`RunFacts::aggressors`]). Each tenant has at most one batch in flight, so a batch's
+/// co-runners are among the latest batch each other tenant started before it.
 pub fn examples(ds: &Dataset) -> Result<Examples> {
     let mut runs: Vec<RunRow> = ds.load()?;
     let tenants: Vec<TenantRow> = ds.load()?;
@@ -264,7 +272,7 @@ pub fn examples(ds: &Dataset) -> Result<Examples> {
     runs.sort_by(|a, b| a.run.cmp(&b.run));
     batches.sort_by(|a, b| (a.run.as_str(), a.start_ns).cmp(&(b.run.as_str(), b.start_ns)));
     let mut out = Examples::default();
-    for run in runs.iter().filter(|r| r.status == Status::Valid && !aggressors.iter().any(|a| a.run == r.run)) {
+    for run in runs.iter().filter(|r| r.status == Status::Valid) {
         let of_run: Vec<&TenantRow> = tenants.iter().filter(|t| t.run == run.run).collect();
         let mine: Vec<RunTenant> = of_run.iter().map(|t| RunTenant::from(*t)).collect();
         let mut models: Vec<String> = of_run.iter().map(|t| t.model.clone()).collect();
@@ -301,11 +309,12 @@ pub fn examples(ds: &Dataset) -> Result<Examples> {
                 models,
                 offered_load,
                 tested: false,
+                aggressors: aggressors.iter().filter(|a| a.run == run.run).count(),
             });
         }
     }
     if out.items.is_empty() {
-        return Err(Error::data("dataset", "no VALID run without aggressors has batches"));
+        return Err(Error::data("dataset", "no VALID run has batches"));
     }
     Ok(out)
 }
@@ -403,6 +412,7 @@ mod tests {
                 models: vec!["resnet50".into()],
                 offered_load: Some(0.5),
                 tested: false,
+                aggressors: 0,
             });
             ex
         };

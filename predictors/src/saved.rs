@@ -250,6 +250,28 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_saves_and_loads_back_bit_for_bit() {
+        let ds = dataset();
+        let ex = crate::query::examples(&ds).unwrap();
+        let train: Vec<&Example> = ex.items.iter().step_by(40).collect();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let counters = Utilisations::load(&root.join("data/h200-counters")).unwrap();
+        let kernels = KernelProfiles::from_dataset(&ds).unwrap();
+        for kind in Kind::ALL {
+            let fitted = fit(kind, &train, Some(&counters), Some(&kernels)).unwrap();
+            let saved = SavedPredictor::new(fitted, &ds, train.len()).unwrap();
+            let path = std::env::temp_dir().join(format!("coloc-saved-{}-{}.json", kind.key(), std::process::id()));
+            saved.save(&path).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            let back = SavedPredictor::load(&path).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            std::fs::remove_file(&path).unwrap();
+            for e in ex.items.iter().skip(1).step_by(997) {
+                let (a, b) = (back.fitted.predict(&e.query), saved.fitted.predict(&e.query));
+                assert_eq!(a.to_bits(), b.to_bits(), "{kind:?}: {a} after loading, {b} before");
+            }
+        }
+    }
+
+    #[test]
     fn a_file_of_another_format_is_refused_naming_it() {
         let ds = dataset();
         let ex = crate::query::examples(&ds).unwrap();

@@ -32,6 +32,9 @@ pub enum Split {
     /// Test then train: every example in the order the GPU saw them (runs by their place in the
     /// measurement, batches by start), predicted first and learnt after; no training set.
     Prequential,
+    /// Runs without aggressors train; runs where aggressors switch on and off, unannounced to
+    /// the predictors, test (online predictors test, then learn, through them in time order).
+    Aggressors,
     /// One dataset trains, another tests ([`crate::query::Examples::across`]).
     Datasets,
 }
@@ -48,6 +51,7 @@ impl Split {
             Split::Mechanism { train: PartitionKind::Mps, test: PartitionKind::Green },
             Split::LowToHighLoad,
             Split::Prequential,
+            Split::Aggressors,
         ]
     }
 
@@ -60,6 +64,7 @@ impl Split {
             Split::Mechanism { train, test } => format!("{} -> {}", train.name(), test.name()),
             Split::LowToHighLoad => "low load -> high load".into(),
             Split::Prequential => "prequential (test, then train, in measurement order)".into(),
+            Split::Aggressors => "undisturbed -> aggressor steps (test, then train)".into(),
             Split::Datasets => "one dataset -> another".into(),
         }
     }
@@ -74,6 +79,7 @@ impl Split {
             Split::Mechanism { train, test } => format!("{}-to-{}", train.name(), test.name()),
             Split::LowToHighLoad => "low-to-high-load".into(),
             Split::Prequential => "prequential".into(),
+            Split::Aggressors => "aggressors".into(),
             Split::Datasets => "datasets".into(),
         }
     }
@@ -89,12 +95,16 @@ pub struct Fold {
 }
 
 /// The folds of `split` (none for the prequential pass, which has no training set). A fold with
-/// no training or no test example is left out.
+/// no training or no test example is left out. Runs with aggressors take part in
+/// [`Split::Aggressors`] alone.
 pub fn folds(examples: &Examples, split: Split) -> Vec<Fold> {
     let by_run = |train: &dyn Fn(&RunFacts) -> bool, test: &dyn Fn(&RunFacts) -> bool, held_out: String| {
         let mut fold = Fold { held_out, train: Vec::new(), test: Vec::new() };
         for (i, e) in examples.items.iter().enumerate() {
             let run = examples.run_of(e);
+            if run.disturbed() && split != Split::Aggressors {
+                continue;
+            }
             if test(run) {
                 fold.test.push(i);
             } else if train(run) {
@@ -109,6 +119,8 @@ pub fn folds(examples: &Examples, split: Split) -> Vec<Fold> {
     let all: Vec<Fold> = match split {
         Split::Random { seed } => {
             let (train, test) = random_split(examples.len(), 0.25, seed);
+            let calm = |i: &usize| !examples.run_of(&examples.items[*i]).disturbed();
+            let (train, test) = (train.into_iter().filter(calm).collect(), test.into_iter().filter(calm).collect());
             vec![Fold { held_out: split.label(), train, test }]
         }
         Split::LeaveOneModelOut => co_located_models
@@ -141,6 +153,7 @@ pub fn folds(examples: &Examples, split: Split) -> Vec<Fold> {
             }
         }
         Split::Prequential => Vec::new(),
+        Split::Aggressors => vec![by_run(&|r| !r.disturbed(), &|r| r.disturbed(), split.label())],
         Split::Datasets => vec![by_run(&|r| !r.tested, &|r| r.tested, split.label())],
     };
     all.into_iter().filter(|f| !f.train.is_empty() && !f.test.is_empty()).collect()
@@ -209,6 +222,7 @@ mod tests {
                 models,
                 offered_load,
                 tested: false,
+                aggressors: 0,
             });
         }
         ex
@@ -220,6 +234,30 @@ mod tests {
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn runs_with_aggressors_are_tested_by_the_aggressor_split_alone() {
+        use PartitionKind::{Green, Mps, TimeSliced};
+        let mut ex = examples(&[
+            ("a_solo", TimeSliced, &["a"], Some(0.5)),
+            ("ab_green", Green, &["a", "b"], Some(0.6)),
+            ("ab_mps", Mps, &["a", "b"], Some(0.9)),
+            ("abc_mps", Mps, &["a", "b", "c"], Some(0.9)),
+            ("ab_steps", Green, &["a", "b"], Some(0.6)),
+        ]);
+        ex.runs.iter_mut().find(|r| r.run == "ab_steps").unwrap().aggressors = 2;
+        let steps = set(&["ab_steps"]);
+        for split in Split::all(3).into_iter().filter(|s| *s != Split::Aggressors) {
+            for f in folds(&ex, split) {
+                assert!(runs_of(&ex, &f.train).is_disjoint(&steps), "{split:?} trains on aggressor steps");
+                assert!(runs_of(&ex, &f.test).is_disjoint(&steps), "{split:?} tests aggressor steps");
+            }
+        }
+        let f = folds(&ex, Split::Aggressors);
+        assert_eq!(f.len(), 1);
+        assert_eq!(runs_of(&ex, &f[0].test), steps);
+        assert_eq!(runs_of(&ex, &f[0].train), set(&["a_solo", "ab_green", "ab_mps", "abc_mps"]));
     }
 
     #[test]

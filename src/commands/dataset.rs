@@ -131,7 +131,7 @@ pub fn timing(args: &DatasetCheckArgs) -> anyhow::Result<ExitCode> {
             format!("{:+.2}", r.coloc_us - r.ncu_us),
         ]);
     }
-    print!("{}", t.render());
+    println!("{}", t.render());
     for kind in [
         coloc_dataset::rows::LaunchKind::Coloc,
         coloc_dataset::rows::LaunchKind::Cublas,

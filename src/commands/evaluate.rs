@@ -27,6 +27,7 @@ fn split_of(arg: SplitArg, seed: u64) -> Split {
         SplitArg::MpsToGreen => Split::Mechanism { train: PartitionKind::Mps, test: PartitionKind::Green },
         SplitArg::LowToHighLoad => Split::LowToHighLoad,
         SplitArg::Prequential => Split::Prequential,
+        SplitArg::Aggressors => Split::Aggressors,
     }
 }
 
@@ -89,7 +90,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         None if args.split.is_empty() => (examples(&ds)?, Split::all(args.seed)),
         None => (examples(&ds)?, args.split.iter().map(|&s| split_of(s, args.seed)).collect()),
     };
-    let counters = args.counters.as_deref().map(Utilisations::load).transpose()?;
+    let counters = (!args.counters.is_empty()).then(|| Utilisations::load_all(&args.counters)).transpose()?;
     let roster = if args.quick {
         Roster { counters, ..Roster::default() }
     } else {
@@ -175,7 +176,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
 pub fn fit(args: &FitArgs) -> anyhow::Result<ExitCode> {
     let ds = Dataset::open(&args.dataset)?;
     let ex = examples(&ds)?;
-    let counters = args.counters.as_deref().map(Utilisations::load).transpose()?;
+    let counters = (!args.counters.is_empty()).then(|| Utilisations::load_all(&args.counters)).transpose()?;
     let train: Vec<&Example> = ex.items.iter().collect();
     let kernels = KernelProfiles::from_dataset(&ds)?;
     let saved =

@@ -8,6 +8,7 @@ mod measure;
 mod models;
 mod pairs;
 mod partitions;
+mod predict;
 mod suite;
 
 use std::io::Read;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Measure(a) => measure::run(&a),
         Command::Evaluate(a) => evaluate::run(&a),
         Command::Fit(a) => evaluate::fit(&a),
+        Command::Predict(a) => predict::run(&a),
         Command::Dataset(DatasetCommand::Overlap(a)) => dataset::overlap(&a),
         Command::Dataset(DatasetCommand::Check(a)) => dataset::check(&a),
         Command::Dataset(DatasetCommand::Timing(a)) => dataset::timing(&a),

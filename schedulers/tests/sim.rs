@@ -1,0 +1,165 @@
+//! The simulator on hand-made profiles and predictors, where the right answer is known.
+
+use std::path::Path;
+
+use coloc_dataset::solo_rows::SoloModelRow;
+use coloc_harness::plan::PlanInputs;
+use coloc_harness::solo::SoloProfiles;
+use coloc_predictors::predictor::Predictor;
+use coloc_predictors::query::Query;
+use coloc_schedulers::sim::{Overheads, simulate};
+use coloc_workloads::scenario::{DeviceLimits, SoloShare};
+use coloc_workloads::suite::Suite;
+
+/// A solo profile of `model` at batch `batch` on `share`: `us` per batch, alone.
+fn profile(model: &str, batch: u32, share: SoloShare, us: f64) -> SoloModelRow {
+    SoloModelRow {
+        model: model.into(),
+        batch,
+        share,
+        granted_sms: 132,
+        seq: None,
+        context: None,
+        ops: 1,
+        launches: 1,
+        latency_p50_us: us,
+        latency_p05_us: us,
+        latency_p95_us: us,
+        latency_p50_lo_us: us,
+        latency_p50_hi_us: us,
+        stamped_p50_us: us,
+        replays: 30,
+        eager_us: us,
+        capacity_rps: f64::from(batch) / us * 1e6,
+    }
+}
+
+/// Each batch takes its solo time times (1 + `per_co_runner` x co-runners at dispatch).
+struct Slowdown {
+    per_co_runner: f64,
+}
+
+impl Predictor for Slowdown {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+    fn predict(&self, q: &Query) -> f64 {
+        q.solo_us * (1.0 + self.per_co_runner * q.co_runners.len() as f64)
+    }
+}
+
+const OVERHEADS: Overheads = Overheads { dispatch_ns: 10_000, notice_ns: 5_000 };
+
+fn suite(text: &str) -> Suite {
+    Suite::parse(text, Path::new(env!("CARGO_MANIFEST_DIR")).join("t.toml").as_path(), &DeviceLimits::h200()).unwrap()
+}
+
+fn inputs<'a>(limits: &'a DeviceLimits, solo: &'a SoloProfiles, suite: &'a Suite) -> PlanInputs<'a> {
+    PlanInputs { limits, solo, base_dir: &suite.base_dir }
+}
+
+#[test]
+fn a_lone_tenant_at_a_constant_rate_sees_exactly_its_dispatch_and_gpu_time() {
+    // batch 1, one request every 2 ms, 1 ms of GPU time: no request ever waits
+    let s = suite(
+        r#"
+name = "t"
+[[scenario]]
+name = "alone"
+partition = "time_sliced"
+duration_s = 1.0
+warmup_s = 0.1
+[[scenario.tenant]]
+model = "resnet50"
+batch = 1
+arrival = { kind = "uniform", rate = 500.0, spread = 0.0 }
+"#,
+    );
+    let solo = SoloProfiles { models: vec![profile("resnet50", 1, SoloShare::Device, 1000.0)], ..Default::default() };
+    let limits = DeviceLimits::h200();
+    let run =
+        simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, &s), &Slowdown { per_co_runner: 0.5 }, OVERHEADS).unwrap();
+    let t = &run.tenants[0];
+    // end - arrival = dispatch + GPU time, for every request
+    assert!((t.p50_ms.unwrap() - 1.010).abs() < 1e-9, "{:?}", t.p50_ms);
+    assert!((t.p99_ms.unwrap() - 1.010).abs() < 1e-9, "{:?}", t.p99_ms);
+    assert_eq!(t.slo_attainment, 1.0);
+    assert!((t.throughput_rps - 500.0).abs() <= 1.0, "{}", t.throughput_rps);
+    assert!((t.busy_fraction - 0.5).abs() < 0.01, "{}", t.busy_fraction);
+    assert_eq!(t.interference, Some(1.0));
+    assert!(run.requests.iter().all(|r| r.latency_ns == Some(1_010_000)));
+}
+
+#[test]
+fn co_runners_at_dispatch_slow_a_batch_and_an_overloaded_tenant_misses_its_slo() {
+    // two tenants on equal green shares, each batch 1 at 900 req/s, 1 ms solo: alone each
+    // would keep up (0.9 busy); beside the other every batch takes 1.5 ms, and queues grow
+    let text = r#"
+name = "t"
+[[scenario]]
+name = "pair"
+partition = "green"
+duration_s = 1.0
+warmup_s = 0.1
+slo_ms = 3.0
+[[scenario.tenant]]
+model = "resnet50"
+batch = 1
+sms = 56
+arrival = { kind = "uniform", rate = 900.0, spread = 0.0 }
+[[scenario.tenant]]
+model = "bert_base"
+batch = 1
+sms = 56
+arrival = { kind = "uniform", rate = 900.0, spread = 0.0 }
+"#;
+    let s = suite(text);
+    let green = SoloShare::Green { sms: 56 };
+    let solo = SoloProfiles {
+        models: vec![
+            profile("resnet50", 1, SoloShare::Device, 500.0),
+            profile("resnet50", 1, green, 1000.0),
+            profile("bert_base", 1, SoloShare::Device, 500.0),
+            profile("bert_base", 1, green, 1000.0),
+        ],
+        ..Default::default()
+    };
+    let limits = DeviceLimits::h200();
+    let inputs = inputs(&limits, &solo, &s);
+    let calm = simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.0 }, OVERHEADS).unwrap();
+    let slowed = simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS).unwrap();
+    for (a, b) in calm.tenants.iter().zip(&slowed.tenants) {
+        assert_eq!(a.slo_attainment, 1.0, "{}: without interference every request keeps the SLO", a.name);
+        assert!(a.p99_ms.unwrap() < 1.1);
+        assert!(b.interference.unwrap() > 1.4, "{}: {:?}", b.name, b.interference);
+        assert!(b.slo_attainment < 0.5, "{}: {} keep the SLO at 1.35x capacity", b.name, b.slo_attainment);
+        assert!(b.p99_ms.unwrap() > 10.0 * a.p99_ms.unwrap());
+    }
+    // the same seeds give the same run, to the nanosecond
+    let again = simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS).unwrap();
+    assert_eq!(again.requests, slowed.requests);
+    assert_eq!(again.batches, slowed.batches);
+}
+
+#[test]
+fn a_missing_solo_profile_is_named() {
+    let s = suite(
+        r#"
+name = "t"
+[[scenario]]
+name = "alone"
+partition = "green"
+[[scenario.tenant]]
+model = "vgg16"
+batch = 8
+sms = 64
+load = 0.5
+"#,
+    );
+    let solo = SoloProfiles { models: vec![profile("vgg16", 8, SoloShare::Device, 1000.0)], ..Default::default() };
+    let limits = DeviceLimits::h200();
+    let err = simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, &s), &Slowdown { per_co_runner: 0.0 }, OVERHEADS)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no solo profile of vgg16 at batch 8"), "{err}");
+}
