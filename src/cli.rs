@@ -41,8 +41,8 @@ pub enum Command {
     /// Fit the interference predictors on a measured dataset and score them on held-out
     /// batches: a leaderboard (no GPU needed).
     Evaluate(EvaluateArgs),
-    /// Fit one predictor on every batch of a dataset and save it as JSON, with the SHA-256 of
-    /// the dataset's manifest (no GPU needed).
+    /// Fit one predictor on every batch of a dataset (runs with aggressors left out) and save
+    /// it as JSON, with the SHA-256 of the dataset's manifest (no GPU needed).
     Fit(FitArgs),
     /// Forecast a suite before it runs: every tenant's p50/p99 latency and SLO attainment,
     /// simulated with a fitted predictor; with --against, beside what was measured (no GPU
@@ -401,19 +401,32 @@ pub enum DatasetCommand {
     /// Every run once, request times adding up, nothing faster than the measured ceilings,
     /// every kernel launch present, nothing noticed before it happened, fresh arrivals in
     /// every run, solo profiles at every share, no VALID run with a growing queue. Exits
-    /// non-zero if not.
+    /// non-zero if one fails (a slim copy's skipped invariants are shown as skipped).
     Check(DatasetCheckArgs),
     /// coloc's solo launch times against Nsight Compute's durations of the same kernels (a
     /// dataset measured with --ncu).
     Timing(DatasetCheckArgs),
     /// Print the summary of a dataset (what `summary.txt` holds), computed from its tables.
     Summary(DatasetCheckArgs),
+    /// Copy a finished dataset without its per-event tables (every request, every sampled
+    /// launch) for committing where space is short; its manifest names what it lacks, and
+    /// `dataset check` skips, and says so, the invariants that need them.
+    Slim(DatasetSlimArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct DatasetCheckArgs {
     /// A directory written by `coloc measure`.
     pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct DatasetSlimArgs {
+    /// A finished dataset written by `coloc measure`.
+    pub dir: PathBuf,
+    /// The new directory of the slim copy (must not exist).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]

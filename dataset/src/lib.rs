@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod overlap;
 pub mod progress;
 pub mod rows;
+pub mod slim;
 pub mod solo_rows;
 pub mod stability;
 pub mod store;
@@ -65,6 +66,12 @@ impl Dataset {
 
     /// Every row of table `T`.
     pub fn load<T: Table>(&self) -> Result<Vec<T>> {
+        if !store::table_path::<T>(&self.dir).exists() && self.manifest()?.dropped(T::NAME) {
+            return Err(Error::invalid(
+                store::table_path::<T>(&self.dir).display().to_string(),
+                "this slim copy (coloc dataset slim) does not hold the table; use the dataset as measured",
+            ));
+        }
         store::load(&self.dir)
     }
 

@@ -86,4 +86,22 @@ pub struct Manifest {
     pub ceilings: Ceilings,
     pub harness_overhead: HarnessOverhead,
     pub suite: SuiteInfo,
+    /// Tables `coloc dataset slim` left out of this copy (none in a dataset as measured).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_tables: Vec<DroppedTable>,
+}
+
+/// A table a slim copy of a dataset does not hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DroppedTable {
+    pub table: String,
+    /// Its rows in the dataset as measured.
+    pub rows: usize,
+}
+
+impl Manifest {
+    /// The table `name` was left out of this copy.
+    pub fn dropped(&self, name: &str) -> bool {
+        self.dropped_tables.iter().any(|d| d.table == name)
+    }
 }

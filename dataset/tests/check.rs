@@ -255,3 +255,40 @@ fn an_unfinished_dataset_is_not_whole_but_its_log_is_judged() {
     let r = check(&s.dir).unwrap();
     assert!(r.findings[0].problems.iter().any(|p| p.contains("more than once")), "{:?}", r.findings[0].problems);
 }
+
+#[test]
+fn a_slim_copy_skips_what_it_lacks_says_so_and_still_catches_what_it_holds() {
+    let s = build("slim-source");
+    let slim = s.dir.with_file_name("slim-copy");
+    let _ = std::fs::remove_dir_all(&slim);
+    let dropped = coloc_dataset::slim::slim(&s.dir, &slim).unwrap();
+    let names: Vec<&str> = dropped.iter().map(|d| d.table.as_str()).collect();
+    assert_eq!(names, ["kernels", "requests"]);
+    let measured: Vec<RequestRow> = Dataset::open(&s.dir).unwrap().load().unwrap();
+    assert_eq!(dropped[1].rows, measured.len());
+    // kept tables are the same bytes
+    for t in ["batches.parquet", "tenants.parquet", "runs.parquet"] {
+        assert_eq!(std::fs::read(s.dir.join(t)).unwrap(), std::fs::read(slim.join(t)).unwrap(), "{t}");
+    }
+    let r = check(&slim).unwrap();
+    assert!(r.holds() && !r.is_whole(), "a slim copy is never called whole");
+    let skipped: Vec<Invariant> = r.findings.iter().filter(|f| f.skipped.is_some()).map(|f| f.invariant).collect();
+    assert_eq!(
+        skipped,
+        [Invariant::RequestTimes, Invariant::Coverage, Invariant::DistinctArrivals, Invariant::StableQueues]
+    );
+    assert!(!r.table_rows.contains_key("requests") && r.dropped.len() == 2);
+    let err = Dataset::open(&slim).unwrap().load::<RequestRow>().unwrap_err().to_string();
+    assert!(err.contains("requests.parquet") && err.contains("slim copy"), "{err}");
+    // what it holds is still checked: a batch noticed before it ended
+    let mut batches: Vec<BatchRow> = store::load(&slim).unwrap();
+    batches[3].noticed_ns = batches[3].end_ns - 3 * CLOCK_NS;
+    store::save(&slim, &batches).unwrap();
+    let r = check(&slim).unwrap();
+    assert!(!r.holds());
+    let clock = r.findings.iter().find(|f| f.invariant == Invariant::Clock).unwrap();
+    assert!(clock.problems.iter().any(|p| p.contains("noticed before")), "{:?}", clock.problems);
+    // a copy of a copy keeps the list, and a target that exists is refused
+    assert!(coloc_dataset::slim::slim(&s.dir, &slim).unwrap_err().to_string().contains("already exists"));
+    std::fs::remove_dir_all(&slim).unwrap();
+}

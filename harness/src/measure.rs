@@ -212,6 +212,7 @@ pub fn measure(
                 order_seed: suite.order_seed,
                 reference_every: suite.reference_every,
             },
+            dropped_tables: Vec::new(),
         };
         store::save_text(&out.join(SUITE), &suite_text)?;
         store::save_json(&out.join(SCENARIOS), &suite.scenarios)?;

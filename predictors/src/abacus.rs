@@ -17,16 +17,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::mlp::{Mlp, MlpParams};
-use crate::predictor::{Fit, Predictor};
+use crate::predictor::{Fit, Predictor, evenly};
 use crate::query::{CoRunner, Example, Query};
 
 /// Co-runner slots in the input.
 const SLOTS: usize = 2;
 
 /// Parameters of [`Abacus`]: the network's training.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct AbacusParams {
     pub mlp: MlpParams,
+    /// Trained on at most this many training examples, evenly spaced.
+    pub max_examples: usize,
+}
+
+/// The most examples the batch-trained models (the MLP, the trees) learn from: more than any
+/// published predictor of the field was trained on (Abacus: thousands of co-locations).
+pub const MAX_EXAMPLES: usize = 40_000;
+
+impl Default for AbacusParams {
+    fn default() -> Self {
+        AbacusParams { mlp: MlpParams::default(), max_examples: MAX_EXAMPLES }
+    }
 }
 
 /// The fitted model: the models it knows, the network, and the range of the slowdowns it was
@@ -89,7 +101,8 @@ impl Fit for AbacusParams {
         if train.is_empty() {
             return Err(Error::data("training examples", "none"));
         }
-        let models = vocabulary(train);
+        let train = evenly(train, self.max_examples);
+        let models = vocabulary(&train);
         let x: Vec<Vec<f64>> = train.iter().map(|e| features(&models, &e.query)).collect();
         let y: Vec<f64> = train.iter().map(|e| e.measured_us / e.query.solo_us).collect();
         let slowdowns = y.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
@@ -161,8 +174,10 @@ mod tests {
             ex.push(Example::nth(i, q, measured_us));
         }
         let refs: Vec<&Example> = ex.iter().collect();
-        let params =
-            AbacusParams { mlp: MlpParams { epochs: 40, batch: 32, learning_rate: 3e-3, ..MlpParams::default() } };
+        let params = AbacusParams {
+            mlp: MlpParams { epochs: 40, batch: 32, learning_rate: 3e-3, ..MlpParams::default() },
+            max_examples: MAX_EXAMPLES,
+        };
         let model = params.fit(&refs).unwrap();
         let mape = ex.iter().map(|e| (model.predict(&e.query) - e.measured_us).abs() / e.measured_us).sum::<f64>()
             / ex.len() as f64;

@@ -284,8 +284,27 @@ pub fn evaluate(examples: &Examples, splits: &[Split], keep_predictions: bool, r
     }
     let mut out =
         Evaluation { examples: examples.len(), floors: Vec::new(), entries: Vec::new(), predictions: Vec::new() };
-    for &split in splits {
-        let (entries, rows, floor) = leaderboard(examples, split, roster)?;
+    // splits are independent: workers (one per core) take the next split not yet taken, and
+    // the results are read in the order of `splits`, so the output is the same on any machine
+    type Board = Result<(Vec<Entry>, Vec<PredictionRow>, Option<NoiseFloor>)>;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Board>>> = splits.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(splits.len());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&split) = splits.get(i) else { break };
+                    let board = leaderboard(examples, split, roster);
+                    *results[i].lock().expect("no worker panics holding it") = Some(board);
+                }
+            });
+        }
+    });
+    for (&split, result) in splits.iter().zip(results) {
+        let (entries, rows, floor) =
+            result.into_inner().expect("no worker panicked").expect("every split was taken")?;
         out.floors.push(SplitFloor { split, floor });
         out.entries.extend(entries);
         if keep_predictions {

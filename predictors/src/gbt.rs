@@ -11,9 +11,9 @@ use forust_ml::gradientbooster::GradientBooster;
 use forust_ml::objective::ObjectiveType;
 use serde::{Deserialize, Serialize};
 
-use crate::abacus::{features, vocabulary};
+use crate::abacus::{MAX_EXAMPLES, features, vocabulary};
 use crate::error::{Error, Result};
-use crate::predictor::{Fit, Predictor};
+use crate::predictor::{Fit, Predictor, evenly};
 use crate::query::{Example, Query};
 
 /// Parameters of [`Gbt`].
@@ -23,11 +23,13 @@ pub struct GbtParams {
     pub learning_rate: f32,
     pub max_depth: usize,
     pub seed: u64,
+    /// Grown on at most this many training examples, evenly spaced.
+    pub max_examples: usize,
 }
 
 impl Default for GbtParams {
     fn default() -> Self {
-        GbtParams { trees: 300, learning_rate: 0.1, max_depth: 6, seed: 2026 }
+        GbtParams { trees: 300, learning_rate: 0.1, max_depth: 6, seed: 2026, max_examples: MAX_EXAMPLES }
     }
 }
 
@@ -47,7 +49,8 @@ impl Fit for GbtParams {
         if self.trees == 0 || self.max_depth == 0 || self.learning_rate.is_nan() || self.learning_rate <= 0.0 {
             return Err(Error::data("gradient-boosted trees", "trees, depth and learning rate must be positive"));
         }
-        let models = vocabulary(train);
+        let train = evenly(train, self.max_examples);
+        let models = vocabulary(&train);
         let rows: Vec<Vec<f64>> = train.iter().map(|e| features(&models, &e.query)).collect();
         let y: Vec<f64> = train.iter().map(|e| e.measured_us / e.query.solo_us).collect();
         let cols = rows[0].len();

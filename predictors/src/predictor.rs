@@ -33,3 +33,11 @@ pub fn learn_in_order<M: Online>(mut model: M, train: &[&Example]) -> Result<M> 
     }
     Ok(model)
 }
+
+/// At most `max` of `train`, evenly spaced (every k-th, in order): batch-trained models learn
+/// from a bounded set, so that their training time does not grow with the dataset and a
+/// many-fold split stays minutes, not hours.
+pub fn evenly<'a>(train: &[&'a Example], max: usize) -> Vec<&'a Example> {
+    let step = train.len().div_ceil(max.max(1)).max(1);
+    train.iter().step_by(step).copied().collect()
+}

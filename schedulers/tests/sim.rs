@@ -163,3 +163,45 @@ load = 0.5
         .to_string();
     assert!(err.contains("no solo profile of vgg16 at batch 8"), "{err}");
 }
+
+/// On a measured run of `data/h200`: the simulation plans exactly what the harness planned (the
+/// same requests at the same nanoseconds), and with no interference it predicts no more
+/// latency than was measured under it.
+#[test]
+fn a_simulated_run_of_the_committed_dataset_has_its_exact_arrivals() {
+    use coloc_dataset::Dataset;
+    use coloc_dataset::rows::{RequestRow, RunRow};
+    use coloc_predictors::solo::SoloAtShare;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join("data/h200");
+    let ds = Dataset::open(&dir).unwrap();
+    let manifest = ds.manifest().unwrap();
+    let solo = SoloProfiles::load(&dir).unwrap();
+    let scenarios = ds.scenarios().unwrap();
+    let runs: Vec<RunRow> = ds.load().unwrap();
+    let name = "pairs/resnet50+bert_base/b8/green-56_56/load0.3";
+    let run = runs.iter().find(|r| r.scenario == name).unwrap();
+    let scenario = scenarios.iter().find(|s| s.name == name).unwrap();
+    let inputs = PlanInputs { limits: &manifest.limits, solo: &solo, base_dir: &root.join("suites") };
+    let sim = simulate(scenario, run.rep as usize, &inputs, &SoloAtShare, OVERHEADS).unwrap();
+    let measured: Vec<RequestRow> =
+        ds.load::<RequestRow>().unwrap().into_iter().filter(|r| r.run == run.run).collect();
+    for tenant in 0..2u16 {
+        let arrivals = |rows: &[RequestRow]| -> Vec<(u32, i64)> {
+            let mut v: Vec<(u32, i64)> =
+                rows.iter().filter(|r| r.tenant == tenant).map(|r| (r.request, r.arrival_ns)).collect();
+            v.sort();
+            v
+        };
+        let (simulated, measured_arrivals) = (arrivals(&sim.requests), arrivals(&measured));
+        assert!(simulated.len() > 500, "{}", simulated.len());
+        assert_eq!(simulated, measured_arrivals, "tenant {tenant}: the same requests at the same times");
+    }
+    let tenants: Vec<coloc_dataset::rows::TenantRow> =
+        ds.load::<coloc_dataset::rows::TenantRow>().unwrap().into_iter().filter(|t| t.run == run.run).collect();
+    for (s, m) in sim.tenants.iter().zip(&tenants) {
+        let (p, q) = (s.p50_ms.unwrap(), m.p50_ms.unwrap());
+        assert!(p <= q && p > 0.8 * q, "{}: solo-at-share p50 {p} ms against {q} ms measured", s.name);
+    }
+}

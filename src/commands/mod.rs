@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dataset(DatasetCommand::Check(a)) => dataset::check(&a),
         Command::Dataset(DatasetCommand::Timing(a)) => dataset::timing(&a),
         Command::Dataset(DatasetCommand::Summary(a)) => dataset::summary(&a),
+        Command::Dataset(DatasetCommand::Slim(a)) => dataset::slim(&a),
         Command::NcuSolo { model, batch } => {
             coloc_harness::ncu::solo_worker(&model, batch)?;
             Ok(ExitCode::SUCCESS)

@@ -48,7 +48,7 @@ pub fn distinct(t: &Tables) -> Finding {
     }
     let mut problems = Vec::new();
     shared.into_lines(&mut problems);
-    Finding { invariant: Invariant::DistinctArrivals, checked, problems }
+    Finding::new(Invariant::DistinctArrivals, checked, problems)
 }
 
 #[cfg(test)]

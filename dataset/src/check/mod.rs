@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::rows::{AggressorRow, BatchRow, DeviceSampleRow, KernelRow, RequestRow, RunRow, Status, TenantRow};
 use crate::solo_rows::{SoloKernelRow, SoloModelRow, SoloOpRow};
-use crate::{Dataset, progress};
+use crate::{Dataset, Table, progress};
 
 pub use physics::{CEILING_SLACK, MAX_LAUNCH_GAP_NS};
 
@@ -72,6 +72,15 @@ pub struct Finding {
     pub checked: usize,
     /// What is wrong, one sentence each (examples first, then a count).
     pub problems: Vec<String>,
+    /// Not checked, and why (a slim copy lacks the table it needs): neither held nor broken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+impl Finding {
+    pub(crate) fn new(invariant: Invariant, checked: usize, problems: Vec<String>) -> Finding {
+        Finding { invariant, checked, problems, skipped: None }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -83,12 +92,21 @@ pub struct Report {
     pub recorded_runs: usize,
     /// False while `parts/` exists or `runs.parquet` is missing: the suite has not finished.
     pub consolidated: bool,
+    /// Rows of each table held (the tables a slim copy dropped are not listed).
     pub table_rows: BTreeMap<String, usize>,
+    /// Tables a slim copy does not hold, with their rows as measured.
+    pub dropped: Vec<crate::manifest::DroppedTable>,
     pub findings: Vec<Finding>,
 }
 
 impl Report {
+    /// Finished, and every invariant checked and holding.
     pub fn is_whole(&self) -> bool {
+        self.holds() && self.findings.iter().all(|f| f.skipped.is_none())
+    }
+
+    /// Finished, and every invariant that could be checked holds (a slim copy skips some).
+    pub fn holds(&self) -> bool {
         self.consolidated && self.findings.iter().all(|f| f.problems.is_empty())
     }
 }
@@ -140,14 +158,16 @@ pub struct Tables {
 }
 
 impl Tables {
+    /// The tables of `ds`; those a slim copy dropped read as none.
     pub fn load(ds: &Dataset) -> Result<Tables> {
+        let manifest = ds.manifest()?;
         Ok(Tables {
             runs: ds.load()?,
             tenants: ds.load()?,
             aggressors: ds.load_or_empty()?,
-            requests: ds.load()?,
+            requests: if manifest.dropped(RequestRow::NAME) { Vec::new() } else { ds.load()? },
             batches: ds.load()?,
-            kernels: ds.load_or_empty()?,
+            kernels: if manifest.dropped(KernelRow::NAME) { Vec::new() } else { ds.load_or_empty()? },
             device_samples: ds.load_or_empty()?,
             solo_models: ds.load()?,
             solo_ops: ds.load()?,
@@ -199,15 +219,30 @@ pub fn check(dir: &Path) -> Result<Report> {
     let t = Tables::load(&ds)?;
     report.recorded_runs = t.runs.len();
     report.table_rows = t.rows();
+    report.table_rows.retain(|name, _| !manifest.dropped(name));
+    report.dropped = manifest.dropped_tables.clone();
+    // what each invariant cannot do without (a slim copy drops these)
+    let needs = |invariant: Invariant| match invariant {
+        Invariant::RequestTimes | Invariant::DistinctArrivals | Invariant::StableQueues => Some(RequestRow::NAME),
+        Invariant::Coverage => Some(KernelRow::NAME),
+        _ => None,
+    };
+    let judge = |invariant: Invariant, run: &dyn Fn() -> Finding| match needs(invariant) {
+        Some(table) if manifest.dropped(table) => Finding {
+            skipped: Some(format!("needs the {table} table, which this slim copy does not hold")),
+            ..Finding::new(invariant, 0, Vec::new())
+        },
+        _ => run(),
+    };
     report.findings = vec![
-        runs::runs_once(&expected, &log, Some(&t)),
-        times::request_times(&t),
-        physics::ceilings(&manifest.ceilings, &t),
-        physics::coverage(&t),
-        times::clock(&t),
-        arrivals::distinct(&t),
-        shares::solo_at_share(&t),
-        times::stable_queues(&t),
+        judge(Invariant::RunsOnce, &|| runs::runs_once(&expected, &log, Some(&t))),
+        judge(Invariant::RequestTimes, &|| times::request_times(&t)),
+        judge(Invariant::Ceilings, &|| physics::ceilings(&manifest.ceilings, &t)),
+        judge(Invariant::Coverage, &|| physics::coverage(&t)),
+        judge(Invariant::Clock, &|| times::clock(&t)),
+        judge(Invariant::DistinctArrivals, &|| arrivals::distinct(&t)),
+        judge(Invariant::SoloAtShare, &|| shares::solo_at_share(&t)),
+        judge(Invariant::StableQueues, &|| times::stable_queues(&t)),
     ];
     Ok(report)
 }

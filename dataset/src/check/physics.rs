@@ -101,7 +101,7 @@ pub fn ceilings(c: &Ceilings, t: &Tables) -> Finding {
     for p in [ops, solo, coloc, unknown] {
         p.into_lines(&mut problems);
     }
-    Finding { invariant: Invariant::Ceilings, checked, problems }
+    Finding::new(Invariant::Ceilings, checked, problems)
 }
 
 /// Every sampled batch has every launch of its graph, in order, from its start to its end,
@@ -205,5 +205,5 @@ pub fn coverage(t: &Tables) -> Finding {
     for p in [missing, span, overlap, gaps, orphans, solo] {
         p.into_lines(&mut problems);
     }
-    Finding { invariant: Invariant::Coverage, checked, problems }
+    Finding::new(Invariant::Coverage, checked, problems)
 }

@@ -50,7 +50,7 @@ pub fn runs_once(expected: &[String], log: &[RunRow], tables: Option<&Tables>) -
     let logged: Vec<&str> = log.iter().map(|r| r.run.as_str()).collect();
     compare_keys("progress.jsonl", &logged, &expected, &mut problems);
     let Some(t) = tables else {
-        return Finding { invariant: Invariant::RunsOnce, checked: log.len(), problems };
+        return Finding::new(Invariant::RunsOnce, log.len(), problems);
     };
     let recorded: Vec<&str> = t.runs.iter().map(|r| r.run.as_str()).collect();
     compare_keys("runs.parquet", &recorded, &expected, &mut problems);
@@ -72,7 +72,7 @@ pub fn runs_once(expected: &[String], log: &[RunRow], tables: Option<&Tables>) -
         }
         orphans.into_lines(&mut problems);
     }
-    Finding { invariant: Invariant::RunsOnce, checked, problems }
+    Finding::new(Invariant::RunsOnce, checked, problems)
 }
 
 #[cfg(test)]

@@ -43,5 +43,5 @@ pub fn solo_at_share(t: &Tables) -> Finding {
     for p in [missing, granted, asked] {
         p.into_lines(&mut problems);
     }
-    Finding { invariant: Invariant::SoloAtShare, checked, problems }
+    Finding::new(Invariant::SoloAtShare, checked, problems)
 }

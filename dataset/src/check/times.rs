@@ -34,7 +34,7 @@ pub fn request_times(t: &Tables) -> Finding {
     for p in [order, slo, unknown] {
         p.into_lines(&mut problems);
     }
-    Finding { invariant: Invariant::RequestTimes, checked: t.requests.len(), problems }
+    Finding::new(Invariant::RequestTimes, t.requests.len(), problems)
 }
 
 /// Formed after arrival, end after start (both on the GPU's clock), the four parts as their
@@ -105,7 +105,7 @@ pub fn clock(t: &Tables) -> Finding {
     for p in [early_notice, early_start, unknown] {
         p.into_lines(&mut problems);
     }
-    Finding { invariant: Invariant::Clock, checked: t.batches.len(), problems }
+    Finding::new(Invariant::Clock, t.batches.len(), problems)
 }
 
 /// Every VALID run's tenants judged again from their requests.
@@ -136,5 +136,5 @@ pub fn stable_queues(t: &Tables) -> Finding {
     }
     let mut problems = Vec::new();
     unstable.into_lines(&mut problems);
-    Finding { invariant: Invariant::StableQueues, checked, problems }
+    Finding::new(Invariant::StableQueues, checked, problems)
 }

@@ -148,6 +148,7 @@ fn manifest(runs: usize, suite: &Suite) -> Manifest {
             order_seed: suite.order_seed,
             reference_every: suite.reference_every,
         },
+        dropped_tables: Vec::new(),
     }
 }
 
