@@ -141,3 +141,45 @@ pub fn agreement(forecasts: &[TenantForecast]) -> Option<Agreement> {
         interference_median_ratio: quantile(ratios, 0.5),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forecast(p99: f64, measured_p99: Option<f64>, slo: (f64, f64)) -> TenantForecast {
+        let figures = |p99: f64, slo: f64| Figures {
+            p50_ms: Some(p99 / 2.0),
+            p99_ms: Some(p99),
+            slo_attainment: slo,
+            interference: Some(1.1),
+        };
+        TenantForecast {
+            scenario: "s".into(),
+            rep: 1,
+            tenant: 0,
+            name: "t".into(),
+            slo_ms: 5.0,
+            predicted: figures(p99, slo.0),
+            measured: measured_p99.map(|m| figures(m, slo.1)),
+            aggressors_ignored: 0,
+        }
+    }
+
+    #[test]
+    fn agreement_is_over_the_measured_tenants_only() {
+        assert_eq!(agreement(&[forecast(1.0, None, (1.0, 1.0))]), None);
+        let rows = [
+            forecast(1.05, Some(1.0), (1.0, 1.0)), // 5% off
+            forecast(1.2, Some(1.0), (0.9, 1.0)),  // 20% off, 10 points of attainment
+            forecast(0.9, Some(1.0), (1.0, 1.0)),  // 10% off: within
+            forecast(9.0, None, (0.0, 0.0)),       // not measured: not counted
+        ];
+        let a = agreement(&rows).unwrap();
+        assert_eq!(a.tenants, 3);
+        assert!((a.p99_median_error - 0.10).abs() < 1e-12, "{}", a.p99_median_error);
+        assert!((a.p99_p90_error - 0.20).abs() < 1e-12, "{}", a.p99_p90_error);
+        assert!((a.p99_within_10pct - 2.0 / 3.0).abs() < 1e-12);
+        assert!((a.slo_mean_abs_diff - 0.1 / 3.0).abs() < 1e-12);
+        assert_eq!(a.interference_median_ratio, 1.0);
+    }
+}
