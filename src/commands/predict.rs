@@ -29,6 +29,12 @@ fn cells(f: Option<&Figures>) -> [String; 3] {
     }
 }
 
+/// A CSV field: quoted, quotes doubled, where it holds a comma, a quote or a line break
+/// (scenario names do: `b1,b16`).
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
 /// One row per tenant forecast, as CSV.
 fn forecast_csv(rows: &[TenantForecast]) -> String {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
@@ -39,10 +45,10 @@ fn forecast_csv(rows: &[TenantForecast]) -> String {
         let m = r.measured.as_ref();
         out.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.scenario,
+            field(&r.scenario),
             r.rep,
             r.tenant,
-            r.name,
+            field(&r.name),
             r.slo_ms,
             opt(r.predicted.p50_ms),
             opt(r.predicted.p99_ms),
@@ -164,4 +170,30 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         println!("wrote forecast.json and forecast.csv to {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use coloc_schedulers::forecast::{Figures, TenantForecast};
+
+    use super::*;
+
+    #[test]
+    fn a_scenario_name_with_a_comma_stays_one_csv_field() {
+        let f = Figures { p50_ms: Some(1.0), p99_ms: Some(2.0), slo_attainment: 1.0, interference: None };
+        let row = TenantForecast {
+            scenario: "batches/a+b/b1,b16/green-56_56/load0.4".into(),
+            rep: 1,
+            tenant: 0,
+            name: "say \"a\"".into(),
+            slo_ms: 5.0,
+            predicted: f,
+            measured: None,
+            aggressors_ignored: 0,
+        };
+        let csv = forecast_csv(&[row]);
+        let line = csv.lines().nth(1).unwrap();
+        assert!(line.starts_with("\"batches/a+b/b1,b16/green-56_56/load0.4\",1,0,\"say \"\"a\"\"\",5,"), "{line}");
+        assert_eq!(csv.lines().next().unwrap().split(',').count(), 14);
+    }
 }
