@@ -222,6 +222,11 @@ pub struct EvaluateArgs {
     /// slowest).
     #[arg(long)]
     pub quick: bool,
+    /// Only every K-th run of the dataset (with every run that has aggressors and every
+    /// repetition of a repeated scenario): every predictor on every split, in a fraction of the
+    /// time (a check, not the leaderboard).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub slice: Option<u32>,
 }
 
 #[derive(Args, Debug)]

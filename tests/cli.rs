@@ -96,3 +96,38 @@ fn evaluate_writes_the_leaderboard_and_every_prediction_and_fit_saves_a_predicto
     assert_eq!(saved["manifest_sha256"].as_str().unwrap().len(), 64);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The README's main job, on a slice of the training dataset: every predictor on every split.
+#[test]
+fn evaluate_on_a_slice_of_the_training_dataset_runs_every_predictor_on_every_split() {
+    let out = coloc(&[
+        "evaluate",
+        "data/h200-train",
+        "--slice",
+        "20",
+        "--counters",
+        "data/h200-counters",
+        "--counters",
+        "data/h200-counters-b16",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for split in [
+        "random 75/25",
+        "leave one model out",
+        "leave one mix out",
+        "pairs -> triples",
+        "green -> mps",
+        "mps -> green",
+        "low load -> high load",
+        "prequential",
+        "undisturbed -> aggressor steps",
+    ] {
+        assert!(stdout.contains(&format!("split: {split}")), "no leaderboard for {split}:\n{stdout}");
+    }
+    for name in
+        ["Abacus-style MLP", "gradient-boosted trees", "online RLS, per-kernel, Page-Hinkley", "gpulet linear + EWMA"]
+    {
+        assert!(stdout.contains(name), "the leaderboard lacks {name}:\n{stdout}");
+    }
+}

@@ -239,6 +239,28 @@ impl Examples {
         self.items.is_empty()
     }
 
+    /// A slice for a quick check of every predictor: every `k`-th run (in name order), and
+    /// every run with aggressors and every repetition of a repeated co-located scenario (so
+    /// that the aggressor split and the noise floor keep their runs).
+    pub fn slice(self, k: usize) -> Examples {
+        let k = k.max(1);
+        let mut repeats: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &self.runs {
+            *repeats.entry(r.scenario.as_str()).or_default() += 1;
+        }
+        let kept: std::collections::BTreeSet<String> = self
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| i % k == 0 || r.disturbed() || (r.co_located() && repeats[r.scenario.as_str()] > 1))
+            .map(|(_, r)| r.run.clone())
+            .collect();
+        Examples {
+            items: self.items.into_iter().filter(|e| kept.contains(&e.run)).collect(),
+            runs: self.runs.into_iter().filter(|r| kept.contains(&r.run)).collect(),
+        }
+    }
+
     /// The examples of `train` and of `test` together, to train on one and test on the other:
     /// runs renamed `train/...` and `test/...`, the test dataset's runs marked `tested` and placed
     /// after the training ones in measurement order.

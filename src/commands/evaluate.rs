@@ -90,6 +90,14 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         None if args.split.is_empty() => (examples(&ds)?, Split::all(args.seed)),
         None => (examples(&ds)?, args.split.iter().map(|&s| split_of(s, args.seed)).collect()),
     };
+    let ex = match args.slice {
+        Some(k) => {
+            let sliced = ex.slice(k as usize);
+            println!("a slice: every {k}th run, with every run that has aggressors or repetitions");
+            sliced
+        }
+        None => ex,
+    };
     let counters = (!args.counters.is_empty()).then(|| Utilisations::load_all(&args.counters)).transpose()?;
     let roster = if args.quick {
         Roster { counters, ..Roster::default() }
