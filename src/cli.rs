@@ -395,6 +395,11 @@ pub struct MeasureArgs {
     /// Also collect hardware counters of every solo kernel with ncu (Nsight Compute).
     #[arg(long)]
     pub ncu: bool,
+    /// A predictor saved by `coloc fit`: once the suite is measured, its forecast of every
+    /// tenant (simulated from this measurement's own solo profiles) beside what was measured,
+    /// as `coloc predict --against` prints it, also written to OUT/forecast/.
+    #[arg(long)]
+    pub predictor: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -88,6 +88,13 @@ impl Gpulet {
     }
 }
 
+impl Gpulet {
+    /// The solo counters it reads (a query of a model they lack gets no interference).
+    pub fn utilisations(&self) -> &Utilisations {
+        &self.utilisations
+    }
+}
+
 impl Predictor for Gpulet {
     fn name(&self) -> &'static str {
         "gpulet linear (L2, DRAM)"
@@ -125,6 +132,12 @@ impl Fit for GpuletEwmaParams {
             model.update(&e.query, e.measured_us);
         }
         Ok(model)
+    }
+}
+
+impl GpuletEwma {
+    pub fn base(&self) -> &Gpulet {
+        &self.base
     }
 }
 

@@ -69,6 +69,13 @@ impl Fit for IgniterParams {
     }
 }
 
+impl Igniter {
+    /// The solo counters it reads (a query of a model they lack gets no interference).
+    pub fn utilisations(&self) -> &Utilisations {
+        &self.utilisations
+    }
+}
+
 impl Predictor for Igniter {
     fn name(&self) -> &'static str {
         "iGniter analytic (L2, scheduling)"

@@ -196,6 +196,13 @@ pub struct PerKernel {
     pub model: OnlineSlowdown,
 }
 
+impl PerKernel {
+    /// The solo kernel timelines it walks.
+    pub fn profiles(&self) -> &KernelProfiles {
+        &self.profiles
+    }
+}
+
 impl Fit for PerKernelParams {
     type Fitted = PerKernel;
     /// Learns the training examples in their order.

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use coloc_dataset::Dataset;
+use coloc_workloads::scenario::SoloShare;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -127,6 +128,21 @@ pub fn fit(
 }
 
 impl Fitted {
+    /// An error naming what this predictor lacks to predict a batch of `model` at graph size
+    /// `bucket` on `share` (the solo counters of gpulet's and iGniter's models, the solo
+    /// timeline of the per-kernel ones), where it would otherwise quietly predict less.
+    pub fn covers(&self, model: &str, bucket: u32, share: SoloShare) -> Result<()> {
+        match self {
+            Fitted::Gpulet(p) => p.utilisations().get(model, bucket, share).map(|_| ()),
+            Fitted::GpuletEwma(p) => p.base().utilisations().get(model, bucket, share).map(|_| ()),
+            Fitted::Igniter(p) => p.utilisations().get(model, bucket, share).map(|_| ()),
+            Fitted::PerKernel(p) => p.profiles().get(model, bucket, share).map(|_| ()),
+            Fitted::SoloAtShare(_) | Fitted::OnlineCoarse(_) | Fitted::Abacus(_) | Fitted::Gbt(_) | Fitted::Sgd(_) => {
+                Ok(())
+            }
+        }
+    }
+
     fn inner(&self) -> &dyn Predictor {
         match self {
             Fitted::SoloAtShare(p) => p,
@@ -259,6 +275,17 @@ mod tests {
         let kernels = KernelProfiles::from_dataset(&ds).unwrap();
         for kind in Kind::ALL {
             let fitted = fit(kind, &train, Some(&counters), Some(&kernels)).unwrap();
+            // what a model needs beyond the query is checked, not assumed
+            assert!(fitted.covers("resnet50", 8, SoloShare::Device).is_ok(), "{kind:?}");
+            let needs_more = matches!(
+                kind,
+                Kind::Gpulet | Kind::GpuletEwma | Kind::Igniter | Kind::PerKernel | Kind::PerKernelDrift
+            );
+            let lacks = fitted.covers("tiny", 1, SoloShare::Device);
+            assert_eq!(lacks.is_err(), needs_more, "{kind:?}: {lacks:?}");
+            if let Err(e) = lacks {
+                assert!(e.to_string().contains("tiny"), "{kind:?}: {e}");
+            }
             let saved = SavedPredictor::new(fitted, &ds, train.len()).unwrap();
             let path = std::env::temp_dir().join(format!("coloc-saved-{}-{}.json", kind.key(), std::process::id()));
             saved.save(&path).unwrap_or_else(|e| panic!("{kind:?}: {e}"));

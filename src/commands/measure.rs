@@ -12,7 +12,7 @@ use coloc_kernels::partition::probe::WorkerCommand;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::open_gpu;
-use crate::cli::MeasureArgs;
+use crate::cli::{MeasureArgs, PredictArgs};
 
 /// Progress on stderr: a bar with ETA on a terminal; otherwise (CI, `nohup`, a pipe) one plain
 /// line per phase and per finished run, since a hidden bar would say nothing at all.
@@ -94,6 +94,10 @@ impl Progress for Bar {
 }
 
 pub fn run(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
+    // a predictor that cannot be read is refused before anything is measured
+    if let Some(p) = &args.predictor {
+        coloc_predictors::saved::SavedPredictor::load(p)?;
+    }
     let gpu = open_gpu(&args.gpu)?;
     let opts = MeasureOptions {
         suite: args.suite.clone(),
@@ -136,5 +140,15 @@ pub fn run(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
         count(Status::Failed),
         args.out.display()
     );
+    if let Some(predictor) = &args.predictor {
+        println!("\nthe forecast of {} beside this measurement:", predictor.display());
+        super::predict::run(&PredictArgs {
+            suite: args.suite.clone(),
+            predictor: predictor.clone(),
+            profiles: Some(args.out.clone()),
+            against: Some(args.out.clone()),
+            out: Some(args.out.join("forecast")),
+        })?;
+    }
     Ok(ExitCode::SUCCESS)
 }

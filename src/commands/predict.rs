@@ -87,6 +87,21 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         dispatch_ns: (manifest.harness_overhead.dispatch_us * 1e3).round() as i64,
         notice_ns: (manifest.harness_overhead.notice_us * 1e3).round() as i64,
     };
+    // refused up front, naming the tenant, rather than forecast as if it met no interference
+    for scenario in suite.measured() {
+        for t in &scenario.tenants {
+            for bucket in t.batching.buckets() {
+                saved.fitted.covers(&t.model, bucket as u32, t.share.solo(scenario.partition)).with_context(|| {
+                    format!(
+                        "{} cannot forecast scenario `{}`, tenant `{}`",
+                        args.predictor.display(),
+                        scenario.name,
+                        t.name
+                    )
+                })?;
+            }
+        }
+    }
     let inputs = PlanInputs { limits: &manifest.limits, solo: &solo, base_dir: &suite.base_dir };
     let mut rows = forecast(&suite, &inputs, &saved.fitted, overheads).with_context(|| {
         format!("forecasting {} from the profiles of {}", args.suite.display(), profiles_dir.display())
