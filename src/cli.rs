@@ -261,6 +261,9 @@ pub struct PredictArgs {
     /// Write forecast.json and forecast.csv here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Only scenarios whose name contains one of these (case-insensitive), as for `measure`.
+    #[arg(long)]
+    pub only: Vec<String>,
 }
 
 /// The predictors `coloc fit` can fit, by their keys.

@@ -8,6 +8,7 @@ use coloc_dataset::Dataset;
 use coloc_dataset::rows::{RunRow, Status, TenantRow};
 use coloc_harness::plan::PlanInputs;
 use coloc_predictors::predictor::Predictor;
+use coloc_workloads::order::selects;
 use coloc_workloads::suite::Suite;
 use serde::Serialize;
 
@@ -46,15 +47,17 @@ pub struct TenantForecast {
     pub aggressors_ignored: usize,
 }
 
-/// Simulates every repetition of every measured scenario of `suite`.
+/// Simulates every repetition of every measured scenario of `suite` that `only` selects
+/// (case-insensitive substrings of scenario names, as `coloc measure --only`; none: all).
 pub fn forecast(
     suite: &Suite,
+    only: &[String],
     inputs: &PlanInputs,
     predictor: &dyn Predictor,
     overheads: Overheads,
 ) -> Result<Vec<TenantForecast>> {
     let mut out = Vec::new();
-    for scenario in suite.measured() {
+    for scenario in suite.measured().filter(|s| selects(only, s)) {
         for rep in 1..=scenario.repetitions {
             let run = simulate(scenario, rep, inputs, predictor, overheads)?;
             out.extend(run.tenants.iter().map(|t| TenantForecast {

@@ -148,6 +148,7 @@ pub fn run(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
             profiles: Some(args.out.clone()),
             against: Some(args.out.clone()),
             out: Some(args.out.join("forecast")),
+            only: args.only.clone(),
         })?;
     }
     Ok(ExitCode::SUCCESS)

@@ -88,7 +88,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         notice_ns: (manifest.harness_overhead.notice_us * 1e3).round() as i64,
     };
     // refused up front, naming the tenant, rather than forecast as if it met no interference
-    for scenario in suite.measured() {
+    for scenario in suite.measured().filter(|s| coloc_workloads::order::selects(&args.only, s)) {
         for t in &scenario.tenants {
             for bucket in t.batching.buckets() {
                 saved.fitted.covers(&t.model, bucket as u32, t.share.solo(scenario.partition)).with_context(|| {
@@ -103,7 +103,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let inputs = PlanInputs { limits: &manifest.limits, solo: &solo, base_dir: &suite.base_dir };
-    let mut rows = forecast(&suite, &inputs, &saved.fitted, overheads).with_context(|| {
+    let mut rows = forecast(&suite, &args.only, &inputs, &saved.fitted, overheads).with_context(|| {
         format!("forecasting {} from the profiles of {}", args.suite.display(), profiles_dir.display())
     })?;
     if let Some(dir) = &args.against {
@@ -115,7 +115,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         "{}: {} tenants of {} scenarios, predicted with {} (fitted on {} batches of {}), solo profiles from {}",
         args.suite.display(),
         rows.len(),
-        suite.measured().count(),
+        suite.measured().filter(|s| coloc_workloads::order::selects(&args.only, s)).count(),
         saved.name,
         saved.examples,
         saved.dataset.display(),

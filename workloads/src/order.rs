@@ -33,12 +33,15 @@ pub fn run_key(index: usize, name: &str, rep: usize) -> String {
     format!("{index:03}_{slug}__r{rep}")
 }
 
-/// Every run of `scenarios` that `only` selects (case-insensitive substrings of scenario
-/// names; none: all), in measurement order: shuffled by `order_seed`, with the reference
+/// Whether `only` (case-insensitive substrings of scenario names; none: all) selects `scenario`.
+pub fn selects(only: &[String], scenario: &Scenario) -> bool {
+    only.is_empty() || only.iter().any(|p| scenario.name.to_lowercase().contains(&p.to_lowercase()))
+}
+
+/// Every run of `scenarios` that `only` selects ([`selects`]), in measurement order: shuffled by `order_seed`, with the reference
 /// scenario's runs (if the suite has one) first, last and every `every` runs in between.
 pub fn plan_runs<'a>(scenarios: &'a [Scenario], only: &[String], order_seed: u64, every: usize) -> Vec<PlannedRun<'a>> {
-    let selected =
-        |s: &Scenario| only.is_empty() || only.iter().any(|p| s.name.to_lowercase().contains(&p.to_lowercase()));
+    let selected = |s: &Scenario| selects(only, s);
     let mut measured: Vec<PlannedRun> = scenarios
         .iter()
         .enumerate()
