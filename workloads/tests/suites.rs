@@ -52,6 +52,41 @@ fn the_shipped_suites_validate() {
 }
 
 #[test]
+fn the_training_suite_holds_what_the_predictor_splits_need() {
+    use std::collections::BTreeSet;
+    let limits = DeviceLimits::h200();
+    let train = Suite::load(&repo("suites/train.toml"), &limits).unwrap();
+    let check = train.validate(&limits).unwrap();
+    // three calls of ten minutes on one lease of the GPU machine
+    assert!(check.estimated_seconds < 27.0 * 60.0, "{}", check.estimated_seconds);
+    let mixes = |n: usize| -> BTreeSet<Vec<String>> {
+        train
+            .measured()
+            .filter(|s| s.tenants.len() == n && s.aggressors.is_empty())
+            .map(|s| {
+                let mut m: Vec<String> = s.tenants.iter().map(|t| t.model.clone()).collect();
+                m.sort();
+                m
+            })
+            .collect()
+    };
+    assert_eq!(mixes(2).len(), 15, "every pair of the six models");
+    assert_eq!(mixes(3).len(), 20, "every triple");
+    for p in [PartitionKind::Green, PartitionKind::Mps] {
+        assert!(train.measured().any(|s| s.partition == p && s.tenants.len() == 2), "{p:?}");
+    }
+    let sizes: BTreeSet<usize> =
+        train.measured().flat_map(|s| s.tenants.iter().map(|t| t.batching.max_batch())).collect();
+    assert!([1, 8, 16].iter().all(|b| sizes.contains(b)), "{sizes:?}");
+    assert!(train.measured().any(|s| s.tenants.len() == 2 && s.tenants[0].batching != s.tenants[1].batching));
+    assert!(train.measured().any(|s| s.repetitions == 3), "no noise repeats");
+    assert!(train.measured().filter(|s| s.aggressors.len() >= 3 && s.duration_s >= 15.0).count() >= 3);
+    assert!(train.measured().all(|s| s.kernel_sample == 0.1));
+    let forecast = Suite::load(&repo("suites/forecast.toml"), &limits).unwrap();
+    forecast.validate(&limits).unwrap();
+}
+
+#[test]
 fn a_sweep_expands_into_the_product_of_its_axes() {
     // 3 pairs x 2 batch sizes x 4 partitions x 2 loads
     let suite = parse(PAIR).unwrap();
