@@ -8,8 +8,7 @@ use coloc_dataset::Dataset;
 use coloc_dataset::rows::{RunRow, Status, TenantRow};
 use coloc_harness::plan::PlanInputs;
 use coloc_predictors::predictor::Predictor;
-use coloc_workloads::order::selects;
-use coloc_workloads::suite::Suite;
+use coloc_workloads::scenario::Scenario;
 use serde::Serialize;
 
 use crate::error::Result;
@@ -47,17 +46,15 @@ pub struct TenantForecast {
     pub aggressors_ignored: usize,
 }
 
-/// Simulates every repetition of every measured scenario of `suite` that `only` selects
-/// (case-insensitive substrings of scenario names, as `coloc measure --only`; none: all).
+/// Simulates every repetition of each of `scenarios` (measured scenarios of one suite).
 pub fn forecast(
-    suite: &Suite,
-    only: &[String],
+    scenarios: &[&Scenario],
     inputs: &PlanInputs,
     predictor: &dyn Predictor,
     overheads: Overheads,
 ) -> Result<Vec<TenantForecast>> {
     let mut out = Vec::new();
-    for scenario in suite.measured().filter(|s| selects(only, s)) {
+    for &scenario in scenarios {
         for rep in 1..=scenario.repetitions {
             let run = simulate(scenario, rep, inputs, predictor, overheads)?;
             out.extend(run.tenants.iter().map(|t| TenantForecast {

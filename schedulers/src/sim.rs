@@ -16,9 +16,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use coloc_dataset::clock::ClockMap;
 use coloc_dataset::rows::{BatchRow, RequestRow, TenantRow};
 use coloc_harness::plan::{PlanInputs, plan};
-use coloc_harness::record::request_row;
+use coloc_harness::record::{RawBatch, RawTenant};
 use coloc_harness::tenant::{Arrivals, TenantPlan};
 use coloc_harness::validity::tenant_stats;
 use coloc_predictors::predictor::Predictor;
@@ -47,9 +48,24 @@ pub struct SimulatedRun {
     pub aggressors_ignored: usize,
 }
 
-struct InFlight {
-    row: BatchRow,
-    requests: Vec<Queued>,
+/// Virtual time is the host's clock and the GPU's at once: the identity map.
+const VIRTUAL_TIME: ClockMap = ClockMap { anchor_host_ns: 0, offset_ns: 0, drift_ns_per_s: 0.0, uncertainty_ns: 0 };
+
+/// A batch in flight as a query sees it (times on virtual time, not yet relative to the window).
+fn in_flight_row(tenant: u16, b: &RawBatch) -> BatchRow {
+    BatchRow {
+        run: String::new(),
+        tenant,
+        batch: b.batch,
+        size: b.requests.len() as u16,
+        bucket: b.bucket as u16,
+        trigger: b.trigger,
+        formed_ns: b.formed_host,
+        start_ns: b.start_gpu as i64,
+        end_ns: b.end_gpu as i64,
+        noticed_ns: b.noticed_host,
+        sampled: false,
+    }
 }
 
 /// One tenant's serving loop on virtual time.
@@ -62,8 +78,9 @@ struct SimTenant<'a> {
     think_index: Vec<usize>,
     next_request: u32,
     next_batch: u32,
-    in_flight: Option<InFlight>,
-    done: Vec<InFlight>,
+    /// On virtual time, which is the host's and the GPU's clock at once (the identity map).
+    in_flight: Option<RawBatch>,
+    done: Vec<RawBatch>,
     /// Sending stopped (closed loops) or every open arrival admitted.
     exhausted: bool,
 }
@@ -100,7 +117,7 @@ impl<'a> SimTenant<'a> {
             Arrivals::Closed { stop_ns, .. } => self.clients.peek().map(|Reverse((t, _))| *t).filter(|t| *t < *stop_ns),
         };
         let own = match &self.in_flight {
-            Some(f) => Some(f.row.noticed_ns),
+            Some(b) => Some(b.noticed_host),
             None => self.batcher.deadline_ns(),
         };
         [arrival, own].into_iter().flatten().filter(|t| *t <= self.plan.deadline_ns).min()
@@ -108,14 +125,14 @@ impl<'a> SimTenant<'a> {
 
     /// Notices a batch done by `now`, admits what has arrived by `now`.
     fn advance(&mut self, now: i64) {
-        if self.in_flight.as_ref().is_some_and(|f| f.row.noticed_ns <= now) {
+        if self.in_flight.as_ref().is_some_and(|b| b.noticed_host <= now) {
             let f = self.in_flight.take().expect("in flight");
             if let Arrivals::Closed { think_ns, .. } = &self.plan.arrivals {
                 for q in &f.requests {
                     let c = q.client as usize;
                     let think = think_ns[c][self.think_index[c] % think_ns[c].len()] as i64;
                     self.think_index[c] += 1;
-                    self.clients.push(Reverse((f.row.noticed_ns + think, q.client)));
+                    self.clients.push(Reverse((f.noticed_host + think, q.client)));
                 }
             }
             self.done.push(f);
@@ -173,26 +190,26 @@ pub fn simulate(
             let Some(d) = tenants[i].batcher.poll(now, exhausted) else { continue };
             let start = now + overheads.dispatch_ns;
             let tenant = tenants[i].plan.index;
-            let others: Vec<&BatchRow> = tenants.iter().filter_map(|t| t.in_flight.as_ref().map(|f| &f.row)).collect();
+            // the batches in flight, as the rows a query is built from
+            let others: Vec<BatchRow> =
+                tenants.iter().filter_map(|t| t.in_flight.as_ref().map(|b| in_flight_row(t.plan.index, b))).collect();
+            let others: Vec<&BatchRow> = others.iter().collect();
             let dispatch = Dispatch { tenant, bucket: d.bucket as u32, start_ns: start };
             let query = query_at(&dispatch, scenario.partition, &run_tenants, &others, &solo)?;
             let gpu_ns = (predictor.predict(&query) * 1e3).round().max(1.0) as i64;
             let me = &mut tenants[i];
-            let row = BatchRow {
-                run: String::new(),
-                tenant,
+            me.in_flight = Some(RawBatch {
                 batch: me.next_batch,
-                size: d.requests.len() as u16,
-                bucket: d.bucket as u16,
+                bucket: d.bucket,
                 trigger: d.trigger,
-                formed_ns: now,
-                start_ns: start,
-                end_ns: start + gpu_ns,
-                noticed_ns: start + gpu_ns + overheads.notice_ns,
-                sampled: false,
-            };
+                requests: d.requests,
+                formed_host: now,
+                noticed_host: start + gpu_ns + overheads.notice_ns,
+                start_gpu: start as u64,
+                end_gpu: (start + gpu_ns) as u64,
+                launches: Vec::new(),
+            });
             me.next_batch += 1;
-            me.in_flight = Some(InFlight { row, requests: d.requests });
         }
         match tenants.iter().filter_map(SimTenant::next_event).min() {
             Some(t) => now = t.max(now + 1),
@@ -201,32 +218,24 @@ pub fn simulate(
     }
     let mut out = SimulatedRun { aggressors_ignored: scenario.aggressors.len(), ..SimulatedRun::default() };
     for (t, mut row) in tenants.into_iter().zip(plans.tenant_rows) {
-        let first_request = out.requests.len();
-        let first_batch = out.batches.len();
-        let index = t.plan.index;
-        for f in t.done.iter().chain(t.in_flight.iter()) {
-            let b = &f.row;
-            let rel = |v: i64| v - window;
-            let times = (rel(b.formed_ns), rel(b.start_ns), rel(b.end_ns), rel(b.noticed_ns));
-            for q in &f.requests {
-                out.requests.push(request_row(index, q, Some(b.batch), Some(times), t.plan.slo_ms, window));
-            }
-            out.batches.push(BatchRow {
-                formed_ns: times.0,
-                start_ns: times.1,
-                end_ns: times.2,
-                noticed_ns: times.3,
-                ..b.clone()
-            });
-        }
-        let unserved = t.batcher.into_waiting();
-        out.requests.extend(unserved.iter().map(|q| request_row(index, q, None, None, t.plan.slo_ms, window)));
+        // what was never admitted or never served, as the harness records it
+        let mut unserved = t.batcher.into_waiting();
         if let Arrivals::Open(times) = &t.plan.arrivals {
             for (k, a) in times.iter().enumerate().skip(t.next_open) {
-                let q = Queued { request: t.next_request + (k - t.next_open) as u32, arrival_ns: *a, client: 0 };
-                out.requests.push(request_row(index, &q, None, None, t.plan.slo_ms, window));
+                unserved.push(Queued { request: t.next_request + (k - t.next_open) as u32, arrival_ns: *a, client: 0 });
             }
         }
+        let raw = RawTenant {
+            tenant: t.plan.index,
+            slo_ms: t.plan.slo_ms,
+            batches: t.done.into_iter().chain(t.in_flight).collect(),
+            unserved,
+            ..RawTenant::default()
+        };
+        let output = raw.into_output(&VIRTUAL_TIME, window, 0);
+        let (first_request, first_batch) = (out.requests.len(), out.batches.len());
+        out.requests.extend(output.requests);
+        out.batches.extend(output.batches);
         let requests: Vec<&RequestRow> = out.requests[first_request..].iter().collect();
         let batches: Vec<&BatchRow> = out.batches[first_batch..].iter().collect();
         let window_ns = (scenario.duration_s * 1e9) as i64;

@@ -9,6 +9,8 @@ use coloc_harness::solo::SoloProfiles;
 use coloc_predictors::saved::SavedPredictor;
 use coloc_schedulers::forecast::{Agreement, Figures, TenantForecast, agreement, attach_measured, forecast};
 use coloc_schedulers::sim::Overheads;
+use coloc_workloads::order::selects;
+use coloc_workloads::scenario::Scenario;
 use coloc_workloads::suite::Suite;
 
 use crate::cli::PredictArgs;
@@ -88,7 +90,8 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         notice_ns: (manifest.harness_overhead.notice_us * 1e3).round() as i64,
     };
     // refused up front, naming the tenant, rather than forecast as if it met no interference
-    for scenario in suite.measured().filter(|s| coloc_workloads::order::selects(&args.only, s)) {
+    let scenarios: Vec<&Scenario> = suite.measured().filter(|s| selects(&args.only, s)).collect();
+    for scenario in &scenarios {
         for t in &scenario.tenants {
             for bucket in t.batching.buckets() {
                 saved.fitted.covers(&t.model, bucket as u32, t.share.solo(scenario.partition)).with_context(|| {
@@ -103,7 +106,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let inputs = PlanInputs { limits: &manifest.limits, solo: &solo, base_dir: &suite.base_dir };
-    let mut rows = forecast(&suite, &args.only, &inputs, &saved.fitted, overheads).with_context(|| {
+    let mut rows = forecast(&scenarios, &inputs, &saved.fitted, overheads).with_context(|| {
         format!("forecasting {} from the profiles of {}", args.suite.display(), profiles_dir.display())
     })?;
     if let Some(dir) = &args.against {
@@ -115,7 +118,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         "{}: {} tenants of {} scenarios, predicted with {} (fitted on {} batches of {}), solo profiles from {}",
         args.suite.display(),
         rows.len(),
-        suite.measured().filter(|s| coloc_workloads::order::selects(&args.only, s)).count(),
+        scenarios.len(),
         saved.name,
         saved.examples,
         saved.dataset.display(),
