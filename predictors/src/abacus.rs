@@ -50,36 +50,84 @@ pub struct Abacus {
     slowdowns: (f64, f64),
 }
 
-pub(crate) fn one_hot(models: &[String], model: &str, out: &mut Vec<f64>) {
-    let at = models.iter().position(|m| m == model).unwrap_or(models.len());
-    out.extend((0..=models.len()).map(|i| if i == at { 1.0 } else { 0.0 }));
+/// Writes a one-hot of `model` over `models` (a last slot for a model it never saw) at `at`;
+/// returns the position after it.
+fn one_hot(models: &[String], model: &str, x: &mut [f64], at: usize) -> usize {
+    let hot = models.iter().position(|m| m == model).unwrap_or(models.len());
+    x[at..=at + models.len()].fill(0.0);
+    x[at + hot] = 1.0;
+    at + models.len() + 1
+}
+
+/// The length of an input row over `models`.
+pub(crate) fn width(models: &[String]) -> usize {
+    (models.len() + 1) + 2 + PartitionKind::ALL.len() + SLOTS * (1 + models.len() + 1 + 4) + 1
+}
+
+/// The co-runners in the slots: the `SLOTS` with the most remaining work (ties by model, then
+/// in order), chosen without sorting or allocating.
+fn slotted(q: &Query) -> [Option<&CoRunner>; SLOTS] {
+    let remaining = |c: &CoRunner| (c.solo_us - c.elapsed_us).max(0.0);
+    let before = |a: &CoRunner, b: &CoRunner| {
+        remaining(b).total_cmp(&remaining(a)).then_with(|| a.model.cmp(&b.model)) == std::cmp::Ordering::Less
+    };
+    let mut slots: [Option<&CoRunner>; SLOTS] = [None; SLOTS];
+    for c in &q.co_runners {
+        // insertion into the sorted slots; an equal one stays behind those already there
+        let mut carry = Some(c);
+        for slot in slots.iter_mut() {
+            match (*slot, carry) {
+                (None, _) => {
+                    *slot = carry.take();
+                    break;
+                }
+                (Some(s), Some(new)) if before(new, s) => {
+                    *slot = Some(new);
+                    carry = Some(s);
+                }
+                _ => {}
+            }
+        }
+    }
+    slots
+}
+
+/// Writes the input row of a query into `x` (of length [`width`]).
+pub(crate) fn features_into(models: &[String], q: &Query, x: &mut [f64]) {
+    let mut at = one_hot(models, &q.target.model, x, 0);
+    x[at] = f64::from(q.target.bucket).log2();
+    x[at + 1] = q.solo_us.max(1e-3).ln();
+    at += 2;
+    for p in PartitionKind::ALL {
+        x[at] = if p == q.target.partition { 1.0 } else { 0.0 };
+        at += 1;
+    }
+    for slot in slotted(q) {
+        match slot {
+            Some(c) => {
+                let solo = c.solo_us.max(1e-3);
+                x[at] = 1.0;
+                at = one_hot(models, &c.model, x, at + 1);
+                x[at] = f64::from(c.bucket).log2();
+                x[at + 1] = (solo / q.solo_us.max(1e-3)).ln();
+                x[at + 2] = (c.elapsed_us / solo).min(1.0);
+                x[at + 3] = ((c.elapsed_us + q.solo_us) / solo).min(1.0);
+                at += 4;
+            }
+            None => {
+                let end = at + 1 + models.len() + 1 + 4;
+                x[at..end].fill(0.0);
+                at = end;
+            }
+        }
+    }
+    x[at] = q.co_runners.len().saturating_sub(SLOTS) as f64;
 }
 
 /// The input row of a query.
 pub(crate) fn features(models: &[String], q: &Query) -> Vec<f64> {
-    let mut x = Vec::with_capacity(64);
-    one_hot(models, &q.target.model, &mut x);
-    x.push(f64::from(q.target.bucket).log2());
-    x.push(q.solo_us.max(1e-3).ln());
-    x.extend(PartitionKind::ALL.iter().map(|p| if *p == q.target.partition { 1.0 } else { 0.0 }));
-    let remaining = |c: &CoRunner| (c.solo_us - c.elapsed_us).max(0.0);
-    let mut co: Vec<&CoRunner> = q.co_runners.iter().collect();
-    co.sort_by(|a, b| remaining(b).total_cmp(&remaining(a)).then_with(|| a.model.cmp(&b.model)));
-    for slot in 0..SLOTS {
-        match co.get(slot) {
-            Some(c) => {
-                let solo = c.solo_us.max(1e-3);
-                x.push(1.0);
-                one_hot(models, &c.model, &mut x);
-                x.push(f64::from(c.bucket).log2());
-                x.push((solo / q.solo_us.max(1e-3)).ln());
-                x.push((c.elapsed_us / solo).min(1.0));
-                x.push(((c.elapsed_us + q.solo_us) / solo).min(1.0));
-            }
-            None => x.extend(std::iter::repeat_n(0.0, 1 + models.len() + 1 + 4)),
-        }
-    }
-    x.push(co.len().saturating_sub(SLOTS) as f64);
+    let mut x = vec![0.0; width(models)];
+    features_into(models, q, &mut x);
     x
 }
 
@@ -117,8 +165,18 @@ impl Predictor for Abacus {
     /// Within the slowdowns it was trained on: a network fed what it never saw (a model or
     /// mechanism absent from training) can answer anything, a time below zero included.
     fn predict(&self, query: &Query) -> f64 {
+        // the row on the stack where it fits: predicting allocates nothing
+        const ON_STACK: usize = 256;
         let (lo, hi) = self.slowdowns;
-        query.solo_us * self.mlp.predict(&features(&self.models, query)).clamp(lo, hi)
+        let n = width(&self.models);
+        let slowdown = if n <= ON_STACK {
+            let mut x = [0.0; ON_STACK];
+            features_into(&self.models, query, &mut x[..n]);
+            self.mlp.predict(&x[..n])
+        } else {
+            self.mlp.predict(&features(&self.models, query))
+        };
+        query.solo_us * slowdown.clamp(lo, hi)
     }
 }
 
@@ -144,6 +202,29 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn the_slots_hold_the_co_runners_with_most_remaining_work_as_a_sort_would_order_them() {
+        // remaining: b 1500, c 1500 (ties broken by model), a 500, b 1500 again (stays behind)
+        let q = query(&[("a", 1000.0, 500.0), ("c", 2000.0, 500.0), ("b", 2000.0, 500.0), ("b", 1600.0, 100.0)]);
+        let remaining = |c: &CoRunner| (c.solo_us - c.elapsed_us).max(0.0);
+        let mut sorted: Vec<&CoRunner> = q.co_runners.iter().collect();
+        sorted.sort_by(|a, b| remaining(b).total_cmp(&remaining(a)).then_with(|| a.model.cmp(&b.model)));
+        let slots = slotted(&q);
+        for (slot, want) in slots.iter().zip(&sorted) {
+            assert!(std::ptr::eq(slot.unwrap(), *want));
+        }
+        assert_eq!(slots[0].unwrap().solo_us, 2000.0);
+        assert_eq!(slots[1].unwrap().solo_us, 1600.0);
+        let models = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let x = features(&models, &q);
+        assert_eq!(x.len(), width(&models));
+        // the target a, then the slots' presence flags and models: b first, then the second b
+        assert_eq!(&x[..4], &[1.0, 0.0, 0.0, 0.0]);
+        let slot0 = 4 + 2 + PartitionKind::ALL.len();
+        assert_eq!(&x[slot0..slot0 + 5], &[1.0, 0.0, 1.0, 0.0, 0.0]);
+        assert_eq!(*x.last().unwrap(), 2.0);
     }
 
     #[test]

@@ -1,0 +1,170 @@
+//! A planner's answer: per GPU, the mechanism and each tenant's batch size, share, batching wait
+//! and request rate. It becomes one coloc scenario per GPU, to simulate or to measure (as a
+//! suite file `coloc measure` runs).
+
+use std::fmt::Write as _;
+
+use coloc_workloads::arrival::ArrivalProcess;
+use coloc_workloads::scenario::{Batching, LoadOf, PartitionKind, Role, Scenario, Seeds, Slo, SoloShare, Tenant};
+use serde::Serialize;
+
+use crate::menu::Menu;
+use crate::workload::Workload;
+
+/// Launches of this fraction of a run's window are kept: planned runs are read for latency,
+/// not for kernels.
+const KERNEL_SAMPLE: f64 = 0.05;
+
+/// Every tenant of a planned run completes at least this many requests.
+const MIN_QUERIES: usize = 50;
+
+/// One tenant of a plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Placed {
+    /// The tenant's name: the served model's, with `#k` for its k-th replica.
+    pub name: String,
+    /// The served model's place in the workload.
+    pub served: usize,
+    pub model: String,
+    /// Requests per second this tenant receives.
+    pub rate: f64,
+    pub slo_ms: f64,
+    pub batch: usize,
+    /// `Device` under time-sharing.
+    pub share: SoloShare,
+    /// The longest a request waits for its batch to fill.
+    pub max_wait_ms: f64,
+    /// What the planner expects a batch's GPU time to be, us.
+    pub planned_us: f64,
+}
+
+/// The tenants of one GPU.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GpuPlan {
+    pub partition: PartitionKind,
+    pub tenants: Vec<Placed>,
+}
+
+/// A plan for a workload at one scale of its rates.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Placement {
+    pub policy: String,
+    pub scale: f64,
+    pub gpus: Vec<GpuPlan>,
+}
+
+impl Placement {
+    /// The scenario of GPU `g`.
+    fn scenario_name(&self, g: usize) -> String {
+        format!("{}/x{:.4}/gpu{g}", self.policy, self.scale)
+    }
+
+    /// One scenario per GPU, as the harness and the simulator run them.
+    pub fn scenarios(&self, workload: &Workload, menu: &Menu) -> Vec<Scenario> {
+        self.gpus
+            .iter()
+            .enumerate()
+            .map(|(g, gpu)| Scenario {
+                name: self.scenario_name(g),
+                partition: gpu.partition,
+                tenants: gpu
+                    .tenants
+                    .iter()
+                    .map(|t| Tenant {
+                        name: t.name.clone(),
+                        model: t.model.clone(),
+                        seq: None,
+                        context: None,
+                        batching: Batching::Fixed { batch: t.batch, max_wait_ms: Some(t.max_wait_ms) },
+                        arrival: ArrivalProcess::Poisson { rate: t.rate },
+                        load: None,
+                        load_of: LoadOf::Partition,
+                        slo: Slo::Ms(t.slo_ms),
+                        share: menu.tenant_share(t.share),
+                    })
+                    .collect(),
+                aggressors: Vec::new(),
+                duration_s: workload.duration_s,
+                min_queries: MIN_QUERIES,
+                warmup_s: workload.warmup_s,
+                repetitions: 1,
+                seeds: Seeds { schedule: workload.seed, inputs: workload.seed ^ 0x5eed },
+                kernel_sample: KERNEL_SAMPLE,
+                role: Role::Measured,
+            })
+            .collect()
+    }
+
+    /// GPUs with at least one tenant.
+    pub fn gpus_used(&self) -> usize {
+        self.gpus.iter().filter(|g| !g.tenants.is_empty()).count()
+    }
+}
+
+/// The scenarios of `placements` as a suite file for `coloc measure`, each scenario written out
+/// in full (what [`Placement::scenarios`] gives, read back the same: a test checks it).
+pub fn suite_toml(name: &str, description: &str, placements: &[&Placement], workload: &Workload) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Written by `coloc schedule` from the workload `{}`: one scenario per GPU of each plan.",
+        workload.name
+    );
+    let _ = writeln!(s, "name = {}", quote(name));
+    let _ = writeln!(s, "description = {}", quote(description));
+    let _ = writeln!(s, "order_seed = {}", workload.seed);
+    // the drift reference: the workload's first model alone, as every suite has
+    let first = &workload.models[0];
+    let _ = writeln!(
+        s,
+        "\n[reference]\nmodel = {}\nbatch = {}\nload = 0.5\nduration_s = 0.6\nevery = 10",
+        quote(&first.model),
+        workload.batches[0]
+    );
+    for p in placements {
+        for (g, gpu) in p.gpus.iter().enumerate() {
+            if gpu.tenants.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "\n[[scenario]]");
+            let _ = writeln!(s, "name = {}", quote(&p.scenario_name(g)));
+            let _ = writeln!(s, "partition = {}", quote(gpu.partition.name()));
+            let _ = writeln!(
+                s,
+                "duration_s = {:?}\nwarmup_s = {:?}\nmin_queries = {MIN_QUERIES}",
+                workload.duration_s, workload.warmup_s
+            );
+            let _ = writeln!(s, "kernel_sample = {KERNEL_SAMPLE:?}");
+            let _ = writeln!(s, "seeds = {{ schedule = {}, inputs = {} }}", workload.seed, workload.seed ^ 0x5eed);
+            for t in &gpu.tenants {
+                let _ = writeln!(s, "[[scenario.tenant]]");
+                let _ = writeln!(s, "name = {}\nmodel = {}", quote(&t.name), quote(&t.model));
+                let _ = writeln!(s, "batch = {}\nmax_wait_ms = {:?}", t.batch, t.max_wait_ms);
+                let _ = writeln!(s, "rate = {:?}\nslo_ms = {:?}", t.rate, t.slo_ms);
+                match t.share {
+                    SoloShare::Mps { percent } => {
+                        let _ = writeln!(s, "mps_percent = {percent}");
+                    }
+                    SoloShare::Green { sms } => {
+                        let _ = writeln!(s, "sms = {sms}");
+                    }
+                    SoloShare::Device | SoloShare::Process => {}
+                }
+            }
+        }
+    }
+    s
+}
+
+/// A TOML basic string.
+fn quote(text: &str) -> String {
+    let escaped: String = text
+        .chars()
+        .flat_map(|c| match c {
+            '"' => vec!['\\', '"'],
+            '\\' => vec!['\\', '\\'],
+            c => vec![c],
+        })
+        .collect();
+    format!("\"{escaped}\"")
+}
