@@ -48,6 +48,13 @@ pub enum Command {
     /// simulated with a fitted predictor; with --against, beside what was measured (no GPU
     /// needed).
     Predict(PredictArgs),
+    /// Plan a serving workload with one policy: where each model runs, on what share, at what
+    /// batch size; simulate the plan, write it as a suite, or measure it on the GPU.
+    Schedule(ScheduleArgs),
+    /// Every placement policy on one serving workload: goodput at the SLO in the simulator, as
+    /// a multiple of time-sharing's, the regret of each predictor's plans; with --measured, the
+    /// same plans measured for real (no GPU needed).
+    CompareSchedulers(CompareSchedulersArgs),
     /// Internal: one MPS client of a measured run (job on stdin).
     #[command(name = "__run-worker", hide = true)]
     RunWorker,
@@ -264,6 +271,83 @@ pub struct PredictArgs {
     /// Only scenarios whose name contains one of these (case-insensitive), as for `measure`.
     #[arg(long)]
     pub only: Vec<String>,
+}
+
+/// What every scheduling command reads.
+#[derive(Args, Debug)]
+pub struct ServingArgs {
+    /// The serving workload (TOML, e.g. serving/mixed.toml).
+    pub workload: PathBuf,
+    /// A measured dataset holding solo profiles of every model of the workload at every batch
+    /// size and share a planner may choose (e.g. data/h200-serve-profiles).
+    #[arg(long)]
+    pub profiles: PathBuf,
+    /// The predictor the simulator times batches with (saved by `coloc fit`).
+    #[arg(long)]
+    pub truth: PathBuf,
+}
+
+/// A placement policy of `coloc schedule`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyArg {
+    TimeSharing,
+    SpaceOnly,
+    Proportional,
+    Gpulet,
+    /// gpulet with an interference model: --predictor (gpulet's linear model, as published).
+    GpuletInt,
+    /// The greedy search over measured shares with --predictor (iGniter's search when it is
+    /// iGniter's model).
+    Greedy,
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleArgs {
+    #[command(flatten)]
+    pub serving: ServingArgs,
+    #[arg(long, value_enum)]
+    pub policy: PolicyArg,
+    /// The predictor a policy plans with (gpulet-int, greedy).
+    #[arg(long)]
+    pub predictor: Option<PathBuf>,
+    /// Plan for the workload's rates times this.
+    #[arg(long, default_value_t = 1.0, conflicts_with = "goodput")]
+    pub scale: f64,
+    /// Plan at the policy's goodput (the highest scale whose simulated plan keeps every tenant
+    /// at 99% within its SLO).
+    #[arg(long)]
+    pub goodput: bool,
+    /// Simulate the plan with --truth and print each tenant's latency and SLO attainment.
+    #[arg(long)]
+    pub simulate: bool,
+    /// Write the plan as a suite `coloc measure` runs.
+    #[arg(long)]
+    pub suite: Option<PathBuf>,
+    /// Measure the plan on the GPU into this directory (the plan's suite, then its dataset in
+    /// OUT/dataset, with the simulator's forecast beside it).
+    #[arg(long)]
+    pub measure: Option<PathBuf>,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareSchedulersArgs {
+    #[command(flatten)]
+    pub serving: ServingArgs,
+    /// Predictors to plan with (saved by `coloc fit`): each drives the greedy search; a gpulet
+    /// model also drives gpulet with interference. --truth drives it too, as the oracle the
+    /// others' regret is measured against.
+    #[arg(long)]
+    pub predictor: Vec<PathBuf>,
+    /// A dataset measured from the plans' suite (OUT/plans.toml): each plan's measured SLO
+    /// attainment and the goodput the GPU allowed.
+    #[arg(long)]
+    pub measured: Option<PathBuf>,
+    /// Write comparison.json, comparison.csv and plans.toml (every policy's plan at 0.9, 1 and
+    /// 1.1 times its goodput, to measure) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// The predictors `coloc fit` can fit, by their keys.

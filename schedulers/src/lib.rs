@@ -5,6 +5,7 @@
 //! latency model ([`estimate`]), their plans as scenarios ([`placement`]), and the goodput
 //! search that scores them ([`goodput`]).
 
+pub mod compare;
 pub mod error;
 pub mod estimate;
 pub mod forecast;

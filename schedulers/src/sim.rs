@@ -8,10 +8,12 @@
 //!
 //! What it does not model, by design: a batch's time is fixed when it is dispatched (a
 //! co-runner that starts later does not lengthen it, as no query can know the future);
-//! aggressors are invisible (no query describes them); under time-slicing and separate
-//! processes the wait for the GPU before a batch's first kernel is not modelled, only the
-//! harness's measured dispatch and notice overheads; closed loops stop sending at the end of
-//! the window.
+//! aggressors are invisible (no query describes them); under separate processes the wait for
+//! the GPU before a batch's first kernel is not modelled, only the harness's measured dispatch
+//! and notice overheads; closed loops stop sending at the end of the window. Under
+//! time-slicing (one stream), batches run one after another in the order they were launched:
+//! a batch starts when the stream is free, and runs for the predictor's time with nothing
+//! beside it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -25,7 +27,7 @@ use coloc_harness::validity::tenant_stats;
 use coloc_predictors::predictor::Predictor;
 use coloc_predictors::query::{Dispatch, RunTenant, SoloTimes, query_at};
 use coloc_workloads::batcher::{Batcher, Queued};
-use coloc_workloads::scenario::Scenario;
+use coloc_workloads::scenario::{PartitionKind, Scenario};
 
 use crate::error::Result;
 
@@ -176,6 +178,9 @@ pub fn simulate(
     let run_tenants: Vec<RunTenant> = plans.tenant_rows.iter().map(RunTenant::from).collect();
     let mut tenants: Vec<SimTenant> = plans.tenants.iter().map(SimTenant::new).collect();
     let window = tenants.first().map_or(0, |t| t.plan.warmup_ns);
+    let one_stream = scenario.partition == PartitionKind::TimeSliced;
+    // when the one stream of a time-sliced scenario has run everything launched on it
+    let mut stream_free = 0i64;
     let mut now = 0i64;
     loop {
         for t in tenants.iter_mut() {
@@ -188,15 +193,23 @@ pub fn simulate(
             }
             let exhausted = tenants[i].exhausted;
             let Some(d) = tenants[i].batcher.poll(now, exhausted) else { continue };
-            let start = now + overheads.dispatch_ns;
+            let start =
+                if one_stream { (now + overheads.dispatch_ns).max(stream_free) } else { now + overheads.dispatch_ns };
             let tenant = tenants[i].plan.index;
             // the batches in flight, as the rows a query is built from
             let others: Vec<BatchRow> =
                 tenants.iter().filter_map(|t| t.in_flight.as_ref().map(|b| in_flight_row(t.plan.index, b))).collect();
             let others: Vec<&BatchRow> = others.iter().collect();
             let dispatch = Dispatch { tenant, bucket: d.bucket as u32, start_ns: start };
-            let query = query_at(&dispatch, scenario.partition, &run_tenants, &others, &solo)?;
+            let mut query = query_at(&dispatch, scenario.partition, &run_tenants, &others, &solo)?;
+            if one_stream {
+                // nothing runs beside a batch on the one stream
+                query.co_runners.clear();
+            }
             let gpu_ns = (predictor.predict(&query) * 1e3).round().max(1.0) as i64;
+            if one_stream {
+                stream_free = start + gpu_ns;
+            }
             let me = &mut tenants[i];
             me.in_flight = Some(RawBatch {
                 batch: me.next_batch,

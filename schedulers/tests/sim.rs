@@ -142,6 +142,48 @@ arrival = { kind = "uniform", rate = 900.0, spread = 0.0 }
 }
 
 #[test]
+fn time_sliced_batches_take_turns_on_the_one_stream() {
+    // two tenants arriving together every 5 ms, 1 ms of GPU each: the second in tenant order
+    // waits for the first's batch, and neither is slowed by the other while it runs
+    let s = suite(
+        r#"
+name = "t"
+[[scenario]]
+name = "turns"
+partition = "time_sliced"
+duration_s = 1.0
+warmup_s = 0.1
+[[scenario.tenant]]
+model = "resnet50"
+batch = 1
+arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
+[[scenario.tenant]]
+model = "bert_base"
+batch = 1
+arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
+"#,
+    );
+    let solo = SoloProfiles {
+        models: vec![
+            profile("resnet50", 1, SoloShare::Device, 1000.0),
+            profile("bert_base", 1, SoloShare::Device, 1000.0),
+        ],
+        ..Default::default()
+    };
+    let limits = DeviceLimits::h200();
+    let run =
+        simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, &s), &Slowdown { per_co_runner: 0.5 }, OVERHEADS).unwrap();
+    let (first, second) = (&run.tenants[0], &run.tenants[1]);
+    assert!((first.p99_ms.unwrap() - 1.010).abs() < 1e-9, "{:?}", first.p99_ms);
+    // dispatched at the same instant, it starts when the first batch ends
+    assert!((second.p50_ms.unwrap() - 2.010).abs() < 1e-9, "{:?}", second.p50_ms);
+    assert_eq!(second.interference, Some(1.0));
+    let b: Vec<_> = run.batches.iter().filter(|b| b.batch == 3).collect();
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[1].start_ns, b[0].end_ns);
+}
+
+#[test]
 fn a_missing_solo_profile_is_named() {
     let s = suite(
         r#"

@@ -9,6 +9,7 @@ mod models;
 mod pairs;
 mod partitions;
 mod predict;
+mod schedule;
 mod suite;
 
 use std::io::Read;
@@ -42,6 +43,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Evaluate(a) => evaluate::run(&a),
         Command::Fit(a) => evaluate::fit(&a),
         Command::Predict(a) => predict::run(&a),
+        Command::Schedule(a) => schedule::run(&a),
+        Command::CompareSchedulers(a) => schedule::compare(&a),
         Command::Dataset(DatasetCommand::Overlap(a)) => dataset::overlap(&a),
         Command::Dataset(DatasetCommand::Check(a)) => dataset::check(&a),
         Command::Dataset(DatasetCommand::Timing(a)) => dataset::timing(&a),

@@ -115,6 +115,9 @@ pub(super) fn plan(judge: &Judge, scale: f64) -> Result<Option<Vec<Layout>>> {
         }
         return Ok(None);
     }
+    for g in gpus.iter_mut() {
+        super::fill(judge, g)?;
+    }
     Ok(Some(gpus))
 }
 

@@ -80,6 +80,40 @@ impl Layout {
     }
 }
 
+/// Gives out what a layout leaves of its GPU: one measured step at a time to the busiest tenant
+/// that can grow within the GPU and still fit, until none can. A planner that sizes tenants
+/// to their rate (gpulet, iGniter) would otherwise leave the rest of a fixed number of GPUs
+/// idle, and its plans no headroom.
+fn fill(judge: &Judge, layout: &mut Layout) -> Result<()> {
+    let mut stuck = vec![false; layout.slots.len()];
+    loop {
+        let expected = judge.expect(layout.partition, &layout.slots)?;
+        let used = layout.used(judge);
+        let mut best: Option<(usize, SoloShare)> = None;
+        for (i, (slot, e)) in layout.slots.iter().zip(&expected).enumerate() {
+            if stuck[i] {
+                continue;
+            }
+            let own = judge.menu.shares(&judge.workload.models[slot.served].model);
+            let now = judge.menu.fraction(slot.share);
+            let Some(next) = own.iter().find(|s| judge.menu.fraction(**s) > now + 1e-9) else { continue };
+            if used - now + judge.menu.fraction(*next) > 1.0 + 1e-9 {
+                continue;
+            }
+            if best.is_none_or(|(b, _)| e.busy > expected[b].busy) {
+                best = Some((i, *next));
+            }
+        }
+        let Some((i, next)) = best else { return Ok(()) };
+        let before = layout.slots[i].share;
+        layout.slots[i].share = next;
+        if !judge.fits(layout.partition, &layout.slots)? {
+            layout.slots[i].share = before;
+            stuck[i] = true;
+        }
+    }
+}
+
 /// Rates of the workload times `scale`, each model's demand on the whole GPU at its best batch
 /// (GPU time per second), largest first.
 fn demands(judge: &Judge, scale: f64) -> Result<Vec<(usize, f64, f64)>> {

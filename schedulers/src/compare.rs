@@ -1,0 +1,142 @@
+//! Policies side by side: each one's goodput in the simulator, as a multiple of time-sharing's,
+//! and the regret of predictor-driven plans (the goodput lost against the same search made
+//! with the simulator's own predictor, the oracle); then, for plans measured for real, the
+//! goodput the GPU allowed.
+
+use std::collections::BTreeMap;
+
+use coloc_dataset::Dataset;
+use coloc_dataset::rows::{RunRow, Status, TenantRow};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::estimate::Judge;
+use crate::goodput::{Goodput, Search, Simulator, search};
+use crate::placement::Placement;
+use crate::policy::Policy;
+
+/// One policy's line of the comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct Standing {
+    pub goodput: Goodput,
+    /// Goodput over time-sharing's (none where time-sharing is absent or reached nothing).
+    pub vs_time_sharing: Option<f64>,
+    /// 1 - goodput / the oracle's, for the predictor-driven policies.
+    pub regret: Option<f64>,
+}
+
+/// The name of the policy every other is compared with.
+pub const BASELINE: &str = "time-sharing";
+
+/// The goodput of every policy; `oracle` names the policy whose plans the regret of the
+/// predictor-driven ones (`greedy+…`) is measured against.
+pub fn compare(
+    policies: &[Policy],
+    judge: &Judge,
+    sim: &Simulator,
+    settings: &Search,
+    oracle: Option<&str>,
+) -> Result<Vec<Standing>> {
+    let goodputs: Vec<Goodput> = policies.iter().map(|p| search(p, judge, sim, settings)).collect::<Result<_>>()?;
+    let rate_of = |name: &str| goodputs.iter().find(|g| g.policy == name).map(|g| g.rate).filter(|r| *r > 0.0);
+    let baseline = rate_of(BASELINE);
+    let oracle_rate = oracle.and_then(rate_of);
+    Ok(goodputs
+        .iter()
+        .map(|g| Standing {
+            vs_time_sharing: baseline.map(|b| g.rate / b),
+            regret: if g.policy.starts_with("greedy+") { oracle_rate.map(|o| 1.0 - g.rate / o) } else { None },
+            goodput: g.clone(),
+        })
+        .collect())
+}
+
+/// The plans to measure: each policy's plan at each of `factors` times its goodput scale
+/// (factors a policy finds no plan for are left out).
+pub fn plans_to_measure(
+    standings: &[Standing],
+    policies: &[Policy],
+    judge: &Judge,
+    factors: &[f64],
+) -> Result<Vec<Placement>> {
+    let mut out = Vec::new();
+    for (s, p) in standings.iter().zip(policies) {
+        let Some(scale) = s.goodput.scale else { continue };
+        for f in factors {
+            if let Some(placement) = p.plan(judge, scale * f)? {
+                out.push(placement);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A plan measured for real.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MeasuredPlan {
+    pub policy: String,
+    pub scale: f64,
+    /// Requests per second of every tenant together.
+    pub rate: f64,
+    /// Runs of the plan's GPUs measured VALID, of those planned.
+    pub valid_runs: usize,
+    pub runs: usize,
+    /// The lowest SLO attainment of any tenant (over VALID runs).
+    pub min_attainment: f64,
+    /// Every GPU VALID and every tenant at or above the target.
+    pub holds: bool,
+}
+
+/// Reads back a dataset measured from plans' suite (scenarios named `policy/xSCALE/gpuG`):
+/// per plan, whether it held at `attainment`.
+pub fn measured_plans(ds: &Dataset, attainment: f64) -> Result<Vec<MeasuredPlan>> {
+    let runs: Vec<RunRow> = ds.load()?;
+    let tenants: Vec<TenantRow> = ds.load()?;
+    let mut by_plan: BTreeMap<(String, String), MeasuredPlan> = BTreeMap::new();
+    for r in &runs {
+        let mut parts = r.scenario.rsplitn(3, '/');
+        let (Some(gpu), Some(scale), Some(policy)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let Some(value) = scale.strip_prefix('x').and_then(|v| v.parse::<f64>().ok()) else { continue };
+        if !gpu.starts_with("gpu") {
+            continue;
+        }
+        let entry = by_plan.entry((policy.to_string(), scale.to_string())).or_insert(MeasuredPlan {
+            policy: policy.to_string(),
+            scale: value,
+            rate: 0.0,
+            valid_runs: 0,
+            runs: 0,
+            min_attainment: f64::INFINITY,
+            holds: true,
+        });
+        entry.runs += 1;
+        if r.status != Status::Valid {
+            entry.holds = false;
+            continue;
+        }
+        entry.valid_runs += 1;
+        for t in tenants.iter().filter(|t| t.run == r.run) {
+            entry.rate += t.rate_rps.unwrap_or(0.0);
+            entry.min_attainment = entry.min_attainment.min(t.slo_attainment);
+        }
+    }
+    Ok(by_plan
+        .into_values()
+        .map(|mut p| {
+            p.holds &= p.min_attainment >= attainment;
+            p
+        })
+        .collect())
+}
+
+/// Per policy, the highest measured rate that held (none if none did).
+pub fn measured_goodput(plans: &[MeasuredPlan]) -> BTreeMap<String, Option<f64>> {
+    let mut out: BTreeMap<String, Option<f64>> = BTreeMap::new();
+    for p in plans {
+        let e = out.entry(p.policy.clone()).or_insert(None);
+        if p.holds {
+            *e = Some(e.map_or(p.rate, |r: f64| r.max(p.rate)));
+        }
+    }
+    out
+}
