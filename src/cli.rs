@@ -249,6 +249,10 @@ pub struct FitArgs {
     /// Solo hardware counters, for gpulet's models (as for `evaluate`; may be repeated).
     #[arg(long)]
     pub counters: Vec<PathBuf>,
+    /// Further measured datasets to train on with DATASET (may be repeated); the per-kernel
+    /// models take their solo kernel timelines from DATASET.
+    #[arg(long)]
+    pub with: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -340,12 +344,15 @@ pub struct CompareSchedulersArgs {
     /// others' regret is measured against.
     #[arg(long)]
     pub predictor: Vec<PathBuf>,
-    /// A dataset measured from the plans' suite (OUT/plans.toml): each plan's measured SLO
-    /// attainment and the goodput the GPU allowed.
+    /// A dataset measured from a plans suite this command wrote (OUT/plans.toml): each plan's
+    /// measured SLO attainment and the goodput the GPU allowed (may be repeated).
     #[arg(long)]
-    pub measured: Option<PathBuf>,
-    /// Write comparison.json, comparison.csv and plans.toml (every policy's plan at 0.9, 1 and
-    /// 1.1 times its goodput, to measure) here.
+    pub measured: Vec<PathBuf>,
+    /// The multiples of each policy's simulated goodput its plans are written at, to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.9, 1.0, 1.1])]
+    pub measure_at: Vec<f64>,
+    /// Write comparison.json, comparison.csv and plans.toml (every policy's plan at each
+    /// --measure-at multiple of its goodput) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

@@ -265,15 +265,28 @@ impl Examples {
     /// runs renamed `train/...` and `test/...`, the test dataset's runs marked `tested` and placed
     /// after the training ones in measurement order.
     pub fn across(train: Examples, test: Examples) -> Examples {
-        let after = train.items.iter().map(|e| e.position).max().map_or(0, |p| p + 1);
+        Examples::concat(vec![("train/".into(), false, train), ("test/".into(), true, test)])
+    }
+
+    /// The examples of several datasets as one training set: runs renamed `d1/...`, `d2/...`
+    /// (run names repeat across datasets), each dataset after the one before in measurement
+    /// order.
+    pub fn join(parts: Vec<Examples>) -> Examples {
+        Examples::concat(parts.into_iter().enumerate().map(|(i, ex)| (format!("d{}/", i + 1), false, ex)).collect())
+    }
+
+    fn concat(parts: Vec<(String, bool, Examples)>) -> Examples {
         let mut out = Examples::default();
-        for (prefix, shift, tested, ex) in [("train/", 0, false, train), ("test/", after, true, test)] {
+        let mut shift = 0;
+        for (prefix, tested, ex) in parts {
+            let next = shift + ex.items.iter().map(|e| e.position).max().map_or(0, |p| p + 1);
             out.runs.extend(ex.runs.into_iter().map(|r| RunFacts { run: format!("{prefix}{}", r.run), tested, ..r }));
             out.items.extend(ex.items.into_iter().map(|e| Example {
                 run: format!("{prefix}{}", e.run),
                 position: e.position + shift,
                 ..e
             }));
+            shift = next;
         }
         // `run_of` looks runs up by name
         out.runs.sort_by(|a, b| a.run.cmp(&b.run));

@@ -191,7 +191,17 @@ pub struct SavedPredictor {
     pub manifest_sha256: String,
     /// Training examples.
     pub examples: usize,
+    /// Further datasets it was trained on (`coloc fit --with`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub with: Vec<TrainedOn>,
     pub fitted: Fitted,
+}
+
+/// A dataset a predictor was trained on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainedOn {
+    pub dataset: PathBuf,
+    pub manifest_sha256: String,
 }
 
 /// The SHA-256 of a dataset's manifest, in hex.
@@ -209,8 +219,17 @@ impl SavedPredictor {
             dataset: ds.dir().to_path_buf(),
             manifest_sha256: manifest_sha256(ds)?,
             examples,
+            with: Vec::new(),
             fitted,
         })
+    }
+
+    /// The same, also trained on `more`.
+    pub fn with(mut self, more: &[&Dataset]) -> Result<SavedPredictor> {
+        for ds in more {
+            self.with.push(TrainedOn { dataset: ds.dir().to_path_buf(), manifest_sha256: manifest_sha256(ds)? });
+        }
+        Ok(self)
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {

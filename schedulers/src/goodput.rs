@@ -58,13 +58,15 @@ pub struct Search {
     pub bisections: usize,
     /// The highest scale tried.
     pub max_scale: f64,
+    /// Failures in a row that end the climb.
+    pub give_up: usize,
 }
 
 impl Default for Search {
     /// 99% within the SLO; from 5% of the workload's rates up by 25% steps to 50 times them, the
-    /// last step halved 6 times (to within 0.35%).
+    /// last step halved 6 times (to within 0.35%); the climb ends after 3 failures in a row.
     fn default() -> Self {
-        Search { attainment: 0.99, start: 0.05, factor: 1.25, bisections: 6, max_scale: 50.0 }
+        Search { attainment: 0.99, start: 0.05, factor: 1.25, bisections: 6, max_scale: 50.0, give_up: 3 }
     }
 }
 
@@ -89,25 +91,33 @@ fn attempt(policy: &Policy, judge: &Judge, sim: &Simulator, scale: f64, target: 
     Ok((judged.min_attainment >= target).then_some(judged))
 }
 
-/// The goodput of `policy` on `judge`'s workload.
+/// The goodput of `policy` on `judge`'s workload: scales tried upwards until [`Search::give_up`]
+/// in a row fail (a plan can fail at one scale and hold at the next: a planner's choice jumps
+/// as the rate grows), then the step above the highest that held is halved.
 pub fn search(policy: &Policy, judge: &Judge, sim: &Simulator, s: &Search) -> Result<Goodput> {
     let mut tried = Vec::new();
     let mut best: Option<(f64, Judged)> = None;
+    // the first scale that failed above the highest that held
+    let mut above: Option<f64> = None;
+    let mut failures = 0;
     let mut scale = s.start;
-    let mut failed = None;
-    while scale <= s.max_scale {
+    while scale <= s.max_scale && failures < s.give_up {
         let held = attempt(policy, judge, sim, scale, s.attainment)?;
         tried.push((scale, held.is_some()));
         match held {
-            Some(j) => best = Some((scale, j)),
+            Some(j) => {
+                best = Some((scale, j));
+                above = None;
+                failures = 0;
+            }
             None => {
-                failed = Some(scale);
-                break;
+                above = above.or(Some(scale));
+                failures += 1;
             }
         }
         scale *= s.factor;
     }
-    if let (Some((lo, _)), Some(hi)) = (&best, failed) {
+    if let (Some((lo, _)), Some(hi)) = (&best, above) {
         let (mut lo, mut hi) = (*lo, hi);
         for _ in 0..s.bisections {
             let mid = (lo * hi).sqrt();

@@ -189,19 +189,30 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
 /// `coloc fit`: one predictor fitted on every example of a dataset, saved as JSON.
 pub fn fit(args: &FitArgs) -> anyhow::Result<ExitCode> {
     let ds = Dataset::open(&args.dataset)?;
-    let ex = examples(&ds)?;
+    let more: Vec<Dataset> = args.with.iter().map(|d| Dataset::open(d)).collect::<Result<_, _>>()?;
+    let ex = if more.is_empty() {
+        examples(&ds)?
+    } else {
+        let mut parts = vec![examples(&ds)?];
+        for d in &more {
+            parts.push(examples(d)?);
+        }
+        Examples::join(parts)
+    };
     let counters = (!args.counters.is_empty()).then(|| Utilisations::load_all(&args.counters)).transpose()?;
     // runs with aggressors disturb what no query describes: a planner's predictor learns without them
     let train: Vec<&Example> = ex.items.iter().filter(|e| !ex.run_of(e).disturbed()).collect();
     let kernels = KernelProfiles::from_dataset(&ds)?;
     let saved =
-        SavedPredictor::new(fit_kind(args.predictor, &train, counters.as_ref(), Some(&kernels))?, &ds, train.len())?;
+        SavedPredictor::new(fit_kind(args.predictor, &train, counters.as_ref(), Some(&kernels))?, &ds, train.len())?
+            .with(&more.iter().collect::<Vec<_>>())?;
     saved.save(&args.out)?;
     println!(
-        "{} fitted on {} batches of {} (manifest sha256 {}), saved to {}",
+        "{} fitted on {} batches of {}{} (manifest sha256 {}), saved to {}",
         saved.name,
         saved.examples,
         args.dataset.display(),
+        args.with.iter().map(|d| format!(" and {}", d.display())).collect::<String>(),
         &saved.manifest_sha256[..12],
         args.out.display()
     );

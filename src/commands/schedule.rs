@@ -208,9 +208,6 @@ fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Scales of a policy's goodput its plans are measured at.
-const MEASURE_AT: [f64; 3] = [0.9, 1.0, 1.1];
-
 #[derive(serde::Serialize)]
 struct ComparisonFile<'a> {
     workload: String,
@@ -281,10 +278,10 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
         policies.len(),
         t0.elapsed().as_secs_f64()
     );
-    let measured_plans = match &args.measured {
-        Some(dir) => compare::measured_plans(&Dataset::open(dir)?, settings.attainment)?,
-        None => Vec::new(),
-    };
+    let mut measured_plans = Vec::new();
+    for dir in &args.measured {
+        measured_plans.extend(compare::measured_plans(&Dataset::open(dir)?, settings.attainment)?);
+    }
     let measured = compare::measured_goodput(&measured_plans);
     let measured_baseline = measured.get(compare::BASELINE).copied().flatten();
     let mut t = Table::new(&[
@@ -329,7 +326,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(dir) = &args.out {
-        let plans = compare::plans_to_measure(&standings, &policies, &judge, &MEASURE_AT)?;
+        let plans = compare::plans_to_measure(&standings, &policies, &judge, &args.measure_at)?;
         let refs: Vec<&Placement> = plans.iter().collect();
         let suite = suite_toml(
             &format!("{}-plans", setup.workload.name),
