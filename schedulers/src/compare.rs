@@ -129,13 +129,25 @@ pub fn measured_plans(ds: &Dataset, attainment: f64) -> Result<Vec<MeasuredPlan>
         .collect())
 }
 
-/// Per policy, the highest measured rate that held (none if none did).
-pub fn measured_goodput(plans: &[MeasuredPlan]) -> BTreeMap<String, Option<f64>> {
-    let mut out: BTreeMap<String, Option<f64>> = BTreeMap::new();
-    for p in plans {
-        let e = out.entry(p.policy.clone()).or_insert(None);
-        if p.holds {
-            *e = Some(e.map_or(p.rate, |r: f64| r.max(p.rate)));
+/// What the GPU allowed a policy: the highest measured rate that held, and the lowest measured
+/// rate above it that did not (the goodput lies between them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct MeasuredGoodput {
+    pub held: Option<f64>,
+    pub failed_above: Option<f64>,
+}
+
+/// Per policy, the measured goodput's bracket.
+pub fn measured_goodput(plans: &[MeasuredPlan]) -> BTreeMap<String, MeasuredGoodput> {
+    let mut out: BTreeMap<String, MeasuredGoodput> = BTreeMap::new();
+    for p in plans.iter().filter(|p| p.holds) {
+        let e = out.entry(p.policy.clone()).or_default();
+        e.held = Some(e.held.map_or(p.rate, |r| r.max(p.rate)));
+    }
+    for p in plans.iter().filter(|p| !p.holds) {
+        let e = out.entry(p.policy.clone()).or_default();
+        if e.held.is_none_or(|h| p.rate > h) {
+            e.failed_above = Some(e.failed_above.map_or(p.rate, |r| r.min(p.rate)));
         }
     }
     out

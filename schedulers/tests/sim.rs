@@ -227,7 +227,12 @@ fn a_simulated_run_of_the_committed_dataset_has_its_exact_arrivals() {
     let scenario = scenarios.iter().find(|s| s.name == name).unwrap();
     let inputs = PlanInputs { limits: &manifest.limits, solo: &solo, base_dir: &root.join("suites") };
     let sim = simulate(scenario, run.rep as usize, &inputs, &SoloAtShare, OVERHEADS).unwrap();
-    let measured: Vec<RequestRow> = ds.load::<RequestRow>().unwrap().into_iter().filter(|r| r.run == run.run).collect();
+    // data/h200 is committed slim: this run's requests are in data/h200-subset
+    let measured: Vec<RequestRow> = coloc_dataset::store::load::<RequestRow>(&root.join("data/h200-subset"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.run == run.run)
+        .collect();
     for tenant in 0..2u16 {
         let arrivals = |rows: &[RequestRow]| -> Vec<(u32, i64)> {
             let mut v: Vec<(u32, i64)> =

@@ -10,7 +10,9 @@ use coloc_dataset::manifest::Manifest;
 use coloc_harness::plan::PlanInputs;
 use coloc_harness::solo::SoloProfiles;
 use coloc_predictors::saved::{Fitted, SavedPredictor};
-use coloc_schedulers::compare::{self, MeasuredPlan, Standing};
+use std::collections::BTreeMap;
+
+use coloc_schedulers::compare::{self, MeasuredGoodput, MeasuredPlan, Standing};
 use coloc_schedulers::estimate::Judge;
 use coloc_schedulers::goodput::{Search, Simulator, search};
 use coloc_schedulers::menu::Menu;
@@ -217,16 +219,18 @@ struct ComparisonFile<'a> {
     attainment: f64,
     standings: &'a [Standing],
     measured_plans: &'a [MeasuredPlan],
+    measured_goodput: &'a BTreeMap<String, MeasuredGoodput>,
 }
 
-fn comparison_csv(standings: &[Standing], measured: &std::collections::BTreeMap<String, Option<f64>>) -> String {
+fn comparison_csv(standings: &[Standing], measured: &BTreeMap<String, MeasuredGoodput>) -> String {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
-    let mut out =
-        String::from("policy,goodput_rps,scale,vs_time_sharing,gpus,min_attainment,regret,measured_goodput_rps\n");
+    let mut out = String::from(
+        "policy,goodput_rps,scale,vs_time_sharing,gpus,min_attainment,regret,measured_held_rps,measured_failed_above_rps\n",
+    );
     for s in standings {
         let g = &s.goodput;
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{}\n",
             g.policy,
             g.rate,
             opt(g.scale),
@@ -234,7 +238,8 @@ fn comparison_csv(standings: &[Standing], measured: &std::collections::BTreeMap<
             g.best.as_ref().map_or(String::new(), |b| b.placement.gpus_used().to_string()),
             opt(g.best.as_ref().map(|b| b.min_attainment)),
             opt(s.regret),
-            opt(measured.get(&g.policy).copied().flatten()),
+            opt(measured.get(&g.policy).and_then(|m| m.held)),
+            opt(measured.get(&g.policy).and_then(|m| m.failed_above)),
         ));
     }
     out
@@ -283,7 +288,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
         measured_plans.extend(compare::measured_plans(&Dataset::open(dir)?, settings.attainment)?);
     }
     let measured = compare::measured_goodput(&measured_plans);
-    let measured_baseline = measured.get(compare::BASELINE).copied().flatten();
+    let measured_baseline = measured.get(compare::BASELINE).and_then(|m| m.held);
     let mut t = Table::new(&[
         "<policy",
         "goodput/s",
@@ -291,13 +296,15 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
         "GPUs",
         "min SLO met",
         "regret",
-        "measured/s",
+        "measured held/s",
+        "failed/s",
         "x time-sharing",
     ]);
     let opt_x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
     for s in &standings {
         let g = &s.goodput;
-        let m = measured.get(&g.policy).copied().flatten();
+        let m = measured.get(&g.policy).and_then(|m| m.held);
+        let failed = measured.get(&g.policy).and_then(|m| m.failed_above);
         t.row(vec![
             g.policy.clone(),
             format!("{:.0}", g.rate),
@@ -306,14 +313,21 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
             g.best.as_ref().map_or("-".into(), |b| pct(b.min_attainment)),
             s.regret.map_or("-".into(), pct),
             m.map_or("-".into(), |v| format!("{v:.0}")),
+            failed.map_or("-".into(), |v| format!("{v:.0}")),
             opt_x(m.zip(measured_baseline).map(|(a, b)| a / b)),
         ]);
     }
     println!("{}", t.render());
     println!(
-        "goodput: the highest rate at which every tenant has {} of its requests within its SLO; regret against {oracle}",
+        "goodput: the highest rate at which every tenant has {} of its requests within its SLO, simulated; regret against {oracle}",
         pct(settings.attainment)
     );
+    if !measured_plans.is_empty() {
+        println!(
+            "measured: of {} plans measured, the highest rate that held and the lowest above it that did not (the goodput on the GPU lies between)",
+            measured_plans.len()
+        );
+    }
     for s in &standings {
         if let Some(b) = &s.goodput.best {
             let tenants: Vec<String> = b
@@ -345,6 +359,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
             attainment: settings.attainment,
             standings: &standings,
             measured_plans: &measured_plans,
+            measured_goodput: &measured,
         };
         let outputs = [
             ("comparison.json", serde_json::to_vec_pretty(&file)?),

@@ -1,0 +1,218 @@
+//! The planners and the goodput search on hand-made solo profiles, where the right answer is
+//! known; the plans written as a suite read back as the same scenarios; measured plans read
+//! back from the committed dataset.
+
+use std::path::Path;
+
+use coloc_dataset::solo_rows::SoloModelRow;
+use coloc_harness::plan::PlanInputs;
+use coloc_harness::solo::SoloProfiles;
+use coloc_predictors::predictor::Predictor;
+use coloc_predictors::query::Query;
+use coloc_schedulers::estimate::Judge;
+use coloc_schedulers::goodput::{Search, Simulator, search};
+use coloc_schedulers::menu::Menu;
+use coloc_schedulers::placement::suite_toml;
+use coloc_schedulers::policy::Policy;
+use coloc_schedulers::sim::Overheads;
+use coloc_schedulers::workload::Workload;
+use coloc_workloads::scenario::{DeviceLimits, PartitionKind, SoloShare};
+use coloc_workloads::suite::Suite;
+
+fn profile(model: &str, batch: u32, share: SoloShare, us: f64) -> SoloModelRow {
+    SoloModelRow {
+        model: model.into(),
+        batch,
+        share,
+        granted_sms: 132,
+        seq: None,
+        context: None,
+        ops: 1,
+        launches: 1,
+        latency_p50_us: us,
+        latency_p05_us: us,
+        latency_p95_us: us,
+        latency_p50_lo_us: us,
+        latency_p50_hi_us: us,
+        stamped_p50_us: us,
+        replays: 30,
+        eager_us: us,
+        capacity_rps: f64::from(batch) / us * 1e6,
+    }
+}
+
+/// Two models: a batch of `b` takes `base + 100 b` us on the whole GPU, and at an MPS share of
+/// p% that time over p/100 (perfect scaling); resnet50's base is 400 us, bert_base's 600.
+fn profiles() -> SoloProfiles {
+    let mut models = Vec::new();
+    for (model, base) in [("resnet50", 400.0), ("bert_base", 600.0)] {
+        for b in [1u32, 4] {
+            let device = base + 100.0 * f64::from(b);
+            models.push(profile(model, b, SoloShare::Device, device));
+            for p in [25u32, 50, 75, 100] {
+                models.push(profile(model, b, SoloShare::Mps { percent: p }, device * 100.0 / f64::from(p)));
+            }
+        }
+    }
+    SoloProfiles { models, ..Default::default() }
+}
+
+fn workload(rate_a: f64, rate_b: f64) -> Workload {
+    let text = format!(
+        r#"
+name = "t"
+mechanism = "mps"
+batches = [1, 4]
+duration_s = 0.5
+warmup_s = 0.1
+seed = 5
+[[model]]
+model = "resnet50"
+rate = {rate_a}
+slo_ms = 10.0
+[[model]]
+model = "bert_base"
+rate = {rate_b}
+slo_ms = 10.0
+"#
+    );
+    Workload::parse(&text, &Path::new(env!("CARGO_MANIFEST_DIR")).join("w.toml")).unwrap()
+}
+
+const OVERHEADS: Overheads = Overheads { dispatch_ns: 10_000, notice_ns: 5_000 };
+
+/// Each co-runner adds `per_co_runner` of the solo time.
+struct Slowdown {
+    per_co_runner: f64,
+}
+
+impl Predictor for Slowdown {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+    fn predict(&self, q: &Query) -> f64 {
+        q.solo_us * (1.0 + self.per_co_runner * q.co_runners.len() as f64)
+    }
+}
+
+#[test]
+fn time_sharing_uses_one_stream_and_space_only_equal_shares() {
+    let (w, solo, limits) = (workload(400.0, 400.0), profiles(), DeviceLimits::h200());
+    let menu = Menu::new(&solo, &w, &limits).unwrap();
+    let judge = Judge { workload: &w, menu: &menu, overheads: OVERHEADS, predictor: None };
+    let ts = Policy::TimeSharing.plan(&judge, 1.0).unwrap().unwrap();
+    assert_eq!(ts.gpus.len(), 1);
+    assert_eq!(ts.gpus[0].partition, PartitionKind::TimeSliced);
+    assert!(ts.gpus[0].tenants.iter().all(|t| t.share == SoloShare::Device));
+    let space = Policy::SpaceOnly.plan(&judge, 1.0).unwrap().unwrap();
+    assert_eq!(space.gpus[0].partition, PartitionKind::Mps);
+    assert!(space.gpus[0].tenants.iter().all(|t| t.share == SoloShare::Mps { percent: 50 }));
+    // the planner's batch time is the solo profile at the chosen share and batch
+    for t in &space.gpus[0].tenants {
+        assert_eq!(t.planned_us, menu.solo_us(&t.model, t.batch, t.share).unwrap());
+        assert!(t.max_wait_ms > 0.0 && t.max_wait_ms < 10.0);
+    }
+}
+
+#[test]
+fn gpulet_sizes_each_model_to_the_smallest_share_that_serves_it_then_gives_out_the_rest() {
+    // resnet50 at 1,500/s: b4 takes 800 us alone on the GPU; at 25% (3.2 ms) a batch of 4
+    // serves 1,250/s at most, too few at 80% busy; at 50% (1.6 ms) 2,500/s: 50% is its size
+    let (w, solo, limits) = (workload(1500.0, 100.0), profiles(), DeviceLimits::h200());
+    let menu = Menu::new(&solo, &w, &limits).unwrap();
+    let judge = Judge { workload: &w, menu: &menu, overheads: OVERHEADS, predictor: None };
+    let plan = Policy::Gpulet { interference: None }.plan(&judge, 1.0).unwrap().unwrap();
+    let tenants = &plan.gpus[0].tenants;
+    let share = |model: &str| tenants.iter().find(|t| t.model == model).unwrap().share;
+    let percent = |s: SoloShare| match s {
+        SoloShare::Mps { percent } => percent,
+        other => panic!("{other:?}"),
+    };
+    assert!(percent(share("resnet50")) >= 50, "{tenants:?}");
+    // nothing left idle: the two shares fill the GPU
+    assert_eq!(percent(share("resnet50")) + percent(share("bert_base")), 100, "{tenants:?}");
+    // the same rates with every co-runner doubling a batch's time: no share serves resnet50
+    // beside bert_base within the SLO's busy limit, and gpulet with interference refuses
+    let doubling = Slowdown { per_co_runner: 1.0 };
+    let refused = Policy::Gpulet { interference: Some(&doubling) }.plan(&judge, 1.0).unwrap();
+    assert!(refused.is_none(), "{refused:?}");
+    // twice too much for the GPU: no plan
+    assert!(Policy::Gpulet { interference: None }.plan(&judge, 6.0).unwrap().is_none());
+}
+
+#[test]
+fn goodput_is_the_knee_of_the_simulated_slo_and_below_what_the_gpu_can_serve() {
+    // one GPU, time-shared, no interference: at equal rates r, the stream is busy
+    // r x (800 us / 4 + 1 ms / 4) per second at best (batches of 4), so r < 2,222/s and the
+    // goodput is below 4,444 requests/s in total
+    let (w, solo, limits) = (workload(100.0, 100.0), profiles(), DeviceLimits::h200());
+    let menu = Menu::new(&solo, &w, &limits).unwrap();
+    let judge = Judge { workload: &w, menu: &menu, overheads: OVERHEADS, predictor: None };
+    let truth = Slowdown { per_co_runner: 0.0 };
+    let base_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let inputs = PlanInputs { limits: &limits, solo: &solo, base_dir };
+    let sim = Simulator { inputs: &inputs, truth: &truth, overheads: OVERHEADS };
+    let settings = Search { factor: 1.5, bisections: 3, ..Search::default() };
+    let g = search(&Policy::TimeSharing, &judge, &sim, &settings).unwrap();
+    let best = g.best.as_ref().unwrap();
+    assert!(best.min_attainment >= 0.99);
+    assert!(g.rate < 4444.0 && g.rate > 0.4 * 4444.0, "goodput {} req/s", g.rate);
+    // a step above the goodput fails (the search's last failure bounds it)
+    let above = g.tried.iter().filter(|(s, held)| !held && *s > g.scale.unwrap()).count();
+    assert!(above > 0, "{:?}", g.tried);
+    // these models scale perfectly with their share (half the GPU, twice the time): splitting
+    // the GPU buys no throughput, and costs latency
+    let s = search(&Policy::SpaceOnly, &judge, &sim, &settings).unwrap();
+    assert!(s.rate <= 1.05 * g.rate, "space-only {} against time-sharing {}", s.rate, g.rate);
+    // the same seeds give the same search
+    let again = search(&Policy::TimeSharing, &judge, &sim, &settings).unwrap();
+    assert_eq!(again.tried, g.tried);
+}
+
+#[test]
+fn a_plan_written_as_a_suite_reads_back_as_the_same_scenarios() {
+    let (w, solo, limits) = (workload(700.0, 300.0), profiles(), DeviceLimits::h200());
+    let menu = Menu::new(&solo, &w, &limits).unwrap();
+    let judge = Judge { workload: &w, menu: &menu, overheads: OVERHEADS, predictor: None };
+    let plans: Vec<_> = [Policy::TimeSharing, Policy::SpaceOnly, Policy::Gpulet { interference: None }]
+        .iter()
+        .map(|p| p.plan(&judge, 1.0).unwrap().unwrap())
+        .collect();
+    let refs: Vec<_> = plans.iter().collect();
+    let text = suite_toml("t", "round trip", &refs, &w);
+    let suite = Suite::parse(&text, &Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml"), &limits).unwrap();
+    let written: Vec<_> = plans.iter().flat_map(|p| p.scenarios(&w, &menu)).collect();
+    let read: Vec<_> = suite.measured().cloned().collect();
+    assert_eq!(read, written);
+}
+
+#[test]
+fn a_workload_whose_profiles_are_missing_is_refused_naming_the_model() {
+    let w = workload(100.0, 100.0);
+    let mut solo = profiles();
+    solo.models.retain(|m| !(m.model == "bert_base" && m.batch == 4 && m.share == SoloShare::Device));
+    let e = Menu::new(&solo, &w, &DeviceLimits::h200()).unwrap_err().to_string();
+    assert!(e.contains("bert_base at batch 4 on the whole GPU"), "{e}");
+}
+
+#[test]
+fn the_committed_plans_read_back_with_their_rates_and_verdicts() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/h200-plans");
+    let ds = coloc_dataset::Dataset::open(&dir).unwrap();
+    let plans = coloc_schedulers::compare::measured_plans(&ds, 0.99).unwrap();
+    assert_eq!(plans.len(), 29);
+    // serving/mixed.toml's rates sum to 6,000/s at scale 1
+    for p in &plans {
+        assert!((p.rate - 6000.0 * p.scale).abs() < 6000.0 * 5e-5 + 1.0, "{p:?}");
+        assert_eq!(p.holds, p.min_attainment >= 0.99 && p.valid_runs == p.runs);
+    }
+    let goodput = coloc_schedulers::compare::measured_goodput(&plans);
+    assert_eq!(goodput.len(), 10);
+    for (policy, g) in &goodput {
+        // a failure above the highest rate that held bounds the goodput
+        if let (Some(held), Some(failed)) = (g.held, g.failed_above) {
+            assert!(failed > held, "{policy}: {g:?}");
+        }
+    }
+    assert!(goodput["time-sharing"].held.is_some());
+}
