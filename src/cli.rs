@@ -303,6 +303,13 @@ pub enum PolicyArg {
     /// The greedy search over measured shares with --predictor (iGniter's search when it is
     /// iGniter's model).
     Greedy,
+    /// Clockwork's runtime scheduler on one stream (simulated only).
+    Clockwork,
+    /// Streams of the whole GPU, batches first come first served (simulated only).
+    Fcfs,
+    /// Abacus: streams of the whole GPU, least headroom first, batches held back where
+    /// --predictor expects a miss (simulated only).
+    Abacus,
 }
 
 #[derive(Args, Debug)]
@@ -311,7 +318,7 @@ pub struct ScheduleArgs {
     pub serving: ServingArgs,
     #[arg(long, value_enum)]
     pub policy: PolicyArg,
-    /// The predictor a policy plans with (gpulet-int, greedy).
+    /// The predictor a policy plans or schedules with (gpulet-int, greedy, abacus).
     #[arg(long)]
     pub predictor: Option<PathBuf>,
     /// Plan for the workload's rates times this.

@@ -3,7 +3,7 @@
 //! SMs it asked for, nothing was noticed before it happened, and the clocks were not
 //! throttled. Each failed check comes with what to change. Warm-up requests never count.
 //! The same pass fills each tenant's headline statistics, with bootstrap intervals over
-//! batches.
+//! batches ([`tenant_stats`], which a simulator also calls, without the intervals).
 
 use std::collections::BTreeMap;
 
@@ -48,15 +48,30 @@ const INVALIDATING: [&str; 4] =
 /// Clock maps coarser than this are noted.
 const CLOCK_NOTE_NS: i64 = 10_000;
 
-/// A quantile with its 95% bootstrap interval over batches.
-fn quantile_ci(by_batch: &[Vec<f64>], q: f64) -> Option<(f64, f64, f64)> {
+/// Whether a tenant's statistics carry intervals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intervals {
+    /// 95% cluster-bootstrap intervals over batches: a measured run's sampling uncertainty.
+    Bootstrap,
+    /// Points only. A simulator's search asks for these: the bootstrap costs twenty times the
+    /// simulation, and only measures the simulator's own sample.
+    None,
+}
+
+/// A quantile with its 95% bootstrap interval over batches, where asked.
+fn quantile_ci(by_batch: &[Vec<f64>], q: f64, intervals: Intervals) -> Option<(f64, Option<f64>, Option<f64>)> {
     let mut all: Vec<f64> = by_batch.iter().flatten().copied().collect();
     if all.is_empty() {
         return None;
     }
     let point = quantile_of(&mut all, q);
-    let (lo, hi) = cluster_bootstrap_ci(by_batch, 0.95, |v| quantile_of(v, q));
-    Some((point, lo, hi))
+    match intervals {
+        Intervals::Bootstrap => {
+            let (lo, hi) = cluster_bootstrap_ci(by_batch, 0.95, |v| quantile_of(v, q));
+            Some((point, Some(lo), Some(hi)))
+        }
+        Intervals::None => Some((point, None, None)),
+    }
 }
 
 /// Fills the statistics of `row` from its requests and batches over a window of `window_ns`;
@@ -67,6 +82,7 @@ pub fn tenant_stats(
     batches: &[&BatchRow],
     window_ns: i64,
     solo_gpu_ms: &dyn Fn(u16) -> Option<f64>,
+    intervals: Intervals,
 ) {
     let measured: Vec<&&RequestRow> = requests.iter().filter(|r| !r.warmup).collect();
     let done: Vec<&&&RequestRow> = measured.iter().filter(|r| r.latency_ns.is_some()).collect();
@@ -77,11 +93,11 @@ pub fn tenant_stats(
         }
     }
     let clusters: Vec<Vec<f64>> = by_batch.into_values().collect();
-    let (p50, p99) = (quantile_ci(&clusters, 0.5), quantile_ci(&clusters, 0.99));
+    let (p50, p99) = (quantile_ci(&clusters, 0.5, intervals), quantile_ci(&clusters, 0.99, intervals));
     row.measured = measured.len() as u32;
     row.completed = done.len() as u32;
-    (row.p50_ms, row.p50_lo_ms, row.p50_hi_ms) = (p50.map(|q| q.0), p50.map(|q| q.1), p50.map(|q| q.2));
-    (row.p99_ms, row.p99_lo_ms, row.p99_hi_ms) = (p99.map(|q| q.0), p99.map(|q| q.1), p99.map(|q| q.2));
+    (row.p50_ms, row.p50_lo_ms, row.p50_hi_ms) = (p50.map(|q| q.0), p50.and_then(|q| q.1), p50.and_then(|q| q.2));
+    (row.p99_ms, row.p99_lo_ms, row.p99_hi_ms) = (p99.map(|q| q.0), p99.and_then(|q| q.1), p99.and_then(|q| q.2));
     let within = done.iter().filter(|r| r.slo_met).count();
     row.slo_attainment = if measured.is_empty() { 0.0 } else { within as f64 / measured.len() as f64 };
     let window_s = window_ns as f64 / 1e9;
@@ -101,9 +117,9 @@ pub fn tenant_stats(
         .iter()
         .filter_map(|b| solo_gpu_ms(b.bucket).map(|s| vec![(b.end_ns - b.start_ns) as f64 / 1e6 / s]))
         .collect();
-    let interference = quantile_ci(&ratios, 0.5);
+    let interference = quantile_ci(&ratios, 0.5, intervals);
     (row.interference, row.interference_lo, row.interference_hi) =
-        (interference.map(|g| g.0), interference.map(|g| g.1), interference.map(|g| g.2));
+        (interference.map(|g| g.0), interference.and_then(|g| g.1), interference.and_then(|g| g.2));
 }
 
 /// Judges `data` and fills its tenants' statistics (interference against `solo`).
@@ -115,7 +131,7 @@ pub fn judge(scenario: &Scenario, data: &mut RunData, solo: &SoloProfiles) -> Ve
         let batches: Vec<&BatchRow> = data.records.batches.iter().filter(|b| b.tenant == row.tenant).collect();
         let (model, share) = (row.model.clone(), row.share);
         let solo_gpu_ms = |bucket: u16| solo.find(&model, bucket as usize, share).map(|m| m.stamped_p50_us / 1e3);
-        tenant_stats(row, &requests, &batches, window_ns, &solo_gpu_ms);
+        tenant_stats(row, &requests, &batches, window_ns, &solo_gpu_ms, Intervals::Bootstrap);
         let name = &row.name;
         if (row.completed as usize) < scenario.min_queries {
             v.invalid(

@@ -6,7 +6,7 @@
 //! not yet ended) with how far along they are. Nothing of the batch's own outcome enters it:
 //! [`query_at`] never sees the batch's end or its kernels.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use coloc_dataset::Dataset;
 use coloc_dataset::rows::{AggressorRow, BatchRow, RunRow, Status, TenantRow};
@@ -112,17 +112,28 @@ impl From<&TenantRow> for RunTenant {
     }
 }
 
-/// Solo GPU times (stamps, median of the replays) by (model, graph size, share), us.
+/// Solo GPU times (stamps, median of the replays) by model, then (graph size, share), us: ordered
+/// maps over a few keys, so that a lookup by `&str` allocates and hashes nothing (a simulator
+/// asks for every batch it dispatches).
 #[derive(Clone, Debug, Default)]
-pub struct SoloTimes(HashMap<(String, u32, SoloShare), f64>);
+pub struct SoloTimes(BTreeMap<String, BTreeMap<(u32, SoloShare), f64>>);
 
 impl SoloTimes {
     pub fn from_rows(rows: &[SoloModelRow]) -> SoloTimes {
-        SoloTimes(rows.iter().map(|r| ((r.model.clone(), r.batch, r.share), r.stamped_p50_us)).collect())
+        let mut times = SoloTimes::default();
+        for r in rows {
+            times.insert(&r.model, r.batch, r.share, r.stamped_p50_us);
+        }
+        times
+    }
+
+    /// Sets the time of `model` at `bucket` on `share`, us.
+    pub fn insert(&mut self, model: &str, bucket: u32, share: SoloShare, us: f64) {
+        self.0.entry(model.to_string()).or_default().insert((bucket, share), us);
     }
 
     pub fn get(&self, model: &str, bucket: u32, share: SoloShare) -> Result<f64> {
-        self.0.get(&(model.to_string(), bucket, share)).copied().ok_or_else(|| {
+        self.0.get(model).and_then(|m| m.get(&(bucket, share))).copied().ok_or_else(|| {
             Error::data("solo profiles", format!("none for {model} at batch {bucket} on {}", share.label()))
         })
     }
@@ -145,11 +156,11 @@ pub fn each_profile(examples: &[Example], mut f: impl FnMut(&str, u32, SoloShare
 /// `partition`), given batches of the run that started before it (`others`; the target's own
 /// tenant's are ignored). A batch in `others` is a co-runner if it is still running at the
 /// dispatch: started at or before it, ended after it.
-pub fn query_at(
+pub fn query_at<'a>(
     dispatch: &Dispatch,
     partition: PartitionKind,
     tenants: &[RunTenant],
-    others: &[&BatchRow],
+    others: impl IntoIterator<Item = &'a BatchRow>,
     solo: &SoloTimes,
 ) -> Result<Query> {
     let tenant_of = |id: u16| {
@@ -322,14 +333,14 @@ pub fn examples(ds: &Dataset) -> Result<Examples> {
         for b in &batches[first..last] {
             if b.start_ns >= 0 {
                 let dispatch = Dispatch { tenant: b.tenant, bucket: u32::from(b.bucket), start_ns: b.start_ns };
-                let others: Vec<&BatchRow> = latest.values().copied().collect();
+                let others = latest.values().copied();
                 out.items.push(Example {
                     run: run.run.clone(),
                     position: run.position,
                     start_ns: b.start_ns,
                     tenant: b.tenant,
                     batch: b.batch,
-                    query: query_at(&dispatch, run.partition, &mine, &others, &solo)?,
+                    query: query_at(&dispatch, run.partition, &mine, others, &solo)?,
                     measured_us: (b.end_ns - b.start_ns) as f64 / 1e3,
                 });
             }
@@ -384,10 +395,10 @@ mod tests {
             RunTenant { tenant: 2, model: "vgg16".into(), share: green },
         ];
         let mut solo = SoloTimes::default();
-        solo.0.insert(("resnet50".into(), 8, green), 1500.0);
-        solo.0.insert(("bert_base".into(), 8, green), 1800.0);
-        solo.0.insert(("vgg16".into(), 8, green), 2000.0);
-        solo.0.insert(("vgg16".into(), 4, green), 1100.0);
+        solo.insert("resnet50", 8, green, 1500.0);
+        solo.insert("bert_base", 8, green, 1800.0);
+        solo.insert("vgg16", 8, green, 2000.0);
+        solo.insert("vgg16", 4, green, 1100.0);
         (tenants, solo)
     }
 
@@ -398,7 +409,7 @@ mod tests {
         let running = batch(1, 8, 400_000, 2_000_000);
         let ended = batch(2, 8, 100_000, 1_000_000); // ends at the dispatch: not running
         let later = batch(2, 4, 1_000_001, 3_000_000); // starts after it: unknown then
-        let q = query_at(&d, PartitionKind::Green, &tenants, &[&running, &ended, &later], &solo).unwrap();
+        let q = query_at(&d, PartitionKind::Green, &tenants, [&running, &ended, &later], &solo).unwrap();
         assert_eq!(q.target.model, "resnet50");
         assert_eq!(q.solo_us, 1500.0);
         assert_eq!(q.co_runners.len(), 1);
@@ -414,12 +425,12 @@ mod tests {
         // the target's own batch, with two different outcomes, among the batches handed in
         let fast = batch(0, 8, 1_000_000, 2_500_000);
         let slow = BatchRow { end_ns: 9_000_000, noticed_ns: 9_100_000, sampled: true, ..fast.clone() };
-        let a = query_at(&d, PartitionKind::Green, &tenants, &[&other, &fast], &solo).unwrap();
-        let b = query_at(&d, PartitionKind::Green, &tenants, &[&other, &slow], &solo).unwrap();
+        let a = query_at(&d, PartitionKind::Green, &tenants, [&other, &fast], &solo).unwrap();
+        let b = query_at(&d, PartitionKind::Green, &tenants, [&other, &slow], &solo).unwrap();
         assert_eq!(a, b);
         // and how long the co-runner will still run is not in it either
         let longer = BatchRow { end_ns: 7_000_000, ..other.clone() };
-        let c = query_at(&d, PartitionKind::Green, &tenants, &[&longer, &fast], &solo).unwrap();
+        let c = query_at(&d, PartitionKind::Green, &tenants, [&longer, &fast], &solo).unwrap();
         assert_eq!(a, c);
     }
 
@@ -428,7 +439,7 @@ mod tests {
         let one = |run: &str, position: u32| {
             let (tenants, solo) = setup();
             let d = Dispatch { tenant: 0, bucket: 8, start_ns: 0 };
-            let query = query_at(&d, PartitionKind::Green, &tenants, &[], &solo).unwrap();
+            let query = query_at(&d, PartitionKind::Green, &tenants, [], &solo).unwrap();
             let mut ex = Examples::default();
             ex.items.push(Example {
                 run: run.into(),
@@ -467,7 +478,7 @@ mod tests {
     fn a_missing_solo_profile_is_named() {
         let (tenants, solo) = setup();
         let d = Dispatch { tenant: 0, bucket: 16, start_ns: 0 };
-        let err = query_at(&d, PartitionKind::Green, &tenants, &[], &solo).unwrap_err().to_string();
+        let err = query_at(&d, PartitionKind::Green, &tenants, [], &solo).unwrap_err().to_string();
         assert!(err.contains("resnet50 at batch 16 on green56"), "{err}");
     }
 }

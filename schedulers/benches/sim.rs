@@ -14,7 +14,7 @@ use coloc_predictors::solo::SoloAtShare;
 use coloc_schedulers::estimate::Judge;
 use coloc_schedulers::menu::Menu;
 use coloc_schedulers::policy::Policy;
-use coloc_schedulers::sim::{Overheads, simulate};
+use coloc_schedulers::sim::{Overheads, Scheduler, simulate};
 use coloc_schedulers::workload::Workload;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -30,11 +30,16 @@ fn sim(c: &mut Criterion) {
     let plan = Policy::SpaceOnly.plan(&judge, 0.33).unwrap().unwrap();
     let scenario = plan.scenarios(&workload, &menu).remove(0);
     let inputs = PlanInputs { limits: &manifest.limits, solo: &solo, base_dir: &workload.base_dir };
-    let requests = simulate(&scenario, 1, &inputs, &SoloAtShare, overheads).unwrap().requests.len();
+    let requests =
+        simulate(&scenario, 1, &inputs, &SoloAtShare, overheads, &Scheduler::Independent).unwrap().requests.len();
     let mut group = c.benchmark_group("simulator");
     group.throughput(Throughput::Elements(requests as u64));
     group.bench_function(format!("one run of serving/mixed.toml ({requests} requests)"), |b| {
-        b.iter(|| black_box(simulate(black_box(&scenario), 1, &inputs, &SoloAtShare, overheads).unwrap()))
+        b.iter(|| {
+            black_box(
+                simulate(black_box(&scenario), 1, &inputs, &SoloAtShare, overheads, &Scheduler::Independent).unwrap(),
+            )
+        })
     });
     group.finish();
 }

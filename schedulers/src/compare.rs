@@ -52,7 +52,8 @@ pub fn compare(
 }
 
 /// The plans to measure: each policy's plan at each of `factors` times its goodput scale
-/// (factors a policy finds no plan for are left out).
+/// (factors a policy finds no plan for are left out, and policies whose runtime scheduler the
+/// harness does not run).
 pub fn plans_to_measure(
     standings: &[Standing],
     policies: &[Policy],
@@ -61,7 +62,8 @@ pub fn plans_to_measure(
 ) -> Result<Vec<Placement>> {
     let mut out = Vec::new();
     for (s, p) in standings.iter().zip(policies) {
-        let Some(scale) = s.goodput.scale else { continue };
+        // the harness runs only its own loop: the runtime schedulers' plans stay simulated
+        let Some(scale) = s.goodput.scale.filter(|_| p.scheduler().in_harness()) else { continue };
         for f in factors {
             if let Some(placement) = p.plan(judge, scale * f)? {
                 out.push(placement);

@@ -12,7 +12,7 @@ use coloc_workloads::scenario::Scenario;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::sim::{Overheads, simulate};
+use crate::sim::{Overheads, Scheduler, simulate};
 
 /// A tenant's latency figures.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -56,7 +56,7 @@ pub fn forecast(
     let mut out = Vec::new();
     for &scenario in scenarios {
         for rep in 1..=scenario.repetitions {
-            let run = simulate(scenario, rep, inputs, predictor, overheads)?;
+            let run = simulate(scenario, rep, inputs, predictor, overheads, &Scheduler::Independent)?;
             out.extend(run.tenants.iter().map(|t| TenantForecast {
                 scenario: scenario.name.clone(),
                 rep: rep as u32,

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::estimate::Judge;
 use crate::placement::Placement;
 use crate::policy::Policy;
-use crate::sim::{Overheads, simulate};
+use crate::sim::{Overheads, Scheduler, simulate};
 
 /// What a plan is simulated with.
 #[derive(Clone, Copy)]
@@ -34,11 +34,11 @@ pub struct Judged {
 }
 
 impl Simulator<'_> {
-    /// Simulates every GPU of `placement`.
-    pub fn judge(&self, placement: Placement, judge: &Judge) -> Result<Judged> {
+    /// Simulates every GPU of `placement`, its batches launched as `scheduler` decides.
+    pub fn judge(&self, placement: Placement, judge: &Judge, scheduler: &Scheduler) -> Result<Judged> {
         let mut tenants = Vec::new();
         for scenario in placement.scenarios(judge.workload, judge.menu) {
-            tenants.extend(simulate(&scenario, 1, self.inputs, self.truth, self.overheads)?.tenants);
+            tenants.extend(simulate(&scenario, 1, self.inputs, self.truth, self.overheads, scheduler)?.tenants);
         }
         let min_attainment = tenants.iter().map(|t| t.slo_attainment).fold(f64::INFINITY, f64::min);
         Ok(Judged { placement, tenants, min_attainment })
@@ -87,7 +87,7 @@ pub struct Goodput {
 /// The plan at `scale` and whether it holds.
 fn attempt(policy: &Policy, judge: &Judge, sim: &Simulator, scale: f64, target: f64) -> Result<Option<Judged>> {
     let Some(placement) = policy.plan(judge, scale)? else { return Ok(None) };
-    let judged = sim.judge(placement, judge)?;
+    let judged = sim.judge(placement, judge, &policy.scheduler())?;
     Ok((judged.min_attainment >= target).then_some(judged))
 }
 

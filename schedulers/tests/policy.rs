@@ -2,44 +2,21 @@
 //! known; the plans written as a suite read back as the same scenarios; measured plans read
 //! back from the committed dataset.
 
+mod common;
+
 use std::path::Path;
 
-use coloc_dataset::solo_rows::SoloModelRow;
 use coloc_harness::plan::PlanInputs;
 use coloc_harness::solo::SoloProfiles;
-use coloc_predictors::predictor::Predictor;
-use coloc_predictors::query::Query;
 use coloc_schedulers::estimate::Judge;
 use coloc_schedulers::goodput::{Search, Simulator, search};
 use coloc_schedulers::menu::Menu;
 use coloc_schedulers::placement::suite_toml;
 use coloc_schedulers::policy::Policy;
-use coloc_schedulers::sim::Overheads;
 use coloc_schedulers::workload::Workload;
 use coloc_workloads::scenario::{DeviceLimits, PartitionKind, SoloShare};
 use coloc_workloads::suite::Suite;
-
-fn profile(model: &str, batch: u32, share: SoloShare, us: f64) -> SoloModelRow {
-    SoloModelRow {
-        model: model.into(),
-        batch,
-        share,
-        granted_sms: 132,
-        seq: None,
-        context: None,
-        ops: 1,
-        launches: 1,
-        latency_p50_us: us,
-        latency_p05_us: us,
-        latency_p95_us: us,
-        latency_p50_lo_us: us,
-        latency_p50_hi_us: us,
-        stamped_p50_us: us,
-        replays: 30,
-        eager_us: us,
-        capacity_rps: f64::from(batch) / us * 1e6,
-    }
-}
+use common::{OVERHEADS, Slowdown, profile};
 
 /// Two models: a batch of `b` takes `base + 100 b` us on the whole GPU, and at an MPS share of
 /// p% that time over p/100 (perfect scaling); resnet50's base is 400 us, bert_base's 600.
@@ -77,22 +54,6 @@ slo_ms = 10.0
 "#
     );
     Workload::parse(&text, &Path::new(env!("CARGO_MANIFEST_DIR")).join("w.toml")).unwrap()
-}
-
-const OVERHEADS: Overheads = Overheads { dispatch_ns: 10_000, notice_ns: 5_000 };
-
-/// Each co-runner adds `per_co_runner` of the solo time.
-struct Slowdown {
-    per_co_runner: f64,
-}
-
-impl Predictor for Slowdown {
-    fn name(&self) -> &'static str {
-        "test"
-    }
-    fn predict(&self, q: &Query) -> f64 {
-        q.solo_us * (1.0 + self.per_co_runner * q.co_runners.len() as f64)
-    }
 }
 
 #[test]

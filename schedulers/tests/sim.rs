@@ -1,62 +1,14 @@
 //! The simulator on hand-made profiles and predictors, where the right answer is known.
 
+mod common;
+
 use std::path::Path;
 
-use coloc_dataset::solo_rows::SoloModelRow;
 use coloc_harness::plan::PlanInputs;
 use coloc_harness::solo::SoloProfiles;
-use coloc_predictors::predictor::Predictor;
-use coloc_predictors::query::Query;
-use coloc_schedulers::sim::{Overheads, simulate};
+use coloc_schedulers::sim::{Scheduler, simulate};
 use coloc_workloads::scenario::{DeviceLimits, SoloShare};
-use coloc_workloads::suite::Suite;
-
-/// A solo profile of `model` at batch `batch` on `share`: `us` per batch, alone.
-fn profile(model: &str, batch: u32, share: SoloShare, us: f64) -> SoloModelRow {
-    SoloModelRow {
-        model: model.into(),
-        batch,
-        share,
-        granted_sms: 132,
-        seq: None,
-        context: None,
-        ops: 1,
-        launches: 1,
-        latency_p50_us: us,
-        latency_p05_us: us,
-        latency_p95_us: us,
-        latency_p50_lo_us: us,
-        latency_p50_hi_us: us,
-        stamped_p50_us: us,
-        replays: 30,
-        eager_us: us,
-        capacity_rps: f64::from(batch) / us * 1e6,
-    }
-}
-
-/// Each batch takes its solo time times (1 + `per_co_runner` x co-runners at dispatch).
-struct Slowdown {
-    per_co_runner: f64,
-}
-
-impl Predictor for Slowdown {
-    fn name(&self) -> &'static str {
-        "test"
-    }
-    fn predict(&self, q: &Query) -> f64 {
-        q.solo_us * (1.0 + self.per_co_runner * q.co_runners.len() as f64)
-    }
-}
-
-const OVERHEADS: Overheads = Overheads { dispatch_ns: 10_000, notice_ns: 5_000 };
-
-fn suite(text: &str) -> Suite {
-    Suite::parse(text, Path::new(env!("CARGO_MANIFEST_DIR")).join("t.toml").as_path(), &DeviceLimits::h200()).unwrap()
-}
-
-fn inputs<'a>(limits: &'a DeviceLimits, solo: &'a SoloProfiles, suite: &'a Suite) -> PlanInputs<'a> {
-    PlanInputs { limits, solo, base_dir: &suite.base_dir }
-}
+use common::{OVERHEADS, Slowdown, inputs, profile, suite};
 
 #[test]
 fn a_lone_tenant_at_a_constant_rate_sees_exactly_its_dispatch_and_gpu_time() {
@@ -77,8 +29,15 @@ arrival = { kind = "uniform", rate = 500.0, spread = 0.0 }
     );
     let solo = SoloProfiles { models: vec![profile("resnet50", 1, SoloShare::Device, 1000.0)], ..Default::default() };
     let limits = DeviceLimits::h200();
-    let run =
-        simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, &s), &Slowdown { per_co_runner: 0.5 }, OVERHEADS).unwrap();
+    let run = simulate(
+        &s.scenarios[0],
+        1,
+        &inputs(&limits, &solo, &s),
+        &Slowdown { per_co_runner: 0.5 },
+        OVERHEADS,
+        &Scheduler::Independent,
+    )
+    .unwrap();
     let t = &run.tenants[0];
     // end - arrival = dispatch + GPU time, for every request
     assert!((t.p50_ms.unwrap() - 1.010).abs() < 1e-9, "{:?}", t.p50_ms);
@@ -126,8 +85,12 @@ arrival = { kind = "uniform", rate = 900.0, spread = 0.0 }
     };
     let limits = DeviceLimits::h200();
     let inputs = inputs(&limits, &solo, &s);
-    let calm = simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.0 }, OVERHEADS).unwrap();
-    let slowed = simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS).unwrap();
+    let calm =
+        simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.0 }, OVERHEADS, &Scheduler::Independent)
+            .unwrap();
+    let slowed =
+        simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS, &Scheduler::Independent)
+            .unwrap();
     for (a, b) in calm.tenants.iter().zip(&slowed.tenants) {
         assert_eq!(a.slo_attainment, 1.0, "{}: without interference every request keeps the SLO", a.name);
         assert!(a.p99_ms.unwrap() < 1.1);
@@ -136,7 +99,9 @@ arrival = { kind = "uniform", rate = 900.0, spread = 0.0 }
         assert!(b.p99_ms.unwrap() > 10.0 * a.p99_ms.unwrap());
     }
     // the same seeds give the same run, to the nanosecond
-    let again = simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS).unwrap();
+    let again =
+        simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS, &Scheduler::Independent)
+            .unwrap();
     assert_eq!(again.requests, slowed.requests);
     assert_eq!(again.batches, slowed.batches);
 }
@@ -171,8 +136,15 @@ arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
         ..Default::default()
     };
     let limits = DeviceLimits::h200();
-    let run =
-        simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, &s), &Slowdown { per_co_runner: 0.5 }, OVERHEADS).unwrap();
+    let run = simulate(
+        &s.scenarios[0],
+        1,
+        &inputs(&limits, &solo, &s),
+        &Slowdown { per_co_runner: 0.5 },
+        OVERHEADS,
+        &Scheduler::Independent,
+    )
+    .unwrap();
     let (first, second) = (&run.tenants[0], &run.tenants[1]);
     assert!((first.p99_ms.unwrap() - 1.010).abs() < 1e-9, "{:?}", first.p99_ms);
     // dispatched at the same instant, it starts when the first batch ends
@@ -200,9 +172,16 @@ load = 0.5
     );
     let solo = SoloProfiles { models: vec![profile("vgg16", 8, SoloShare::Device, 1000.0)], ..Default::default() };
     let limits = DeviceLimits::h200();
-    let err = simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, &s), &Slowdown { per_co_runner: 0.0 }, OVERHEADS)
-        .unwrap_err()
-        .to_string();
+    let err = simulate(
+        &s.scenarios[0],
+        1,
+        &inputs(&limits, &solo, &s),
+        &Slowdown { per_co_runner: 0.0 },
+        OVERHEADS,
+        &Scheduler::Independent,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("no solo profile of vgg16 at batch 8"), "{err}");
 }
 
@@ -226,7 +205,7 @@ fn a_simulated_run_of_the_committed_dataset_has_its_exact_arrivals() {
     let run = runs.iter().find(|r| r.scenario == name).unwrap();
     let scenario = scenarios.iter().find(|s| s.name == name).unwrap();
     let inputs = PlanInputs { limits: &manifest.limits, solo: &solo, base_dir: &root.join("suites") };
-    let sim = simulate(scenario, run.rep as usize, &inputs, &SoloAtShare, OVERHEADS).unwrap();
+    let sim = simulate(scenario, run.rep as usize, &inputs, &SoloAtShare, OVERHEADS, &Scheduler::Independent).unwrap();
     // data/h200 is committed slim: this run's requests are in data/h200-subset
     let measured: Vec<RequestRow> = coloc_dataset::store::load::<RequestRow>(&root.join("data/h200-subset"))
         .unwrap()

@@ -134,7 +134,18 @@ pub fn run(args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
         PolicyArg::Greedy => {
             Policy::Greedy { predictor: &planner.as_ref().ok_or_else(|| needs("greedy"))?.fitted, label: &label }
         }
+        PolicyArg::Clockwork => Policy::Clockwork,
+        PolicyArg::Fcfs => Policy::Fcfs,
+        PolicyArg::Abacus => {
+            Policy::Abacus { predictor: &planner.as_ref().ok_or_else(|| needs("abacus"))?.fitted, label: &label }
+        }
     };
+    if !policy.scheduler().in_harness() && (args.suite.is_some() || args.measure.is_some()) {
+        anyhow::bail!(
+            "--policy {}: its runtime scheduler runs in the simulator only (the harness runs each tenant's own loop); drop --suite and --measure, use --simulate",
+            policy.name()
+        );
+    }
     let judge = setup.judge();
     let inputs = setup.inputs();
     let sim = Simulator { inputs: &inputs, truth: &setup.truth.fitted, overheads: setup.overheads };
@@ -161,7 +172,7 @@ pub fn run(args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
     };
     print_placement(&placement);
     if args.simulate {
-        let judged = sim.judge(placement.clone(), &judge)?;
+        let judged = sim.judge(placement.clone(), &judge, &policy.scheduler())?;
         let mut t = Table::new(&["<tenant", "rate/s", "SLO ms", "p50 ms", "p99 ms", "SLO met"]);
         for r in &judged.tenants {
             let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
@@ -264,6 +275,13 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
     }
     for (label, p) in &planners {
         policies.push(Policy::Greedy { predictor: &p.fitted, label });
+    }
+    // the runtime schedulers, simulated only; Abacus with each Abacus-style network given
+    policies.extend([Policy::Clockwork, Policy::Fcfs]);
+    for (label, p) in &planners {
+        if matches!(p.fitted, Fitted::Abacus(_)) {
+            policies.push(Policy::Abacus { predictor: &p.fitted, label });
+        }
     }
     let oracle = format!("greedy+{}", stem(&args.serving.truth));
     let judge = setup.judge();

@@ -59,6 +59,9 @@ pub enum Trigger {
     Waited,
     /// No more requests will arrive: what waits goes.
     Drain,
+    /// A runtime scheduler chose the moment and the size (a simulated scheduler; the harness's
+    /// own loop never does).
+    Scheduled,
 }
 
 /// A batch to start now.
@@ -100,19 +103,47 @@ impl Batcher {
     /// Called at `now_ns` when the tenant may start a batch (none of its own in flight):
     /// the batch to start, if one is due. `draining`: no request will arrive any more.
     pub fn poll(&mut self, now_ns: i64, draining: bool) -> Option<Dispatch> {
+        let trigger = self.due(now_ns, draining)?;
+        Some(self.take(self.policy.max_batch, trigger))
+    }
+
+    /// Why a batch is due at `now_ns`, if one is ([`Self::poll`] without starting it).
+    pub fn due(&self, now_ns: i64, draining: bool) -> Option<Trigger> {
         let oldest = self.queue.front()?;
-        let trigger = if self.queue.len() >= self.policy.max_batch {
-            Trigger::Full
+        if self.queue.len() >= self.policy.max_batch {
+            Some(Trigger::Full)
         } else if now_ns - oldest.arrival_ns >= self.policy.max_wait_ns {
-            Trigger::Waited
+            Some(Trigger::Waited)
         } else if draining {
-            Trigger::Drain
+            Some(Trigger::Drain)
         } else {
-            return None;
-        };
-        let n = self.queue.len().min(self.policy.max_batch);
+            None
+        }
+    }
+
+    /// Starts a batch of the oldest waiting requests, at most `n` and `max_batch`, in the
+    /// bucket that holds them (a scheduler may run it in a larger one). Empty if none waits.
+    pub fn take(&mut self, n: usize, trigger: Trigger) -> Dispatch {
+        let n = self.queue.len().min(self.policy.max_batch).min(n);
         let requests: Vec<Queued> = self.queue.drain(..n).collect();
-        Some(Dispatch { bucket: self.policy.bucket_for(n), requests, trigger })
+        Dispatch { bucket: self.policy.bucket_for(n), requests, trigger }
+    }
+
+    /// When the oldest waiting request arrived, if any waits.
+    pub fn oldest_ns(&self) -> Option<i64> {
+        self.queue.front().map(|q| q.arrival_ns)
+    }
+
+    /// How many waiting requests arrived before `arrival_ns`.
+    pub fn count_before(&self, arrival_ns: i64) -> usize {
+        self.queue.iter().take_while(|q| q.arrival_ns < arrival_ns).count()
+    }
+
+    /// Removes the waiting requests that arrived before `arrival_ns` (a scheduler that drops
+    /// what can no longer meet its deadline), oldest first.
+    pub fn drop_before(&mut self, arrival_ns: i64) -> Vec<Queued> {
+        let n = self.count_before(arrival_ns);
+        self.queue.drain(..n).collect()
     }
 
     /// Every request still waiting (at the end of a run: never served).
@@ -176,6 +207,24 @@ mod tests {
         }
         let d = b.poll(2_000_000, false).unwrap();
         assert_eq!((d.requests.len(), d.bucket, d.trigger), (16, 16, Trigger::Full));
+    }
+
+    #[test]
+    fn a_scheduler_takes_fewer_than_due_and_drops_the_oldest() {
+        let mut b = fixed(8, 100.0);
+        for i in 0..6 {
+            b.admit(q(i, i as i64 * 10));
+        }
+        assert_eq!(b.due(20, false), None);
+        assert_eq!(b.due(20, true), Some(Trigger::Drain));
+        assert_eq!((b.count_before(15), b.count_before(0), b.count_before(1_000)), (2, 0, 6));
+        assert_eq!(b.drop_before(15).iter().map(|r| r.request).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(b.oldest_ns(), Some(20));
+        let d = b.take(3, Trigger::Scheduled);
+        assert_eq!(d.requests.iter().map(|r| r.request).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!((d.bucket, d.trigger, b.waiting()), (8, Trigger::Scheduled, 1));
+        assert_eq!(b.take(100, Trigger::Scheduled).requests.len(), 1);
+        assert_eq!((b.oldest_ns(), b.drop_before(i64::MAX).len()), (None, 0));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::estimate::{BUSY_MAX, Judge, Slot};
 
 /// Each model's replicas (as many as its demand needs at [`BUSY_MAX`], at most one per GPU, each
 /// with an equal part of the rate), spread over the GPUs, heaviest first onto the least loaded.
-fn spread(judge: &Judge, scale: f64) -> Result<Vec<Vec<(usize, f64, f64)>>> {
+pub(super) fn spread(judge: &Judge, scale: f64) -> Result<Vec<Vec<(usize, f64, f64)>>> {
     let gpus = judge.workload.gpus;
     let mut per_gpu: Vec<Vec<(usize, f64, f64)>> = vec![Vec::new(); gpus];
     let mut load = vec![0.0f64; gpus];

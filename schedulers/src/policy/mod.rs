@@ -6,6 +6,7 @@
 
 mod baseline;
 mod gpulet;
+mod runtime;
 mod search;
 
 use coloc_predictors::predictor::Predictor;
@@ -14,6 +15,7 @@ use coloc_workloads::scenario::{PartitionKind, SoloShare};
 use crate::error::Result;
 use crate::estimate::{Judge, Slot};
 use crate::placement::{GpuPlan, Placed, Placement};
+use crate::sim::Scheduler;
 
 /// A placement planner.
 #[derive(Clone, Copy)]
@@ -33,6 +35,15 @@ pub enum Policy<'a> {
     /// growing co-runners' shares until the predictor says everyone fits: iGniter's search
     /// with iGniter's model, or any fitted predictor's.
     Greedy { predictor: &'a dyn Predictor, label: &'a str },
+    /// Clockwork: each GPU's tenants on one stream, batches sized and ordered by deadline at
+    /// run time ([`Scheduler::Clockwork`]).
+    Clockwork,
+    /// Each GPU's tenants on streams of the whole GPU, batches launched first come first served
+    /// ([`Scheduler::Fcfs`]).
+    Fcfs,
+    /// Abacus: as [`Policy::Fcfs`], launched least headroom first and held back where
+    /// `predictor` expects a batch to miss its deadline ([`Scheduler::LeastHeadroom`]).
+    Abacus { predictor: &'a dyn Predictor, label: &'a str },
 }
 
 impl Policy<'_> {
@@ -44,6 +55,19 @@ impl Policy<'_> {
             Policy::Gpulet { interference: None } => "gpulet".into(),
             Policy::Gpulet { interference: Some(_) } => "gpulet+int".into(),
             Policy::Greedy { label, .. } => format!("greedy+{label}"),
+            Policy::Clockwork => "clockwork".into(),
+            Policy::Fcfs => "fcfs".into(),
+            Policy::Abacus { label, .. } => format!("abacus+{label}"),
+        }
+    }
+
+    /// How its plans' batches launch at run time.
+    pub fn scheduler(&self) -> Scheduler<'_> {
+        match self {
+            Policy::Clockwork => Scheduler::Clockwork,
+            Policy::Fcfs => Scheduler::Fcfs,
+            Policy::Abacus { predictor, .. } => Scheduler::LeastHeadroom { predictor: *predictor },
+            _ => Scheduler::Independent,
         }
     }
 
@@ -56,6 +80,8 @@ impl Policy<'_> {
             Policy::Proportional => baseline::proportional(&judge.with(None), scale)?,
             Policy::Gpulet { interference } => gpulet::plan(&judge.with(*interference), scale)?,
             Policy::Greedy { predictor, .. } => search::plan(&judge.with(Some(*predictor)), scale)?,
+            Policy::Clockwork => runtime::clockwork(&judge.with(None), scale)?,
+            Policy::Fcfs | Policy::Abacus { .. } => runtime::streams(&judge.with(None), scale)?,
         };
         let Some(gpus) = gpus else { return Ok(None) };
         Ok(Some(Placement { policy: self.name(), scale, gpus: placed(judge, gpus)? }))

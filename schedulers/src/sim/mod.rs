@@ -4,7 +4,8 @@
 //! from a predictor, asked with the same query a measured batch yields (what runs beside it at
 //! dispatch and how far along). It writes the tables a measured run writes (requests and
 //! batches, relative to the measured window) and fills each tenant's statistics with the same
-//! code, so predicted and measured runs are read the same way.
+//! code, so predicted and measured runs are read the same way, but as points: no bootstrap
+//! interval (it would only measure the simulator's own sample, at twenty times its cost).
 //!
 //! What it does not model, by design: a batch's time is fixed when it is dispatched (a
 //! co-runner that starts later does not lengthen it, as no query can know the future);
@@ -15,21 +16,38 @@
 //! a batch starts when the stream is free, and runs for the predictor's time with nothing
 //! beside it.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+mod runtime;
+mod tenant;
 
 use coloc_dataset::clock::ClockMap;
 use coloc_dataset::rows::{BatchRow, RequestRow, TenantRow};
 use coloc_harness::plan::{PlanInputs, plan};
 use coloc_harness::record::{RawBatch, RawTenant};
-use coloc_harness::tenant::{Arrivals, TenantPlan};
-use coloc_harness::validity::tenant_stats;
+use coloc_harness::tenant::Arrivals;
+use coloc_harness::validity::{Intervals, tenant_stats};
 use coloc_predictors::predictor::Predictor;
 use coloc_predictors::query::{Dispatch, RunTenant, SoloTimes, query_at};
-use coloc_workloads::batcher::{Batcher, Queued};
-use coloc_workloads::scenario::{PartitionKind, Scenario};
+use coloc_workloads::batcher::Queued;
+use coloc_workloads::scenario::{PartitionKind, Scenario, SoloShare};
+pub use runtime::Scheduler;
+use runtime::{Moment, admits, candidates, ns};
+use tenant::SimTenant;
 
 use crate::error::Result;
+
+/// (batch size, solo GPU time in us) of every profiled size of `model` at `share`, ascending.
+fn profile(inputs: &PlanInputs, model: &str, share: SoloShare) -> Vec<(usize, f64)> {
+    let mut sizes: Vec<(usize, f64)> = inputs
+        .solo
+        .models
+        .iter()
+        .filter(|r| r.model == model && r.share == share)
+        .map(|r| (r.batch as usize, r.stamped_p50_us))
+        .collect();
+    sizes.sort_by_key(|s| s.0);
+    sizes.dedup_by_key(|s| s.0);
+    sizes
+}
 
 /// The harness's own costs, from a dataset's manifest (its null-workload measurement).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -70,150 +88,73 @@ fn in_flight_row(tenant: u16, b: &RawBatch) -> BatchRow {
     }
 }
 
-/// One tenant's serving loop on virtual time.
-struct SimTenant<'a> {
-    plan: &'a TenantPlan,
-    batcher: Batcher,
-    next_open: usize,
-    /// Closed loops: (next send time, client).
-    clients: BinaryHeap<Reverse<(i64, u32)>>,
-    think_index: Vec<usize>,
-    next_request: u32,
-    next_batch: u32,
-    /// On virtual time, which is the host's and the GPU's clock at once (the identity map).
-    in_flight: Option<RawBatch>,
-    done: Vec<RawBatch>,
-    /// Sending stopped (closed loops) or every open arrival admitted.
-    exhausted: bool,
-}
-
-impl<'a> SimTenant<'a> {
-    fn new(plan: &'a TenantPlan) -> SimTenant<'a> {
-        let mut clients = BinaryHeap::new();
-        let mut think_index = Vec::new();
-        if let Arrivals::Closed { think_ns, .. } = &plan.arrivals {
-            for (c, thinks) in think_ns.iter().enumerate() {
-                clients.push(Reverse((thinks.first().copied().unwrap_or(0) as i64, c as u32)));
-            }
-            think_index = vec![1; think_ns.len()];
-        }
-        SimTenant {
-            plan,
-            batcher: Batcher::new(plan.policy.clone()),
-            next_open: 0,
-            clients,
-            think_index,
-            next_request: 0,
-            next_batch: 0,
-            in_flight: None,
-            done: Vec::new(),
-            exhausted: false,
-        }
-    }
-
-    /// The next time something happens to this tenant by itself (an arrival, its batch noticed,
-    /// its oldest request's wait running out), if anything will.
-    fn next_event(&self) -> Option<i64> {
-        let arrival = match &self.plan.arrivals {
-            Arrivals::Open(times) => times.get(self.next_open).copied(),
-            Arrivals::Closed { stop_ns, .. } => self.clients.peek().map(|Reverse((t, _))| *t).filter(|t| *t < *stop_ns),
-        };
-        let own = match &self.in_flight {
-            Some(b) => Some(b.noticed_host),
-            None => self.batcher.deadline_ns(),
-        };
-        [arrival, own].into_iter().flatten().filter(|t| *t <= self.plan.deadline_ns).min()
-    }
-
-    /// Notices a batch done by `now`, admits what has arrived by `now`.
-    fn advance(&mut self, now: i64) {
-        if self.in_flight.as_ref().is_some_and(|b| b.noticed_host <= now) {
-            let f = self.in_flight.take().expect("in flight");
-            if let Arrivals::Closed { think_ns, .. } = &self.plan.arrivals {
-                for q in &f.requests {
-                    let c = q.client as usize;
-                    let think = think_ns[c][self.think_index[c] % think_ns[c].len()] as i64;
-                    self.think_index[c] += 1;
-                    self.clients.push(Reverse((f.noticed_host + think, q.client)));
-                }
-            }
-            self.done.push(f);
-        }
-        match &self.plan.arrivals {
-            Arrivals::Open(times) => {
-                while self.next_open < times.len() && times[self.next_open] <= now {
-                    let q = Queued { request: self.next_request, arrival_ns: times[self.next_open], client: 0 };
-                    self.batcher.admit(q);
-                    self.next_request += 1;
-                    self.next_open += 1;
-                }
-                self.exhausted = self.next_open == times.len();
-            }
-            Arrivals::Closed { stop_ns, .. } => {
-                while let Some(Reverse((t, c))) = self.clients.peek().copied() {
-                    if t > now || t >= *stop_ns {
-                        break;
-                    }
-                    self.clients.pop();
-                    self.batcher.admit(Queued { request: self.next_request, arrival_ns: t, client: c });
-                    self.next_request += 1;
-                }
-                self.exhausted = now >= *stop_ns;
-            }
-        }
-    }
-}
-
 /// Simulates repetition `rep` of `scenario`, planned from `inputs` as the harness plans it, with
-/// each batch's GPU time from `predictor`.
+/// each batch's GPU time from `truth` and launched as `scheduler` decides.
 pub fn simulate(
     scenario: &Scenario,
     rep: usize,
     inputs: &PlanInputs,
-    predictor: &dyn Predictor,
+    truth: &dyn Predictor,
     overheads: Overheads,
+    scheduler: &Scheduler,
 ) -> Result<SimulatedRun> {
     let plans = plan(inputs, scenario, rep)?;
     let solo = SoloTimes::from_rows(&inputs.solo.models);
     let run_tenants: Vec<RunTenant> = plans.tenant_rows.iter().map(RunTenant::from).collect();
-    let mut tenants: Vec<SimTenant> = plans.tenants.iter().map(SimTenant::new).collect();
+    let mut tenants: Vec<SimTenant> = plans
+        .tenants
+        .iter()
+        .zip(&plans.tenant_rows)
+        .map(|(p, row)| SimTenant::new(p, profile(inputs, &row.model, row.share)))
+        .collect();
     let window = tenants.first().map_or(0, |t| t.plan.warmup_ns);
     let one_stream = scenario.partition == PartitionKind::TimeSliced;
     // when the one stream of a time-sliced scenario has run everything launched on it
     let mut stream_free = 0i64;
+    let mut in_flight: Vec<BatchRow> = Vec::with_capacity(tenants.len());
     let mut now = 0i64;
     loop {
         for t in tenants.iter_mut() {
             t.advance(now);
         }
-        // dispatch in tenant order: a batch dispatched now is a co-runner of the next one
-        for i in 0..tenants.len() {
-            if tenants[i].in_flight.is_some() || now > tenants[i].plan.deadline_ns {
-                continue;
-            }
-            let exhausted = tenants[i].exhausted;
-            let Some(d) = tenants[i].batcher.poll(now, exhausted) else { continue };
-            let start =
-                if one_stream { (now + overheads.dispatch_ns).max(stream_free) } else { now + overheads.dispatch_ns };
-            let tenant = tenants[i].plan.index;
+        let at = Moment {
+            now,
+            dispatch_ns: overheads.dispatch_ns,
+            notice_ns: overheads.notice_ns,
+            stream_free: one_stream.then_some(stream_free),
+        };
+        // in the scheduler's order: a batch launched now is a co-runner of the next one
+        for c in candidates(scheduler, &at, &mut tenants) {
+            let at = Moment { stream_free: one_stream.then_some(stream_free), ..at };
+            let start = at.start();
+            let tenant = tenants[c.index].plan.index;
             // the batches in flight, as the rows a query is built from
-            let others: Vec<BatchRow> =
-                tenants.iter().filter_map(|t| t.in_flight.as_ref().map(|b| in_flight_row(t.plan.index, b))).collect();
-            let others: Vec<&BatchRow> = others.iter().collect();
-            let dispatch = Dispatch { tenant, bucket: d.bucket as u32, start_ns: start };
-            let mut query = query_at(&dispatch, scenario.partition, &run_tenants, &others, &solo)?;
+            in_flight.clear();
+            in_flight
+                .extend(tenants.iter().filter_map(|t| t.in_flight.as_ref().map(|b| in_flight_row(t.plan.index, b))));
+            let dispatch = Dispatch { tenant, bucket: c.bucket as u32, start_ns: start };
+            let mut query = query_at(&dispatch, scenario.partition, &run_tenants, &in_flight, &solo)?;
             if one_stream {
                 // nothing runs beside a batch on the one stream
                 query.co_runners.clear();
             }
-            let gpu_ns = (predictor.predict(&query) * 1e3).round().max(1.0) as i64;
+            if let Scheduler::LeastHeadroom { predictor } = scheduler {
+                let me = &tenants[c.index];
+                let oldest = me.batcher.oldest_ns().expect("a waiting request");
+                let running = in_flight.iter().filter(|b| b.end_ns > start).count();
+                if !admits(scheduler, &at, oldest, me.slo_ns, predictor.predict(&query), running) {
+                    continue;
+                }
+            }
+            let gpu_ns = ns(truth.predict(&query)).max(1);
             if one_stream {
                 stream_free = start + gpu_ns;
             }
-            let me = &mut tenants[i];
+            let me = &mut tenants[c.index];
+            let d = me.batcher.take(c.requests, c.trigger);
             me.in_flight = Some(RawBatch {
                 batch: me.next_batch,
-                bucket: d.bucket,
+                bucket: c.bucket,
                 trigger: d.trigger,
                 requests: d.requests,
                 formed_host: now,
@@ -224,15 +165,21 @@ pub fn simulate(
             });
             me.next_batch += 1;
         }
-        match tenants.iter().filter_map(SimTenant::next_event).min() {
-            Some(t) => now = t.max(now + 1),
+        // Clockwork issues the next batch as the stream frees, if anything waits
+        let issue = (matches!(scheduler, Scheduler::Clockwork) && tenants.iter().any(|t| t.batcher.waiting() > 0))
+            .then_some(stream_free - overheads.dispatch_ns);
+        match tenants.iter().filter_map(SimTenant::next_event).chain(issue).filter(|t| *t > now).min() {
+            Some(t) => now = t,
             None => break,
         }
     }
     let mut out = SimulatedRun { aggressors_ignored: scenario.aggressors.len(), ..SimulatedRun::default() };
+    out.requests.reserve(tenants.iter().map(|t| t.next_request as usize + t.batcher.waiting()).sum());
+    out.batches.reserve(tenants.iter().map(|t| t.next_batch as usize).sum());
     for (t, mut row) in tenants.into_iter().zip(plans.tenant_rows) {
         // what was never admitted or never served, as the harness records it
-        let mut unserved = t.batcher.into_waiting();
+        let mut unserved = t.dropped;
+        unserved.extend(t.batcher.into_waiting());
         if let Arrivals::Open(times) = &t.plan.arrivals {
             for (k, a) in times.iter().enumerate().skip(t.next_open) {
                 unserved.push(Queued { request: t.next_request + (k - t.next_open) as u32, arrival_ns: *a, client: 0 });
@@ -254,7 +201,7 @@ pub fn simulate(
         let window_ns = (scenario.duration_s * 1e9) as i64;
         let (model, share) = (row.model.clone(), row.share);
         let solo_gpu_ms = |bucket: u16| solo.get(&model, u32::from(bucket), share).ok().map(|us| us / 1e3);
-        tenant_stats(&mut row, &requests, &batches, window_ns, &solo_gpu_ms);
+        tenant_stats(&mut row, &requests, &batches, window_ns, &solo_gpu_ms, Intervals::None);
         out.tenants.push(row);
     }
     Ok(out)
