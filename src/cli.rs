@@ -303,7 +303,7 @@ pub enum PolicyArg {
     /// The greedy search over measured shares with --predictor (iGniter's search when it is
     /// iGniter's model).
     Greedy,
-    /// Clockwork's runtime scheduler on one stream (simulated only).
+    /// Clockwork's runtime scheduler on one stream (the harness runs it).
     Clockwork,
     /// Streams of the whole GPU, batches first come first served (simulated only).
     Fcfs,

@@ -132,27 +132,35 @@ fn evaluate_on_a_slice_of_the_training_dataset_runs_every_predictor_on_every_spl
     }
 }
 
-/// A serving workload planned and simulated, no GPU: a runtime scheduler simulates and refuses
-/// to be written as a suite the harness would run with its own loop.
+/// A serving workload planned and simulated, no GPU: Clockwork's plan simulates and is written
+/// as a suite naming its scheduler; a scheduler the harness does not run refuses to be written.
 #[test]
-fn schedule_simulates_a_runtime_scheduler_and_refuses_to_measure_it() {
+fn schedule_simulates_runtime_schedulers_and_writes_only_what_the_harness_runs() {
     let dir = std::env::temp_dir().join(format!("coloc-cli-schedule-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let truth = dir.join("solo.json");
     let fit = coloc(&["fit", "data/h200", "--predictor", "solo-at-share", "--out", truth.to_str().unwrap()]);
     assert!(fit.status.success(), "{}", String::from_utf8_lossy(&fit.stderr));
-    let base = ["schedule", "serving/mixed.toml", "--profiles", "data/h200-serve-profiles", "--truth"];
-    let mut args: Vec<&str> = base.to_vec();
-    args.extend([truth.to_str().unwrap(), "--policy", "clockwork", "--scale", "0.5", "--simulate"]);
-    let sim = coloc(&args);
-    let out = String::from_utf8_lossy(&sim.stdout);
-    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
-    assert!(out.contains("clockwork") && out.contains("time_sliced") && out.contains("SLO met"), "{out}");
     let suite = dir.join("plan.toml");
-    args.extend(["--suite", suite.to_str().unwrap()]);
-    let refused = coloc(&args);
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && err.contains("simulator only"), "{err}");
+    let args = |policy: &'static str| -> Vec<String> {
+        ["schedule", "serving/mixed.toml", "--profiles", "data/h200-serve-profiles", "--truth"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([truth.display().to_string(), "--policy".into(), policy.into(), "--scale".into(), "0.5".into()])
+            .chain(["--simulate".into(), "--suite".into(), suite.display().to_string()])
+            .collect()
+    };
+    let run = |a: Vec<String>| coloc(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let clockwork = run(args("clockwork"));
+    let out = String::from_utf8_lossy(&clockwork.stdout);
+    assert!(clockwork.status.success(), "{}", String::from_utf8_lossy(&clockwork.stderr));
+    assert!(out.contains("clockwork") && out.contains("time_sliced") && out.contains("SLO met"), "{out}");
+    let written = std::fs::read_to_string(&suite).unwrap();
+    assert!(written.contains("scheduler = \"clockwork\"") && written.contains("policy = \"dynamic\""), "{written}");
+    std::fs::remove_file(&suite).unwrap();
+    let fcfs = run(args("fcfs"));
+    let err = String::from_utf8_lossy(&fcfs.stderr);
+    assert!(!fcfs.status.success() && err.contains("simulator only"), "{err}");
     assert!(!suite.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,6 +5,7 @@ pub mod aggressor;
 pub mod clock;
 pub mod control;
 pub mod error;
+pub mod gate;
 pub mod limits;
 pub mod local;
 pub mod measure;

@@ -31,6 +31,7 @@ use coloc_workloads::scenario::SoloShare;
 use coloc_workloads::suite::Suite;
 
 use crate::error::{Error, Result};
+use crate::gate::Costs;
 use crate::run::RunEnv;
 use crate::solo::{SoloProfiles, SoloTarget};
 use crate::validity::{self, Verdict};
@@ -157,7 +158,7 @@ pub fn measure(
     }
     let nvml = NvmlDevice::open(&device.info().uuid).ok();
 
-    let (solo, mut done) = if opts.resume {
+    let (solo, mut done, overhead) = if opts.resume {
         let m: Manifest = store::load_json(&manifest_path)?;
         check_resumable(&m, opts, device, &suite_text)?;
         let solo = SoloProfiles::load(out)?;
@@ -175,7 +176,7 @@ pub fn measure(
             progress.phase(&format!("removed {} unfinished part(s): {}", stale.len(), stale.join(", ")));
         }
         progress.phase(&format!("resuming: {} of {} runs already done", done.len(), runs.len()));
-        (solo, done)
+        (solo, done, m.harness_overhead)
     } else {
         progress.phase("measuring the device's ceilings");
         let ctx = ExecContext::primary(device);
@@ -201,7 +202,7 @@ pub fn measure(
             green_contexts: green::support(device),
             limits: limits.clone(),
             ceilings: ceilings.clone(),
-            harness_overhead: overhead,
+            harness_overhead: overhead.clone(),
             suite: SuiteInfo {
                 name: suite.name.clone(),
                 path: opts.suite.display().to_string(),
@@ -225,7 +226,7 @@ pub fn measure(
         write_solo(out, &solo)?;
         // the manifest goes last: its presence marks a run that can be resumed
         store::save_json(&manifest_path, &manifest)?;
-        (solo, Vec::new())
+        (solo, Vec::new(), overhead)
     };
 
     let per_run_s: f64 = check.estimated_seconds / runs.len().max(1) as f64;
@@ -238,6 +239,7 @@ pub fn measure(
         base_dir: &suite.base_dir,
         worker: opts.worker.as_ref(),
         nvml: nvml.as_ref(),
+        costs: Costs::of(&overhead),
     };
     let _listening = crate::control::listen();
     for (position, planned) in todo {

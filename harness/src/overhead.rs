@@ -71,12 +71,14 @@ pub fn measure(lib: &Arc<KernelLibrary>, ceilings: &Ceilings) -> Result<HarnessO
         input_seed: 2,
         slo_ms: f64::INFINITY,
         min_queries: 0,
+        // no scheduler asks
+        profile: Vec::new(),
     };
     let stream = Arc::new(ctx.new_stream(0)?);
     let mut runner = TenantRunner::prepare(lib, stream.clone(), plan, device.info().sm_count)?;
     let before = calibrate(lib, &stream, CALIBRATION_PINGS)?;
     let run_start = mono_ns() + 20_000_000;
-    let raw = runner.run(run_start, &LocalQuorum::of([]))?;
+    let raw = runner.run(run_start, &LocalQuorum::of([]), None)?;
     let after = calibrate(lib, &stream, CALIBRATION_PINGS)?;
     let map = before.through(&after);
     let clock_check = clock::check(lib, &stream, &map, CLOCK_CHECK_LAUNCHES)?;

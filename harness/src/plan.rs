@@ -59,6 +59,20 @@ pub struct PlanInputs<'a> {
 }
 
 /// Plans repetition `rep` of `scenario`.
+/// (batch size, solo GPU time in us) of every profile of `model` on `share` at one of `buckets`
+/// (the sizes the tenant has a graph for), ascending.
+fn profile(solo: &SoloProfiles, model: &str, share: SoloShare, buckets: &[usize]) -> Vec<(usize, f64)> {
+    let mut sizes: Vec<(usize, f64)> = solo
+        .models
+        .iter()
+        .filter(|r| r.model == model && r.share == share && buckets.contains(&(r.batch as usize)))
+        .map(|r| (r.batch as usize, r.stamped_p50_us))
+        .collect();
+    sizes.sort_by_key(|s| s.0);
+    sizes.dedup_by_key(|s| s.0);
+    sizes
+}
+
 pub fn plan(env: &PlanInputs, scenario: &Scenario, rep: usize) -> Result<Plans> {
     let ctx = format!("scenario `{}`", scenario.name);
     let warmup_ns = (scenario.warmup_s * 1e9) as i64;
@@ -94,6 +108,7 @@ pub fn plan(env: &PlanInputs, scenario: &Scenario, rep: usize) -> Result<Plans> 
         let schedule =
             arrival.schedule(total_s, scenario.min_queries + warm_queries + 1, seeds.schedule, env.base_dir, &tctx)?;
         let policy = BatchPolicy::new(&t.batching, solo_device_ms);
+        let profile = profile(env.solo, &spec.name, share, &policy.buckets);
         let max_wait_ms = policy.max_wait_ns as f64 / 1e6;
         let slo_ms = t.slo.ms(solo_device_ms, max_wait_ms);
         let drain_ns = ((20.0 * slo_ms).clamp(1_000.0, 10_000.0) * 1e6) as i64;
@@ -125,6 +140,7 @@ pub fn plan(env: &PlanInputs, scenario: &Scenario, rep: usize) -> Result<Plans> 
             input_seed: seeds.inputs,
             slo_ms,
             min_queries: scenario.min_queries,
+            profile,
         });
         rows.push(TenantRow {
             run: String::new(),

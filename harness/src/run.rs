@@ -22,6 +22,8 @@ pub struct RunEnv<'a> {
     pub base_dir: &'a Path,
     pub worker: Option<&'a WorkerCommand>,
     pub nvml: Option<&'a NvmlDevice>,
+    /// The harness's own costs, for a scheduler that plans batches ahead.
+    pub costs: crate::gate::Costs,
 }
 
 impl RunEnv<'_> {

@@ -12,7 +12,7 @@ use coloc_dataset::rows::LaunchKind;
 use coloc_kernels::gpu::{Event, KernelLibrary, PinnedBuffer, Stream, StreamLibraries};
 use coloc_kernels::ops::LaunchEnv;
 use coloc_kernels::timing::span_of;
-use coloc_workloads::batcher::{BatchPolicy, Batcher, Queued};
+use coloc_workloads::batcher::{BatchPolicy, Batcher, Dispatch, Queued};
 use coloc_workloads::graph::{BuildOptions, ModelGraph};
 use coloc_workloads::model::ModelSpec;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::mono_ns;
 use crate::control::Quorum;
 use crate::error::{Error, Result};
+use crate::gate::ClockworkGate;
 use crate::model::{ModelInstance, stamps_from};
 use crate::record::{RawBatch, RawTenant, launch_ids};
 
@@ -55,11 +56,59 @@ pub struct TenantPlan {
     pub slo_ms: f64,
     /// Measured completions after which a closed loop may stop.
     pub min_queries: usize,
+    /// (batch size, solo GPU time in us at the tenant's share) of every profiled size up to its
+    /// largest batch, ascending: what a runtime scheduler knows of its model.
+    pub profile: Vec<(usize, f64)>,
 }
 
 impl TenantPlan {
     pub fn graph(&self, batch: usize) -> Result<ModelGraph> {
         Ok(ModelGraph::build(&self.model, &BuildOptions { batch, seq: self.seq, context: self.context })?)
+    }
+}
+
+/// A tenant's queue: its own, or its lane of a scheduler the run's tenants share.
+enum Queue<'g> {
+    Own(Batcher),
+    Shared { gate: &'g ClockworkGate, lane: usize },
+}
+
+impl Queue<'_> {
+    fn admit(&mut self, q: Queued) {
+        match self {
+            Queue::Own(b) => b.admit(q),
+            Queue::Shared { gate, lane } => gate.admit(*lane, q),
+        }
+    }
+
+    /// The batch to start now, if one is due.
+    fn poll(&mut self, now: i64, exhausted: bool) -> Option<Dispatch> {
+        match self {
+            Queue::Own(b) => b.poll(now, exhausted),
+            Queue::Shared { gate, lane } => gate.next(*lane, now),
+        }
+    }
+
+    /// The tenant's batch in flight has been noticed done.
+    fn done(&mut self) {
+        if let Queue::Shared { gate, lane } = self {
+            gate.done(*lane);
+        }
+    }
+
+    fn waiting(&self) -> usize {
+        match self {
+            Queue::Own(b) => b.waiting(),
+            Queue::Shared { gate, lane } => gate.waiting(*lane),
+        }
+    }
+
+    /// Requests never served: dropped by a scheduler or still waiting.
+    fn into_unserved(self) -> Vec<Queued> {
+        match self {
+            Queue::Own(b) => b.into_waiting(),
+            Queue::Shared { gate, lane } => gate.unserved(lane),
+        }
     }
 }
 
@@ -113,8 +162,9 @@ impl TenantRunner {
     }
 
     /// Serves the schedule from `run_start` (host clock) until every request is done or the
-    /// deadline passes.
-    pub fn run(&mut self, run_start: i64, quorum: &dyn Quorum) -> Result<RawTenant> {
+    /// deadline passes; its batches go when its own batcher says, or when `gate` (shared with
+    /// the run's other tenants) does.
+    pub fn run(&mut self, run_start: i64, quorum: &dyn Quorum, gate: Option<&ClockworkGate>) -> Result<RawTenant> {
         let window = run_start + self.plan.warmup_ns;
         let mut raw = RawTenant {
             tenant: self.plan.index,
@@ -122,7 +172,10 @@ impl TenantRunner {
             launches: self.instances.iter().map(|(b, i)| (*b, launch_ids(i.launches()))).collect(),
             ..RawTenant::default()
         };
-        let mut batcher = Batcher::new(self.plan.policy.clone());
+        let mut batcher = match gate {
+            Some(gate) => Queue::Shared { gate, lane: usize::from(self.plan.index) },
+            None => Queue::Own(Batcher::new(self.plan.policy.clone())),
+        };
         let mut next_open = 0usize;
         let mut clients: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
         let mut think_index: Vec<usize> = Vec::new();
@@ -181,6 +234,7 @@ impl TenantRunner {
                 if self.done.is_complete()? {
                     let f = inflight.take().expect("in flight");
                     let noticed = mono_ns();
+                    batcher.done();
                     let batch = self.finish(f, noticed, run_start)?;
                     measured_done += batch.requests.iter().filter(|q| q.arrival_ns >= window).count();
                     if closed && !reported && measured_done >= self.plan.min_queries {
@@ -242,7 +296,7 @@ impl TenantRunner {
             std::hint::spin_loop();
         }
         // Requests still queued, and open-loop arrivals never admitted: never served.
-        raw.unserved = batcher.into_waiting();
+        raw.unserved = batcher.into_unserved();
         if let Arrivals::Open(times) = &self.plan.arrivals {
             for (k, t) in times.iter().enumerate().skip(next_open) {
                 let request = next_request + (k - next_open) as u32;

@@ -350,7 +350,8 @@ pub fn worker_main(input: Box<dyn BufRead + Send>, output: Box<dyn Write + Send>
     let out = match &mut runner {
         Runner::T(r) => {
             let window = run_start + r.plan().warmup_ns;
-            let raw = r.run(run_start, &quorum)?;
+            // a client process runs its own loop: Clockwork is for time-sliced runs in one process
+            let raw = r.run(run_start, &quorum, None)?;
             let after = calibrate(&lib, &stream, CALIBRATION_PINGS)?;
             raw.into_output(&before.through(&after), window, sms)
         }

@@ -31,14 +31,12 @@ fn sim(c: &mut Criterion) {
     let scenario = plan.scenarios(&workload, &menu).remove(0);
     let inputs = PlanInputs { limits: &manifest.limits, solo: &solo, base_dir: &workload.base_dir };
     let requests =
-        simulate(&scenario, 1, &inputs, &SoloAtShare, overheads, &Scheduler::Independent).unwrap().requests.len();
+        simulate(&scenario, 1, &inputs, &SoloAtShare, overheads, &Scheduler::Harness).unwrap().requests.len();
     let mut group = c.benchmark_group("simulator");
     group.throughput(Throughput::Elements(requests as u64));
     group.bench_function(format!("one run of serving/mixed.toml ({requests} requests)"), |b| {
         b.iter(|| {
-            black_box(
-                simulate(black_box(&scenario), 1, &inputs, &SoloAtShare, overheads, &Scheduler::Independent).unwrap(),
-            )
+            black_box(simulate(black_box(&scenario), 1, &inputs, &SoloAtShare, overheads, &Scheduler::Harness).unwrap())
         })
     });
     group.finish();

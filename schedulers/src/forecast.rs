@@ -56,7 +56,7 @@ pub fn forecast(
     let mut out = Vec::new();
     for &scenario in scenarios {
         for rep in 1..=scenario.repetitions {
-            let run = simulate(scenario, rep, inputs, predictor, overheads, &Scheduler::Independent)?;
+            let run = simulate(scenario, rep, inputs, predictor, overheads, &Scheduler::Harness)?;
             out.extend(run.tenants.iter().map(|t| TenantForecast {
                 scenario: scenario.name.clone(),
                 rep: rep as u32,

@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 
 use coloc_workloads::arrival::ArrivalProcess;
-use coloc_workloads::scenario::{Batching, LoadOf, PartitionKind, Role, Scenario, Seeds, Slo, SoloShare, Tenant};
+use coloc_workloads::scenario::{
+    Batching, LoadOf, PartitionKind, Role, RuntimeScheduler, Scenario, Seeds, Slo, SoloShare, Tenant,
+};
 use serde::Serialize;
 
 use crate::menu::Menu;
@@ -43,6 +45,20 @@ pub struct Placed {
 pub struct GpuPlan {
     pub partition: PartitionKind,
     pub tenants: Vec<Placed>,
+    /// Who launches their batches. Under Clockwork a tenant's `batch` is its largest, and its
+    /// batches run at any profiled size up to it.
+    pub scheduler: RuntimeScheduler,
+}
+
+impl Placed {
+    /// The tenant's batching: fixed at its batch size, or, under Clockwork, every size up to it
+    /// (the scheduler chooses; the wait is never consulted).
+    fn batching(&self, scheduler: RuntimeScheduler) -> Batching {
+        match scheduler {
+            RuntimeScheduler::Independent => Batching::Fixed { batch: self.batch, max_wait_ms: Some(self.max_wait_ms) },
+            RuntimeScheduler::Clockwork => Batching::Dynamic { max_batch: self.batch, timeout_ms: self.max_wait_ms },
+        }
+    }
 }
 
 /// A plan for a workload at one scale of its rates.
@@ -75,7 +91,7 @@ impl Placement {
                         model: t.model.clone(),
                         seq: None,
                         context: None,
-                        batching: Batching::Fixed { batch: t.batch, max_wait_ms: Some(t.max_wait_ms) },
+                        batching: t.batching(gpu.scheduler),
                         arrival: ArrivalProcess::Poisson { rate: t.rate },
                         load: None,
                         load_of: LoadOf::Partition,
@@ -91,6 +107,7 @@ impl Placement {
                 seeds: Seeds { schedule: workload.seed, inputs: workload.seed ^ 0x5eed },
                 kernel_sample: KERNEL_SAMPLE,
                 role: Role::Measured,
+                scheduler: gpu.scheduler,
             })
             .collect()
     }
@@ -135,11 +152,25 @@ pub fn suite_toml(name: &str, description: &str, placements: &[&Placement], work
                 workload.duration_s, workload.warmup_s
             );
             let _ = writeln!(s, "kernel_sample = {KERNEL_SAMPLE:?}");
+            if gpu.scheduler == RuntimeScheduler::Clockwork {
+                let _ = writeln!(s, "scheduler = \"clockwork\"");
+            }
             let _ = writeln!(s, "seeds = {{ schedule = {}, inputs = {} }}", workload.seed, workload.seed ^ 0x5eed);
             for t in &gpu.tenants {
                 let _ = writeln!(s, "[[scenario.tenant]]");
                 let _ = writeln!(s, "name = {}\nmodel = {}", quote(&t.name), quote(&t.model));
-                let _ = writeln!(s, "batch = {}\nmax_wait_ms = {:?}", t.batch, t.max_wait_ms);
+                match t.batching(gpu.scheduler) {
+                    Batching::Fixed { batch, max_wait_ms } => {
+                        let _ =
+                            writeln!(s, "batch = {batch}\nmax_wait_ms = {:?}", max_wait_ms.unwrap_or(t.max_wait_ms));
+                    }
+                    Batching::Dynamic { max_batch, timeout_ms } => {
+                        let _ = writeln!(
+                            s,
+                            "batching = {{ policy = \"dynamic\", max_batch = {max_batch}, timeout_ms = {timeout_ms:?} }}"
+                        );
+                    }
+                }
                 let _ = writeln!(s, "rate = {:?}\nslo_ms = {:?}", t.rate, t.slo_ms);
                 match t.share {
                     SoloShare::Mps { percent } => {

@@ -14,7 +14,7 @@ use coloc_schedulers::menu::Menu;
 use coloc_schedulers::placement::suite_toml;
 use coloc_schedulers::policy::Policy;
 use coloc_schedulers::workload::Workload;
-use coloc_workloads::scenario::{DeviceLimits, PartitionKind, SoloShare};
+use coloc_workloads::scenario::{DeviceLimits, PartitionKind, RuntimeScheduler, SoloShare};
 use coloc_workloads::suite::Suite;
 use common::{OVERHEADS, Slowdown, profile};
 
@@ -135,16 +135,21 @@ fn a_plan_written_as_a_suite_reads_back_as_the_same_scenarios() {
     let (w, solo, limits) = (workload(700.0, 300.0), profiles(), DeviceLimits::h200());
     let menu = Menu::new(&solo, &w, &limits).unwrap();
     let judge = Judge { workload: &w, menu: &menu, overheads: OVERHEADS, predictor: None };
-    let plans: Vec<_> = [Policy::TimeSharing, Policy::SpaceOnly, Policy::Gpulet { interference: None }]
-        .iter()
-        .map(|p| p.plan(&judge, 1.0).unwrap().unwrap())
-        .collect();
+    let plans: Vec<_> =
+        [Policy::TimeSharing, Policy::SpaceOnly, Policy::Gpulet { interference: None }, Policy::Clockwork]
+            .iter()
+            .map(|p| p.plan(&judge, 1.0).unwrap().unwrap())
+            .collect();
     let refs: Vec<_> = plans.iter().collect();
     let text = suite_toml("t", "round trip", &refs, &w);
     let suite = Suite::parse(&text, &Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml"), &limits).unwrap();
     let written: Vec<_> = plans.iter().flat_map(|p| p.scenarios(&w, &menu)).collect();
     let read: Vec<_> = suite.measured().cloned().collect();
     assert_eq!(read, written);
+    // Clockwork's plan names its scheduler, and lets every size up to its largest batch run
+    let clockwork = read.iter().find(|s| s.name.starts_with("clockwork/")).unwrap();
+    assert_eq!(clockwork.scheduler, RuntimeScheduler::Clockwork);
+    assert!(clockwork.tenants.iter().all(|t| t.batching.buckets() == vec![1, 2, 4]));
 }
 
 #[test]

@@ -12,23 +12,26 @@ use coloc_workloads::batcher::Trigger;
 use coloc_workloads::scenario::{DeviceLimits, SoloShare};
 use common::{OVERHEADS, Slowdown, inputs, profile, suite};
 
-fn two_tenants(partition: &str, batch: usize, arrival: &str, slo_ms: f64) -> String {
+/// Two tenants, resnet50 and bert_base, with the same batching and arrivals; `scheduler` is the
+/// scenario's line naming its runtime scheduler, if any.
+fn two_tenants(partition: &str, scheduler: &str, batching: &str, arrival: &str, slo_ms: f64) -> String {
     format!(
         r#"
 name = "t"
 [[scenario]]
 name = "pair"
 partition = "{partition}"
+{scheduler}
 duration_s = 1.0
 warmup_s = 0.1
 slo_ms = {slo_ms:?}
 [[scenario.tenant]]
 model = "resnet50"
-batch = {batch}
+{batching}
 arrival = {arrival}
 [[scenario.tenant]]
 model = "bert_base"
-batch = {batch}
+{batching}
 arrival = {arrival}
 "#
     )
@@ -57,7 +60,7 @@ fn measured(run: &SimulatedRun) -> impl Iterator<Item = &RequestRow> {
 fn least_headroom_first_holds_back_a_batch_its_predictor_expects_to_miss() {
     // both tenants get a request at the same instants; a batch takes 1 ms alone and 4 ms beside
     // the other's, against an SLO of 3 ms
-    let s = suite(&two_tenants("streams", 1, r#"{ kind = "uniform", rate = 300.0, spread = 0.0 }"#, 3.0));
+    let s = suite(&two_tenants("streams", "", "batch = 1", r#"{ kind = "uniform", rate = 300.0, spread = 0.0 }"#, 3.0));
     let solo = device_profiles(&[(1, 1000.0)]);
     let limits = DeviceLimits::h200();
     let inputs = inputs(&limits, &solo, &s);
@@ -81,14 +84,19 @@ fn least_headroom_first_holds_back_a_batch_its_predictor_expects_to_miss() {
 #[test]
 fn clockwork_runs_one_batch_at_a_time_and_drops_what_would_be_late_rather_than_serve_it_late() {
     // two tenants of 4,000 requests/s each on one stream: batches of 8 take 1.6 ms alone, so the
-    // GPU would need 1.6 s a second; SLO 4 ms
-    let s = suite(&two_tenants("time_sliced", 8, r#"{ kind = "poisson", rate = 4000.0 }"#, 4.0));
+    // GPU would need 1.6 s a second; SLO 4 ms. Against the same tenants' own loops at batch 8.
+    let poisson = r#"{ kind = "poisson", rate = 4000.0 }"#;
+    let dynamic = r#"batching = { policy = "dynamic", max_batch = 8, timeout_ms = 1.0 }"#;
+    let s = suite(&two_tenants("time_sliced", r#"scheduler = "clockwork""#, dynamic, poisson, 4.0));
+    let fixed = suite(&two_tenants("time_sliced", "", "batch = 8", poisson, 4.0));
     let solo = device_profiles(&[(1, 500.0), (4, 1000.0), (8, 1600.0)]);
     let limits = DeviceLimits::h200();
-    let inputs = inputs(&limits, &solo, &s);
     let exact = Slowdown { per_co_runner: 0.0 };
-    let clockwork = simulate(&s.scenarios[0], 1, &inputs, &exact, OVERHEADS, &Scheduler::Clockwork).unwrap();
-    let independent = simulate(&s.scenarios[0], 1, &inputs, &exact, OVERHEADS, &Scheduler::Independent).unwrap();
+    let clockwork =
+        simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, &s), &exact, OVERHEADS, &Scheduler::Harness).unwrap();
+    let independent =
+        simulate(&fixed.scenarios[0], 1, &inputs(&limits, &solo, &fixed), &exact, OVERHEADS, &Scheduler::Harness)
+            .unwrap();
     assert!(!any_overlap(&clockwork.batches));
     assert!(clockwork.batches.iter().all(|b| b.trigger == Trigger::Scheduled && [1, 4, 8].contains(&b.bucket)));
     // with exact predictions nothing it serves is late; what it cannot serve in time it drops
@@ -106,6 +114,7 @@ fn clockwork_runs_one_batch_at_a_time_and_drops_what_would_be_late_rather_than_s
         );
     }
     // deterministic with the seed
-    let again = simulate(&s.scenarios[0], 1, &inputs, &exact, OVERHEADS, &Scheduler::Clockwork).unwrap();
+    let again =
+        simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, &s), &exact, OVERHEADS, &Scheduler::Harness).unwrap();
     assert_eq!(again.requests, clockwork.requests);
 }

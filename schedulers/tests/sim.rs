@@ -35,7 +35,7 @@ arrival = { kind = "uniform", rate = 500.0, spread = 0.0 }
         &inputs(&limits, &solo, &s),
         &Slowdown { per_co_runner: 0.5 },
         OVERHEADS,
-        &Scheduler::Independent,
+        &Scheduler::Harness,
     )
     .unwrap();
     let t = &run.tenants[0];
@@ -85,11 +85,10 @@ arrival = { kind = "uniform", rate = 900.0, spread = 0.0 }
     };
     let limits = DeviceLimits::h200();
     let inputs = inputs(&limits, &solo, &s);
-    let calm =
-        simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.0 }, OVERHEADS, &Scheduler::Independent)
-            .unwrap();
+    let calm = simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.0 }, OVERHEADS, &Scheduler::Harness)
+        .unwrap();
     let slowed =
-        simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS, &Scheduler::Independent)
+        simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS, &Scheduler::Harness)
             .unwrap();
     for (a, b) in calm.tenants.iter().zip(&slowed.tenants) {
         assert_eq!(a.slo_attainment, 1.0, "{}: without interference every request keeps the SLO", a.name);
@@ -99,9 +98,8 @@ arrival = { kind = "uniform", rate = 900.0, spread = 0.0 }
         assert!(b.p99_ms.unwrap() > 10.0 * a.p99_ms.unwrap());
     }
     // the same seeds give the same run, to the nanosecond
-    let again =
-        simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS, &Scheduler::Independent)
-            .unwrap();
+    let again = simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS, &Scheduler::Harness)
+        .unwrap();
     assert_eq!(again.requests, slowed.requests);
     assert_eq!(again.batches, slowed.batches);
 }
@@ -142,7 +140,7 @@ arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
         &inputs(&limits, &solo, &s),
         &Slowdown { per_co_runner: 0.5 },
         OVERHEADS,
-        &Scheduler::Independent,
+        &Scheduler::Harness,
     )
     .unwrap();
     let (first, second) = (&run.tenants[0], &run.tenants[1]);
@@ -178,7 +176,7 @@ load = 0.5
         &inputs(&limits, &solo, &s),
         &Slowdown { per_co_runner: 0.0 },
         OVERHEADS,
-        &Scheduler::Independent,
+        &Scheduler::Harness,
     )
     .unwrap_err()
     .to_string();
@@ -205,7 +203,7 @@ fn a_simulated_run_of_the_committed_dataset_has_its_exact_arrivals() {
     let run = runs.iter().find(|r| r.scenario == name).unwrap();
     let scenario = scenarios.iter().find(|s| s.name == name).unwrap();
     let inputs = PlanInputs { limits: &manifest.limits, solo: &solo, base_dir: &root.join("suites") };
-    let sim = simulate(scenario, run.rep as usize, &inputs, &SoloAtShare, OVERHEADS, &Scheduler::Independent).unwrap();
+    let sim = simulate(scenario, run.rep as usize, &inputs, &SoloAtShare, OVERHEADS, &Scheduler::Harness).unwrap();
     // data/h200 is committed slim: this run's requests are in data/h200-subset
     let measured: Vec<RequestRow> = coloc_dataset::store::load::<RequestRow>(&root.join("data/h200-subset"))
         .unwrap()

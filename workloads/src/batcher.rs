@@ -91,6 +91,11 @@ impl Batcher {
         self.queue.push_back(q);
     }
 
+    /// The most requests a batch may hold.
+    pub fn max_batch(&self) -> usize {
+        self.policy.max_batch
+    }
+
     pub fn waiting(&self) -> usize {
         self.queue.len()
     }

@@ -3,6 +3,7 @@
 
 pub mod arrival;
 pub mod batcher;
+pub mod clockwork;
 pub mod error;
 pub mod graph;
 pub mod model;

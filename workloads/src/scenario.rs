@@ -360,6 +360,23 @@ pub struct Scenario {
     pub kernel_sample: f64,
     #[serde(default)]
     pub role: Role,
+    /// Who decides when each tenant's batches launch.
+    #[serde(default)]
+    pub scheduler: RuntimeScheduler,
+}
+
+/// Who decides, as requests arrive, when each batch of a scenario launches and how large.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeScheduler {
+    /// Each tenant's own loop: a batch goes as soon as its batching policy says it is due.
+    #[default]
+    Independent,
+    /// Clockwork (Gujarati et al., OSDI 2020): one batch at a time on the one stream of a
+    /// time-sliced scenario, the tenant with the earliest deadline first, at the profiled batch
+    /// size that serves the most of its requests in time; what cannot be served in time is
+    /// dropped ([`crate::clockwork`]).
+    Clockwork,
 }
 
 /// The default [`Scenario::kernel_sample`]: launches of 30% of the batches.

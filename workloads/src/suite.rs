@@ -51,8 +51,8 @@ use serde::{Deserialize, Serialize};
 use crate::arrival::ArrivalProcess;
 use crate::error::{Error, Result, from_toml};
 use crate::scenario::{
-    Aggressor, AggressorWork, Batching, DeviceLimits, Footprint, LoadOf, PartitionKind, Role, Scenario, Seeds, Share,
-    Slo, SoloShare, StressorName, Tenant,
+    Aggressor, AggressorWork, Batching, DeviceLimits, Footprint, LoadOf, PartitionKind, Role, RuntimeScheduler,
+    Scenario, Seeds, Share, Slo, SoloShare, StressorName, Tenant,
 };
 
 /// Settings a suite's `[defaults]`, a sweep or a scenario may set; the innermost wins.
@@ -246,6 +246,8 @@ struct ScenarioSpec {
     max_wait_ms: Option<f64>,
     load_of: Option<LoadOf>,
     kernel_sample: Option<f64>,
+    #[serde(default)]
+    scheduler: RuntimeScheduler,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -822,6 +824,7 @@ fn finish(
         seeds: run.seeds.unwrap_or_default(),
         kernel_sample: run.kernel_sample.unwrap_or(KERNEL_SAMPLE),
         role: Role::Measured,
+        scheduler: RuntimeScheduler::Independent,
     }
 }
 
@@ -902,12 +905,35 @@ fn build_scenario(spec: &ScenarioSpec, defaults: &RunSettings, file: &str) -> Re
             share: Share { priority: a.priority, sms: a.sms, mps_percent: a.mps_percent },
         });
     }
-    Ok(finish(spec.name.clone(), spec.partition, tenants, aggressors, &run))
+    if spec.scheduler == RuntimeScheduler::Clockwork && spec.partition != PartitionKind::TimeSliced {
+        return Err(Error::invalid(
+            ctx,
+            format!(
+                "scheduler = \"clockwork\" runs one batch at a time on one stream: give partition = \"time_sliced\", not \"{}\"",
+                spec.partition.name()
+            ),
+        ));
+    }
+    Ok(Scenario { scheduler: spec.scheduler, ..finish(spec.name.clone(), spec.partition, tenants, aggressors, &run) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clockwork_runs_only_on_one_stream_and_says_so() {
+        let text = |partition: &str| {
+            format!(
+                "name = \"t\"\n[[scenario]]\nname = \"cw\"\npartition = \"{partition}\"\nscheduler = \"clockwork\"\n[[scenario.tenant]]\nmodel = \"resnet50\"\nrate = 10.0\n"
+            )
+        };
+        let limits = DeviceLimits::h200();
+        let ok = Suite::parse(&text("time_sliced"), Path::new("t.toml"), &limits).unwrap();
+        assert_eq!(ok.scenarios[0].scheduler, RuntimeScheduler::Clockwork);
+        let err = Suite::parse(&text("green"), Path::new("t.toml"), &limits).unwrap_err().to_string();
+        assert!(err.contains("t.toml") && err.contains("`cw`") && err.contains("time_sliced"), "{err}");
+    }
 
     #[test]
     fn combinations_count_as_binomials() {

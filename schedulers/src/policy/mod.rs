@@ -10,7 +10,7 @@ mod runtime;
 mod search;
 
 use coloc_predictors::predictor::Predictor;
-use coloc_workloads::scenario::{PartitionKind, SoloShare};
+use coloc_workloads::scenario::{PartitionKind, RuntimeScheduler, SoloShare};
 
 use crate::error::Result;
 use crate::estimate::{Judge, Slot};
@@ -36,7 +36,7 @@ pub enum Policy<'a> {
     /// with iGniter's model, or any fitted predictor's.
     Greedy { predictor: &'a dyn Predictor, label: &'a str },
     /// Clockwork: each GPU's tenants on one stream, batches sized and ordered by deadline at
-    /// run time ([`Scheduler::Clockwork`]).
+    /// run time ([`RuntimeScheduler::Clockwork`], which the harness runs).
     Clockwork,
     /// Each GPU's tenants on streams of the whole GPU, batches launched first come first served
     /// ([`Scheduler::Fcfs`]).
@@ -64,10 +64,9 @@ impl Policy<'_> {
     /// How its plans' batches launch at run time.
     pub fn scheduler(&self) -> Scheduler<'_> {
         match self {
-            Policy::Clockwork => Scheduler::Clockwork,
             Policy::Fcfs => Scheduler::Fcfs,
             Policy::Abacus { predictor, .. } => Scheduler::LeastHeadroom { predictor: *predictor },
-            _ => Scheduler::Independent,
+            _ => Scheduler::Harness,
         }
     }
 
@@ -84,7 +83,13 @@ impl Policy<'_> {
             Policy::Fcfs | Policy::Abacus { .. } => runtime::streams(&judge.with(None), scale)?,
         };
         let Some(gpus) = gpus else { return Ok(None) };
-        Ok(Some(Placement { policy: self.name(), scale, gpus: placed(judge, gpus)? }))
+        let mut gpus = placed(judge, gpus)?;
+        if matches!(self, Policy::Clockwork) {
+            for g in &mut gpus {
+                g.scheduler = RuntimeScheduler::Clockwork;
+            }
+        }
+        Ok(Some(Placement { policy: self.name(), scale, gpus }))
     }
 }
 
@@ -185,7 +190,7 @@ fn placed(judge: &Judge, layouts: Vec<Layout>) -> Result<Vec<GpuPlan>> {
                 planned_us: e.gpu_us,
             });
         }
-        out.push(GpuPlan { partition: l.partition, tenants });
+        out.push(GpuPlan { partition: l.partition, tenants, scheduler: RuntimeScheduler::Independent });
     }
     Ok(out)
 }

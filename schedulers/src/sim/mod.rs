@@ -28,26 +28,13 @@ use coloc_harness::validity::{Intervals, tenant_stats};
 use coloc_predictors::predictor::Predictor;
 use coloc_predictors::query::{Dispatch, RunTenant, SoloTimes, query_at};
 use coloc_workloads::batcher::Queued;
-use coloc_workloads::scenario::{PartitionKind, Scenario, SoloShare};
+use coloc_workloads::clockwork::ns;
+use coloc_workloads::scenario::{PartitionKind, RuntimeScheduler, Scenario};
 pub use runtime::Scheduler;
-use runtime::{Moment, admits, candidates, ns};
+use runtime::{Moment, admits, candidates};
 use tenant::SimTenant;
 
 use crate::error::Result;
-
-/// (batch size, solo GPU time in us) of every profiled size of `model` at `share`, ascending.
-fn profile(inputs: &PlanInputs, model: &str, share: SoloShare) -> Vec<(usize, f64)> {
-    let mut sizes: Vec<(usize, f64)> = inputs
-        .solo
-        .models
-        .iter()
-        .filter(|r| r.model == model && r.share == share)
-        .map(|r| (r.batch as usize, r.stamped_p50_us))
-        .collect();
-    sizes.sort_by_key(|s| s.0);
-    sizes.dedup_by_key(|s| s.0);
-    sizes
-}
 
 /// The harness's own costs, from a dataset's manifest (its null-workload measurement).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -101,12 +88,7 @@ pub fn simulate(
     let plans = plan(inputs, scenario, rep)?;
     let solo = SoloTimes::from_rows(&inputs.solo.models);
     let run_tenants: Vec<RunTenant> = plans.tenant_rows.iter().map(RunTenant::from).collect();
-    let mut tenants: Vec<SimTenant> = plans
-        .tenants
-        .iter()
-        .zip(&plans.tenant_rows)
-        .map(|(p, row)| SimTenant::new(p, profile(inputs, &row.model, row.share)))
-        .collect();
+    let mut tenants: Vec<SimTenant> = plans.tenants.iter().map(SimTenant::new).collect();
     let window = tenants.first().map_or(0, |t| t.plan.warmup_ns);
     let one_stream = scenario.partition == PartitionKind::TimeSliced;
     // when the one stream of a time-sliced scenario has run everything launched on it
@@ -122,6 +104,7 @@ pub fn simulate(
             dispatch_ns: overheads.dispatch_ns,
             notice_ns: overheads.notice_ns,
             stream_free: one_stream.then_some(stream_free),
+            runtime: scenario.scheduler,
         };
         // in the scheduler's order: a batch launched now is a co-runner of the next one
         for c in candidates(scheduler, &at, &mut tenants) {
@@ -151,12 +134,15 @@ pub fn simulate(
                 stream_free = start + gpu_ns;
             }
             let me = &mut tenants[c.index];
-            let d = me.batcher.take(c.requests, c.trigger);
+            let requests = match c.taken {
+                Some(taken) => taken,
+                None => me.batcher.take(c.requests, c.trigger).requests,
+            };
             me.in_flight = Some(RawBatch {
                 batch: me.next_batch,
                 bucket: c.bucket,
-                trigger: d.trigger,
-                requests: d.requests,
+                trigger: c.trigger,
+                requests,
                 formed_host: now,
                 noticed_host: start + gpu_ns + overheads.notice_ns,
                 start_gpu: start as u64,
@@ -166,8 +152,9 @@ pub fn simulate(
             me.next_batch += 1;
         }
         // Clockwork issues the next batch as the stream frees, if anything waits
-        let issue = (matches!(scheduler, Scheduler::Clockwork) && tenants.iter().any(|t| t.batcher.waiting() > 0))
-            .then_some(stream_free - overheads.dispatch_ns);
+        let issue = (scenario.scheduler == RuntimeScheduler::Clockwork
+            && tenants.iter().any(|t| t.batcher.waiting() > 0))
+        .then_some(stream_free - overheads.dispatch_ns);
         match tenants.iter().filter_map(SimTenant::next_event).chain(issue).filter(|t| *t > now).min() {
             Some(t) => now = t,
             None => break,

@@ -1,19 +1,21 @@
-//! Runtime schedulers: per batch, when it launches, how large, and beside which others. The
-//! harness's own serving loop is [`Scheduler::Independent`], under which every placement plan
-//! is measured; the others run in the simulator only (`docs/schedulers.md` says why and what
-//! each takes from its source).
+//! Runtime schedulers: per batch, when it launches, how large, and beside which others. What the
+//! harness runs ([`Scheduler::Harness`]: each tenant's own loop, or Clockwork where a scenario
+//! names it) can be measured; the others run in the simulator only (`docs/schedulers.md` says
+//! why and what each takes from its source).
 
 use coloc_predictors::predictor::Predictor;
-use coloc_workloads::batcher::Trigger;
+use coloc_workloads::batcher::{Queued, Trigger};
+use coloc_workloads::clockwork::{Lane, decide};
+use coloc_workloads::scenario::RuntimeScheduler;
 
 use super::tenant::SimTenant;
 
 /// A runtime scheduler.
 #[derive(Clone, Copy)]
 pub enum Scheduler<'a> {
-    /// Each tenant's batch launches the moment its batcher says it is due, on the tenant's own
-    /// partition: the harness's loop.
-    Independent,
+    /// As the harness runs the scenario ([`RuntimeScheduler`]): each tenant's batch launches the
+    /// moment its batcher says it is due, on the tenant's own partition; or Clockwork.
+    Harness,
     /// Due batches launch at once, in the order their oldest requests arrived, with nothing
     /// held back: Abacus's first-come-first-served baseline.
     Fcfs,
@@ -22,36 +24,31 @@ pub enum Scheduler<'a> {
     /// expects it to end by that deadline, else held until one of them ends (a batch with
     /// nothing in flight always goes).
     LeastHeadroom { predictor: &'a dyn Predictor },
-    /// Clockwork: one batch at a time on the GPU, issued so that it starts as the previous one
-    /// ends; the tenant whose oldest request's deadline is earliest goes, at the profiled batch
-    /// size that serves the most of its requests in time by the profiles; requests that size
-    /// cannot serve in time are dropped (no later batch could serve them in time either).
-    Clockwork,
 }
 
 impl Scheduler<'_> {
     pub fn name(&self) -> &'static str {
         match self {
-            Scheduler::Independent => "independent",
+            Scheduler::Harness => "harness",
             Scheduler::Fcfs => "fcfs",
             Scheduler::LeastHeadroom { .. } => "least-headroom",
-            Scheduler::Clockwork => "clockwork",
         }
     }
 
     /// Whether the harness runs it, so that its plans can be measured for real.
     pub fn in_harness(&self) -> bool {
-        matches!(self, Scheduler::Independent)
+        matches!(self, Scheduler::Harness)
     }
 }
 
 /// A batch the scheduler would launch now: of tenant `index`, with at most `requests` of its
-/// oldest waiting requests, in the graph `bucket`.
+/// oldest waiting requests (or those it already `taken`), in the graph `bucket`.
 pub(super) struct Candidate {
     pub(super) index: usize,
     pub(super) trigger: Trigger,
     pub(super) requests: usize,
     pub(super) bucket: usize,
+    pub(super) taken: Option<Vec<Queued>>,
 }
 
 /// What the scheduler sees of the GPU at a decision.
@@ -61,6 +58,8 @@ pub(super) struct Moment {
     pub(super) notice_ns: i64,
     /// One stream: when it has run everything launched on it.
     pub(super) stream_free: Option<i64>,
+    /// What the scenario asks the harness to run.
+    pub(super) runtime: RuntimeScheduler,
 }
 
 impl Moment {
@@ -76,66 +75,59 @@ impl Moment {
 pub(super) fn candidates(scheduler: &Scheduler, at: &Moment, tenants: &mut [SimTenant]) -> Vec<Candidate> {
     let idle = |t: &SimTenant| t.in_flight.is_none() && at.now <= t.plan.deadline_ns;
     let mut order: Vec<usize> = (0..tenants.len()).filter(|&i| idle(&tenants[i])).collect();
-    match scheduler {
-        Scheduler::Independent | Scheduler::Fcfs | Scheduler::LeastHeadroom { .. } => {
-            order.retain(|&i| tenants[i].batcher.due(at.now, tenants[i].exhausted).is_some());
-            match scheduler {
-                Scheduler::Fcfs => order.sort_by_key(|&i| (tenants[i].batcher.oldest_ns(), i)),
-                Scheduler::LeastHeadroom { .. } => order.sort_by_key(|&i| (headroom(&tenants[i], at), i)),
-                _ => {}
-            }
-            order
-                .into_iter()
-                .map(|i| {
-                    let t = &tenants[i];
-                    let trigger = t.batcher.due(at.now, t.exhausted).expect("due");
-                    let requests = t.batcher.waiting().min(t.plan.policy.max_batch);
-                    Candidate { index: i, trigger, requests, bucket: t.plan.policy.bucket_for(requests) }
-                })
-                .collect()
-        }
-        Scheduler::Clockwork => {
-            if at.stream_free.is_some_and(|free| free > at.now + at.dispatch_ns) {
-                return Vec::new();
-            }
-            let start = at.start();
-            for &i in &order {
-                let t = &mut tenants[i];
-                // a request that a batch of one started now cannot end in time for
-                let Some(&(_, alone_us)) = t.profile.first() else { continue };
-                let ends = start + ns(alone_us) + at.notice_ns;
-                let dropped = t.batcher.drop_before(ends - t.slo_ns);
-                t.dropped.extend(dropped);
-            }
-            let earliest =
-                order.iter().filter_map(|&i| tenants[i].batcher.oldest_ns().map(|a| (a + tenants[i].slo_ns, i))).min();
-            let Some((_, i)) = earliest else { return Vec::new() };
-            let t = &mut tenants[i];
-            let waiting = t.batcher.waiting();
-            // the size that serves the most requests in time (the smaller on a tie); those it
-            // cannot serve in time go, as no later batch could serve them in time either
-            let mut best: Option<(usize, usize, i64)> = None;
-            for &(b, us) in t.profile.iter().filter(|(b, _)| *b <= t.plan.policy.max_batch) {
-                let cutoff = start + ns(us) + at.notice_ns - t.slo_ns;
-                let served = b.min(waiting - t.batcher.count_before(cutoff));
-                if best.is_none_or(|(most, _, _)| served > most) {
-                    best = Some((served, b, cutoff));
-                }
-            }
-            let Some((served, bucket, cutoff)) = best.filter(|b| b.0 > 0) else { return Vec::new() };
-            let dropped = t.batcher.drop_before(cutoff);
-            t.dropped.extend(dropped);
-            vec![Candidate { index: i, trigger: Trigger::Scheduled, requests: served, bucket }]
-        }
+    if matches!(scheduler, Scheduler::Harness) && at.runtime == RuntimeScheduler::Clockwork {
+        return clockwork(at, tenants);
     }
+    order.retain(|&i| tenants[i].batcher.due(at.now, tenants[i].exhausted).is_some());
+    match scheduler {
+        Scheduler::Fcfs => order.sort_by_key(|&i| (tenants[i].batcher.oldest_ns(), i)),
+        Scheduler::LeastHeadroom { .. } => order.sort_by_key(|&i| (headroom(&tenants[i], at), i)),
+        Scheduler::Harness => {}
+    }
+    order
+        .into_iter()
+        .map(|i| {
+            let t = &tenants[i];
+            let trigger = t.batcher.due(at.now, t.exhausted).expect("due");
+            let requests = t.batcher.waiting().min(t.plan.policy.max_batch);
+            Candidate { index: i, trigger, requests, bucket: t.plan.policy.bucket_for(requests), taken: None }
+        })
+        .collect()
+}
+
+/// Clockwork's one batch, if the stream is about to be free and anything can be served in time
+/// ([`coloc_workloads::clockwork::decide`]), its requests already taken from the batcher.
+fn clockwork(at: &Moment, tenants: &mut [SimTenant]) -> Vec<Candidate> {
+    if at.stream_free.is_some_and(|free| free > at.now + at.dispatch_ns) {
+        return Vec::new();
+    }
+    let mut lanes: Vec<Lane> = tenants
+        .iter_mut()
+        .map(|t| Lane {
+            idle: t.in_flight.is_none() && at.now <= t.plan.deadline_ns,
+            batcher: &mut t.batcher,
+            profile: &t.plan.profile,
+            slo_ns: t.slo_ns,
+            dropped: &mut t.dropped,
+        })
+        .collect();
+    let Some((index, dispatch)) = decide(&mut lanes, at.start(), at.notice_ns) else { return Vec::new() };
+    let requests = dispatch.requests.len();
+    vec![Candidate {
+        index,
+        trigger: dispatch.trigger,
+        requests,
+        bucket: dispatch.bucket,
+        taken: Some(dispatch.requests),
+    }]
 }
 
 /// The oldest request's deadline less the solo time of the batch the tenant would launch.
 fn headroom(t: &SimTenant, at: &Moment) -> i64 {
     let oldest = t.batcher.oldest_ns().unwrap_or(at.now);
     let bucket = t.plan.policy.bucket_for(t.batcher.waiting().min(t.plan.policy.max_batch));
-    let solo_us = t.profile.iter().find(|(b, _)| *b == bucket).map_or(0.0, |p| p.1);
-    oldest + t.slo_ns - at.now - ns(solo_us)
+    let solo_us = t.plan.profile.iter().find(|(b, _)| *b == bucket).map_or(0.0, |p| p.1);
+    oldest + t.slo_ns - at.now - coloc_workloads::clockwork::ns(solo_us)
 }
 
 /// Whether `predicted_us`, the scheduler's expectation for a candidate, lets it launch beside
@@ -150,13 +142,9 @@ pub(super) fn admits(
 ) -> bool {
     match scheduler {
         Scheduler::LeastHeadroom { .. } => {
-            in_flight == 0 || at.start() + ns(predicted_us) + at.notice_ns <= oldest_ns + slo_ns
+            in_flight == 0
+                || at.start() + coloc_workloads::clockwork::ns(predicted_us) + at.notice_ns <= oldest_ns + slo_ns
         }
         _ => true,
     }
-}
-
-/// A time in us as whole ns, rounded as the simulator rounds a batch's GPU time.
-pub(super) fn ns(us: f64) -> i64 {
-    (us * 1e3).round() as i64
 }

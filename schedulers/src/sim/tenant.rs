@@ -24,15 +24,12 @@ pub(super) struct SimTenant<'a> {
     pub(super) exhausted: bool,
     /// The SLO, ns.
     pub(super) slo_ns: i64,
-    /// (batch size, solo GPU time at the tenant's share in us) of every profiled size,
-    /// ascending: what a runtime scheduler knows of the tenant's model.
-    pub(super) profile: Vec<(usize, f64)>,
     /// Requests a scheduler dropped (never served).
     pub(super) dropped: Vec<Queued>,
 }
 
 impl<'a> SimTenant<'a> {
-    pub(super) fn new(plan: &'a TenantPlan, profile: Vec<(usize, f64)>) -> SimTenant<'a> {
+    pub(super) fn new(plan: &'a TenantPlan) -> SimTenant<'a> {
         let mut clients = BinaryHeap::new();
         let mut think_index = Vec::new();
         if let Arrivals::Closed { think_ns, .. } = &plan.arrivals {
@@ -53,7 +50,6 @@ impl<'a> SimTenant<'a> {
             done: Vec::new(),
             exhausted: false,
             slo_ns: (plan.slo_ms * 1e6).round() as i64,
-            profile,
             dropped: Vec::new(),
         }
     }
