@@ -5,8 +5,11 @@
 
 mod common;
 
-use coloc_dataset::rows::{BatchRow, RequestRow};
+use coloc_dataset::rows::{BatchRow, RequestRow, Status};
+use coloc_harness::record::TenantOutput;
+use coloc_harness::run::RunData;
 use coloc_harness::solo::SoloProfiles;
+use coloc_harness::validity::judge;
 use coloc_schedulers::sim::{Scheduler, SimulatedRun, simulate};
 use coloc_workloads::batcher::Trigger;
 use coloc_workloads::scenario::{DeviceLimits, SoloShare};
@@ -113,6 +116,24 @@ fn clockwork_runs_one_batch_at_a_time_and_drops_what_would_be_late_rather_than_s
             i.slo_attainment
         );
     }
+    // the harness judges the Clockwork run VALID, its drops noted as misses, and the loops' run
+    // INVALID: their queues grew
+    let verdict = |run: SimulatedRun, scenario: &coloc_workloads::scenario::Scenario| {
+        let mut data = RunData {
+            tenants: run.tenants,
+            aggressors: Vec::new(),
+            records: TenantOutput { requests: run.requests, batches: run.batches, ..TenantOutput::default() },
+            samples: Vec::new(),
+            window_ns: (scenario.duration_s * 1e9) as i64,
+        };
+        judge(scenario, &mut data, &solo)
+    };
+    let v = verdict(clockwork.clone(), &s.scenarios[0]);
+    assert_eq!(v.status, Status::Valid, "{:?}", v.reasons);
+    assert!(v.notes.iter().any(|n| n.contains("Clockwork dropped")), "{:?}", v.notes);
+    let v = verdict(independent, &fixed.scenarios[0]);
+    assert_eq!(v.status, Status::Invalid);
+    assert!(v.reasons.iter().any(|r| r.contains("queue grew")), "{:?}", v.reasons);
     // deterministic with the seed
     let again =
         simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, &s), &exact, OVERHEADS, &Scheduler::Harness).unwrap();

@@ -1,6 +1,6 @@
 //! Request times, the clock, and the stability of queues.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Finding, Invariant, Problems, Tables};
 use crate::rows::{RequestRow, TenantRow};
@@ -109,11 +109,18 @@ pub fn clock(t: &Tables) -> Finding {
 }
 
 /// Every VALID run's tenants judged again from their requests.
-pub fn stable_queues(t: &Tables) -> Finding {
+pub fn stable_queues(t: &Tables, dropping: &BTreeSet<&str>) -> Finding {
     let valid = t.valid_runs();
+    // runs whose scheduler drops what it cannot serve in time: their unserved requests were
+    // dropped, not left waiting
+    let drops: BTreeSet<&str> =
+        t.runs.iter().filter(|r| dropping.contains(r.scenario.as_str())).map(|r| r.run.as_str()).collect();
     let window: BTreeMap<&str, i64> = t.runs.iter().filter_map(|r| r.window_ns.map(|w| (r.run.as_str(), w))).collect();
     let mut per_tenant: BTreeMap<(&str, u16), Vec<stability::Wait>> = BTreeMap::new();
     for r in t.requests.iter().filter(|r| valid.contains(r.run.as_str()) && !r.warmup) {
+        if r.start_ns.is_none() && drops.contains(r.run.as_str()) {
+            continue;
+        }
         per_tenant
             .entry((r.run.as_str(), r.tenant))
             .or_default()
