@@ -163,7 +163,7 @@ pub fn judge(scenario: &Scenario, data: &mut RunData, solo: &SoloProfiles) -> Ve
             // what Clockwork dropped never waited in its queue (as `coloc dataset check` reads it)
             let waits: Vec<(i64, Option<i64>)> = requests
                 .iter()
-                .filter(|r| !r.warmup && !(dropping && r.start_ns.is_none()))
+                .filter(|r| !(r.warmup || dropping && r.start_ns.is_none()))
                 .map(|r| (r.arrival_ns, r.start_ns.map(|s| s - r.arrival_ns)))
                 .collect();
             let scale = stability::wait_scale_ms(row.max_wait_ms, row.gpu_p50_ms, row.solo_share_gpu_ms);
