@@ -89,10 +89,10 @@ impl Queue<'_> {
         }
     }
 
-    /// The tenant's batch in flight has been noticed done.
-    fn done(&mut self) {
+    /// The tenant's batch in flight has been noticed done at `noticed`.
+    fn done(&mut self, noticed: i64) {
         if let Queue::Shared { gate, lane } = self {
-            gate.done(*lane);
+            gate.done(*lane, noticed);
         }
     }
 
@@ -234,7 +234,7 @@ impl TenantRunner {
                 if self.done.is_complete()? {
                     let f = inflight.take().expect("in flight");
                     let noticed = mono_ns();
-                    batcher.done();
+                    batcher.done(noticed);
                     let batch = self.finish(f, noticed, run_start)?;
                     measured_done += batch.requests.iter().filter(|q| q.arrival_ns >= window).count();
                     if closed && !reported && measured_done >= self.plan.min_queries {
