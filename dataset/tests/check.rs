@@ -244,6 +244,37 @@ fn a_valid_run_whose_queue_grows_is_caught_and_an_invalid_one_is_not() {
 }
 
 #[test]
+fn requests_clockwork_dropped_are_misses_not_a_queue_that_grew() {
+    let s = build("drops");
+    let pair = pair_run(&s);
+    // two of every three requests of the second half of the window never served
+    s.edit::<RequestRow>(|rows| {
+        let half = rows.iter().filter(|r| r.run == pair && !r.warmup).map(|r| r.arrival_ns).max().unwrap() / 2;
+        for r in rows.iter_mut().filter(|r| r.run == pair && r.tenant == 0 && !r.warmup && r.arrival_ns > half) {
+            if r.request % 3 != 0 {
+                r.batch = None;
+                (r.formed_ns, r.start_ns, r.end_ns, r.noticed_ns) = (None, None, None, None);
+                (r.queue_wait_ns, r.dispatch_wait_ns, r.gpu_ns, r.latency_ns) = (None, None, None, None);
+                r.slo_met = false;
+            }
+        }
+    });
+    let stable = |s: &Synthetic| {
+        let r = check(&s.dir).unwrap();
+        r.findings.iter().find(|f| f.invariant == Invariant::StableQueues).unwrap().problems.clone()
+    };
+    // never served, under a tenant's own loop: still waiting at the end of the window
+    assert!(!stable(&s).is_empty());
+    // the same requests dropped by Clockwork never waited in its queue
+    let path = s.dir.join("scenarios.json");
+    let mut scenarios: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let pairs = scenarios.iter_mut().filter(|sc| sc["name"].as_str().unwrap().starts_with("pair"));
+    assert_eq!(pairs.map(|sc| sc["scheduler"] = "clockwork".into()).count(), 1);
+    std::fs::write(&path, serde_json::to_string(&scenarios).unwrap()).unwrap();
+    assert!(stable(&s).is_empty(), "{:?}", stable(&s));
+}
+
+#[test]
 fn an_unfinished_dataset_is_not_whole_but_its_log_is_judged() {
     let s = build("unfinished");
     std::fs::create_dir_all(s.dir.join("parts")).unwrap();

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
 use coloc_dataset::manifest::HarnessOverhead;
-use coloc_workloads::batcher::{Batcher, Dispatch, Queued};
+use coloc_workloads::batcher::{BatchPolicy, Batcher, Dispatch, Queued};
 use coloc_workloads::clockwork::{Lane, decide, ns};
 
 use crate::tenant::TenantPlan;
@@ -64,12 +64,16 @@ pub struct ClockworkGate {
 impl ClockworkGate {
     /// The scheduler of `tenants` (in plan order: tenant `i` asks as lane `i`).
     pub fn new(tenants: &[TenantPlan], costs: Costs) -> ClockworkGate {
-        let queues = tenants
-            .iter()
-            .map(|t| Queue {
-                batcher: Batcher::new(t.policy.clone()),
-                profile: t.profile.clone(),
-                slo_ns: (t.slo_ms * 1e6).round() as i64,
+        ClockworkGate::of(tenants.iter().map(|t| (t.policy.clone(), t.profile.clone(), t.slo_ms)), costs)
+    }
+
+    /// The scheduler of lanes given as (batching, profile, SLO in ms).
+    fn of(lanes: impl Iterator<Item = (BatchPolicy, Vec<(usize, f64)>, f64)>, costs: Costs) -> ClockworkGate {
+        let queues = lanes
+            .map(|(policy, profile, slo_ms)| Queue {
+                batcher: Batcher::new(policy),
+                profile,
+                slo_ns: (slo_ms * 1e6).round() as i64,
                 busy: false,
                 chosen: None,
                 dropped: Vec::new(),
@@ -151,5 +155,59 @@ impl ClockworkGate {
         }
         out.extend(q.batcher.drop_before(i64::MAX));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coloc_workloads::scenario::Batching;
+
+    use super::*;
+
+    const MS: i64 = 1_000_000;
+
+    /// Two lanes, batches of 1 or 4 taking 1 ms or 2 ms, SLO 10 ms; no harness costs.
+    fn gate() -> ClockworkGate {
+        let policy = BatchPolicy::new(&Batching::Dynamic { max_batch: 4, timeout_ms: 1.0 }, 1.0);
+        let lane = (policy, vec![(1, 1000.0), (4, 2000.0)], 10.0);
+        ClockworkGate::of([lane.clone(), lane].into_iter(), Costs::default())
+    }
+
+    fn q(request: u32, arrival_ns: i64) -> Queued {
+        Queued { request, arrival_ns, client: 0 }
+    }
+
+    #[test]
+    fn a_batch_chosen_for_another_lane_waits_for_it_and_the_stream_is_followed() {
+        let g = gate();
+        g.admit(1, q(0, 0));
+        g.admit(0, q(0, MS));
+        // lane 0 asks, lane 1's request is older: the batch goes to lane 1
+        assert_eq!(g.next(0, 2 * MS), None);
+        assert_eq!(g.waiting(1), 1);
+        let d = g.next(1, 2 * MS).unwrap();
+        assert_eq!((d.requests.len(), d.bucket), (1, 1));
+        // by the profile the stream is busy until 3 ms: nothing goes before; then lane 0's
+        let b = (g.next(0, 2_500_000), g.next(0, 3 * MS));
+        assert!(b.0.is_none() && b.1.is_some());
+        g.admit(1, q(1, 3_200_000));
+        // lane 1's batch took longer than its profile, noticed done at 3.5 ms: lane 0's batch
+        // behind it ends at 4.5 ms, not at 4 ms as the profiles alone would have it
+        g.done(1, 3_500_000);
+        assert_eq!(g.next(1, 4_200_000), None);
+        assert!(g.next(1, 4_500_000).is_some());
+    }
+
+    #[test]
+    fn what_is_dropped_or_left_comes_back_as_unserved() {
+        let g = gate();
+        g.admit(0, q(0, 0));
+        g.admit(0, q(1, 5 * MS));
+        // at 9.5 ms the first (due at 10 ms) cannot make it even alone: dropped
+        let d = g.next(0, 9_500_000).unwrap();
+        assert_eq!(d.requests.iter().map(|r| r.request).collect::<Vec<_>>(), vec![1]);
+        g.admit(0, q(2, 9 * MS));
+        let unserved: Vec<u32> = g.unserved(0).iter().map(|r| r.request).collect();
+        assert_eq!(unserved, vec![0, 2]);
     }
 }
