@@ -7,8 +7,8 @@ use std::path::Path;
 use coloc_harness::plan::PlanInputs;
 use coloc_harness::solo::SoloProfiles;
 use coloc_schedulers::sim::{Scheduler, simulate};
-use coloc_workloads::scenario::{DeviceLimits, SoloShare};
-use common::{OVERHEADS, Slowdown, inputs, profile, suite};
+use coloc_workloads::scenario::SoloShare;
+use common::{OVERHEADS, profile, slowed, suite};
 
 #[test]
 fn a_lone_tenant_at_a_constant_rate_sees_exactly_its_dispatch_and_gpu_time() {
@@ -28,16 +28,7 @@ arrival = { kind = "uniform", rate = 500.0, spread = 0.0 }
 "#,
     );
     let solo = SoloProfiles { models: vec![profile("resnet50", 1, SoloShare::Device, 1000.0)], ..Default::default() };
-    let limits = DeviceLimits::h200();
-    let run = simulate(
-        &s.scenarios[0],
-        1,
-        &inputs(&limits, &solo, &s),
-        &Slowdown { per_co_runner: 0.5 },
-        OVERHEADS,
-        &Scheduler::Harness,
-    )
-    .unwrap();
+    let run = slowed(&s, &solo, 0.5).unwrap();
     let t = &run.tenants[0];
     // end - arrival = dispatch + GPU time, for every request
     assert!((t.p50_ms.unwrap() - 1.010).abs() < 1e-9, "{:?}", t.p50_ms);
@@ -83,14 +74,9 @@ arrival = { kind = "uniform", rate = 900.0, spread = 0.0 }
         ],
         ..Default::default()
     };
-    let limits = DeviceLimits::h200();
-    let inputs = inputs(&limits, &solo, &s);
-    let calm = simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.0 }, OVERHEADS, &Scheduler::Harness)
-        .unwrap();
-    let slowed =
-        simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS, &Scheduler::Harness)
-            .unwrap();
-    for (a, b) in calm.tenants.iter().zip(&slowed.tenants) {
+    let calm = slowed(&s, &solo, 0.0).unwrap();
+    let slow = slowed(&s, &solo, 0.5).unwrap();
+    for (a, b) in calm.tenants.iter().zip(&slow.tenants) {
         assert_eq!(a.slo_attainment, 1.0, "{}: without interference every request keeps the SLO", a.name);
         assert!(a.p99_ms.unwrap() < 1.1);
         assert!(b.interference.unwrap() > 1.4, "{}: {:?}", b.name, b.interference);
@@ -98,10 +84,9 @@ arrival = { kind = "uniform", rate = 900.0, spread = 0.0 }
         assert!(b.p99_ms.unwrap() > 10.0 * a.p99_ms.unwrap());
     }
     // the same seeds give the same run, to the nanosecond
-    let again = simulate(&s.scenarios[0], 1, &inputs, &Slowdown { per_co_runner: 0.5 }, OVERHEADS, &Scheduler::Harness)
-        .unwrap();
-    assert_eq!(again.requests, slowed.requests);
-    assert_eq!(again.batches, slowed.batches);
+    let again = slowed(&s, &solo, 0.5).unwrap();
+    assert_eq!(again.requests, slow.requests);
+    assert_eq!(again.batches, slow.batches);
 }
 
 #[test]
@@ -133,16 +118,7 @@ arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
         ],
         ..Default::default()
     };
-    let limits = DeviceLimits::h200();
-    let run = simulate(
-        &s.scenarios[0],
-        1,
-        &inputs(&limits, &solo, &s),
-        &Slowdown { per_co_runner: 0.5 },
-        OVERHEADS,
-        &Scheduler::Harness,
-    )
-    .unwrap();
+    let run = slowed(&s, &solo, 0.5).unwrap();
     let (first, second) = (&run.tenants[0], &run.tenants[1]);
     assert!((first.p99_ms.unwrap() - 1.010).abs() < 1e-9, "{:?}", first.p99_ms);
     // dispatched at the same instant, it starts when the first batch ends
@@ -169,17 +145,7 @@ load = 0.5
 "#,
     );
     let solo = SoloProfiles { models: vec![profile("vgg16", 8, SoloShare::Device, 1000.0)], ..Default::default() };
-    let limits = DeviceLimits::h200();
-    let err = simulate(
-        &s.scenarios[0],
-        1,
-        &inputs(&limits, &solo, &s),
-        &Slowdown { per_co_runner: 0.0 },
-        OVERHEADS,
-        &Scheduler::Harness,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = slowed(&s, &solo, 0.0).unwrap_err().to_string();
     assert!(err.contains("no solo profile of vgg16 at batch 8"), "{err}");
 }
 

@@ -11,7 +11,8 @@ use coloc_harness::plan::PlanInputs;
 use coloc_harness::solo::SoloProfiles;
 use coloc_predictors::predictor::Predictor;
 use coloc_predictors::query::Query;
-use coloc_schedulers::sim::Overheads;
+use coloc_schedulers::Result;
+use coloc_schedulers::sim::{Overheads, Scheduler, SimulatedRun, simulate};
 use coloc_workloads::scenario::{DeviceLimits, SoloShare};
 use coloc_workloads::suite::Suite;
 
@@ -60,4 +61,12 @@ pub fn suite(text: &str) -> Suite {
 
 pub fn inputs<'a>(limits: &'a DeviceLimits, solo: &'a SoloProfiles, suite: &'a Suite) -> PlanInputs<'a> {
     PlanInputs { limits, solo, base_dir: &suite.base_dir }
+}
+
+/// The first scenario of `suite`, repetition 1, simulated under the harness's scheduler with
+/// every batch slowed by `per_co_runner` of its solo time per co-runner.
+pub fn slowed(suite: &Suite, solo: &SoloProfiles, per_co_runner: f64) -> Result<SimulatedRun> {
+    let limits = DeviceLimits::h200();
+    let slowdown = Slowdown { per_co_runner };
+    simulate(&suite.scenarios[0], 1, &inputs(&limits, solo, suite), &slowdown, OVERHEADS, &Scheduler::Harness)
 }
