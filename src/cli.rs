@@ -305,7 +305,7 @@ pub enum PolicyArg {
     Greedy,
     /// Clockwork's runtime scheduler on one stream (the harness runs it).
     Clockwork,
-    /// Streams of the whole GPU, batches first come first served (simulated only).
+    /// Streams of the whole GPU, batches first come first served (the harness's own loops).
     Fcfs,
     /// Abacus: streams of the whole GPU, least headroom first, batches held back where
     /// --predictor expects a miss (simulated only).

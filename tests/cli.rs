@@ -133,7 +133,7 @@ fn evaluate_on_a_slice_of_the_training_dataset_runs_every_predictor_on_every_spl
 }
 
 /// A serving workload planned and simulated, no GPU: Clockwork's plan simulates and is written
-/// as a suite naming its scheduler; a scheduler the harness does not run refuses to be written.
+/// as a suite naming its scheduler; Abacus's, which the harness does not run, refuses to be.
 #[test]
 fn schedule_simulates_runtime_schedulers_and_writes_only_what_the_harness_runs() {
     let dir = std::env::temp_dir().join(format!("coloc-cli-schedule-{}", std::process::id()));
@@ -147,6 +147,7 @@ fn schedule_simulates_runtime_schedulers_and_writes_only_what_the_harness_runs()
             .iter()
             .map(|a| a.to_string())
             .chain([truth.display().to_string(), "--policy".into(), policy.into(), "--scale".into(), "0.5".into()])
+            .chain(["--predictor".into(), truth.display().to_string()])
             .chain(["--simulate".into(), "--suite".into(), suite.display().to_string()])
             .collect()
     };
@@ -158,9 +159,9 @@ fn schedule_simulates_runtime_schedulers_and_writes_only_what_the_harness_runs()
     let written = std::fs::read_to_string(&suite).unwrap();
     assert!(written.contains("scheduler = \"clockwork\"") && written.contains("policy = \"dynamic\""), "{written}");
     std::fs::remove_file(&suite).unwrap();
-    let fcfs = run(args("fcfs"));
-    let err = String::from_utf8_lossy(&fcfs.stderr);
-    assert!(!fcfs.status.success() && err.contains("simulator only"), "{err}");
+    let abacus = run(args("abacus"));
+    let err = String::from_utf8_lossy(&abacus.stderr);
+    assert!(!abacus.status.success() && err.contains("simulator only"), "{err}");
     assert!(!suite.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -69,7 +69,8 @@ fn least_headroom_first_holds_back_a_batch_its_predictor_expects_to_miss() {
     let inputs = inputs(&limits, &solo, &s);
     let slowdown = Slowdown { per_co_runner: 3.0 };
     let run = |scheduler: &Scheduler| simulate(&s.scenarios[0], 1, &inputs, &slowdown, OVERHEADS, scheduler).unwrap();
-    let fcfs = run(&Scheduler::Fcfs);
+    // the tenants' own loops on streams: first come first served
+    let fcfs = run(&Scheduler::Harness);
     let abacus = run(&Scheduler::LeastHeadroom { predictor: &slowdown });
     // first come first served: the second of each pair runs beside the first and misses
     assert!(any_overlap(&fcfs.batches));

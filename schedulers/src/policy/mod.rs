@@ -38,8 +38,8 @@ pub enum Policy<'a> {
     /// Clockwork: each GPU's tenants on one stream, batches sized and ordered by deadline at
     /// run time ([`RuntimeScheduler::Clockwork`], which the harness runs).
     Clockwork,
-    /// Each GPU's tenants on streams of the whole GPU, batches launched first come first served
-    /// ([`Scheduler::Fcfs`]).
+    /// Each GPU's tenants on streams of the whole GPU, each batch launched as soon as it is due:
+    /// first come first served, the harness's own loops on streams.
     Fcfs,
     /// Abacus: as [`Policy::Fcfs`], launched least headroom first and held back where
     /// `predictor` expects a batch to miss its deadline ([`Scheduler::LeastHeadroom`]).
@@ -64,7 +64,6 @@ impl Policy<'_> {
     /// How its plans' batches launch at run time.
     pub fn scheduler(&self) -> Scheduler<'_> {
         match self {
-            Policy::Fcfs => Scheduler::Fcfs,
             Policy::Abacus { predictor, .. } => Scheduler::LeastHeadroom { predictor: *predictor },
             _ => Scheduler::Harness,
         }

@@ -16,9 +16,6 @@ pub enum Scheduler<'a> {
     /// As the harness runs the scenario ([`RuntimeScheduler`]): each tenant's batch launches the
     /// moment its batcher says it is due, on the tenant's own partition; or Clockwork.
     Harness,
-    /// Due batches launch at once, in the order their oldest requests arrived, with nothing
-    /// held back: Abacus's first-come-first-served baseline.
-    Fcfs,
     /// Abacus: due tenants in order of least headroom (the oldest request's deadline less the
     /// batch's solo time), each batch launched beside those in flight only if `predictor`
     /// expects it to end by that deadline, else held until one of them ends (a batch with
@@ -30,7 +27,6 @@ impl Scheduler<'_> {
     pub fn name(&self) -> &'static str {
         match self {
             Scheduler::Harness => "harness",
-            Scheduler::Fcfs => "fcfs",
             Scheduler::LeastHeadroom { .. } => "least-headroom",
         }
     }
@@ -80,7 +76,6 @@ pub(super) fn candidates(scheduler: &Scheduler, at: &Moment, tenants: &mut [SimT
     }
     order.retain(|&i| tenants[i].batcher.due(at.now, tenants[i].exhausted).is_some());
     match scheduler {
-        Scheduler::Fcfs => order.sort_by_key(|&i| (tenants[i].batcher.oldest_ns(), i)),
         Scheduler::LeastHeadroom { .. } => order.sort_by_key(|&i| (headroom(&tenants[i], at), i)),
         Scheduler::Harness => {}
     }
