@@ -24,13 +24,6 @@ pub enum Scheduler<'a> {
 }
 
 impl Scheduler<'_> {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Scheduler::Harness => "harness",
-            Scheduler::LeastHeadroom { .. } => "least-headroom",
-        }
-    }
-
     /// Whether the harness runs it, so that its plans can be measured for real.
     pub fn in_harness(&self) -> bool {
         matches!(self, Scheduler::Harness)
