@@ -55,6 +55,11 @@ pub struct HarnessOverhead {
     /// The clock map the loop ran with, and its check against bracketed launches.
     pub clock: ClockMap,
     pub clock_check: ClockCheck,
+    /// A graph's last kernel to the first kernel of the next graph queued behind it on the same
+    /// stream, median, microseconds (two null tenants sharing one stream). None where too few
+    /// batches queued, or measured before coloc took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_gap_us: Option<f64>,
 }
 
 impl HarnessOverhead {

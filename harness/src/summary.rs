@@ -71,6 +71,10 @@ fn header(s: &mut String, m: &Manifest, runs: &[RunRow]) {
         o.kernel_us,
         o.solo_kernel_us
     );
+    if let Some(gap) = o.queued_gap_us {
+        let _ =
+            writeln!(s, "one stream shared: a graph queued behind another starts {gap:.1} us after it ends (median)");
+    }
     let _ = writeln!(
         s,
         "host/GPU clock: offset and rate from calibrations before and after each run (null workload: drift {:.2} us/s), known within {:.2} us; {} of {} bracketed launches outside it (launch to stamp {:.1} us, stamp to return {:.1} us, tightest margin {:.2} us)",

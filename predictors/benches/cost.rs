@@ -10,11 +10,10 @@ use coloc_predictors::counters::Utilisations;
 use coloc_predictors::gbt::GbtParams;
 use coloc_predictors::gpulet::{GpuletEwmaParams, GpuletParams};
 use coloc_predictors::igniter::IgniterParams;
-use coloc_predictors::online::OnlineCoarseParams;
+use coloc_predictors::online::{OnlineCoarseParams, OnlineLearning};
 use coloc_predictors::perkernel::{KernelProfiles, PerKernelParams};
 use coloc_predictors::predictor::{Fit, Online, Predictor};
 use coloc_predictors::query::{Example, examples};
-use coloc_predictors::sgd::SgdParams;
 use coloc_predictors::solo::SoloAtShareParams;
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -61,13 +60,15 @@ fn cost(c: &mut Criterion) {
     predict_each(c, &IgniterParams { utilisations: counters }.fit(&train).unwrap(), &queries);
     predict_each(c, &AbacusParams::default().fit(&train).unwrap(), &queries);
     predict_each(c, &GbtParams::default().fit(&train).unwrap(), &queries);
-    let per_kernel = PerKernelParams::new(kernels).with_drift_detection().fit(&train).unwrap();
+    let per_kernel = PerKernelParams::new(kernels.clone()).with_drift_detection().fit(&train).unwrap();
     predict_each(c, &per_kernel, &queries);
-    let sgd = SgdParams::default().fit(&train).unwrap();
+    let per_kernel_sgd = PerKernelParams::new(kernels).learnt_by(OnlineLearning::sgd()).fit(&train).unwrap();
+    let sgd = OnlineLearning::sgd().fit(&train).unwrap();
     predict_each(c, &sgd, &queries);
     update_each(c, &rls, &queries);
     update_each(c, &sgd, &queries);
     update_each(c, &per_kernel, &queries);
+    update_each(c, &per_kernel_sgd, &queries);
     update_each(c, &rls_ph, &queries);
     update_each(c, &ewma, &queries);
 }

@@ -15,11 +15,10 @@ use crate::gpulet::{GpuletEwmaParams, GpuletParams};
 use crate::igniter::IgniterParams;
 use crate::metrics::{Scores, score};
 use crate::noise::{NoiseFloor, noise_floor};
-use crate::online::OnlineCoarseParams;
+use crate::online::{OnlineCoarseParams, OnlineLearning};
 use crate::perkernel::{KernelProfiles, PerKernelParams};
 use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Examples};
-use crate::sgd::SgdParams;
 use crate::solo::SoloAtShareParams;
 use crate::split::{Fold, Split, folds};
 
@@ -182,11 +181,15 @@ fn passes(examples: &Examples, split: Split, roster: &Roster) -> Result<Vec<Pass
                 prequential(SoloAtShareParams.start(), examples),
                 prequential(OnlineCoarseParams::default().start_coarse()?, examples),
                 prequential(OnlineCoarseParams::with_drift_detection().start_coarse()?, examples),
-                prequential(SgdParams::default().start()?, examples),
+                prequential(OnlineCoarseParams::sgd().start_coarse()?, examples),
             ];
             if let Some(k) = &roster.kernels {
                 out.push(prequential(PerKernelParams::new(k.clone()).start()?, examples));
                 out.push(prequential(PerKernelParams::new(k.clone()).with_drift_detection().start()?, examples));
+                out.push(prequential(
+                    PerKernelParams::new(k.clone()).learnt_by(OnlineLearning::sgd()).start()?,
+                    examples,
+                ));
             }
             out
         }
@@ -199,11 +202,13 @@ fn passes(examples: &Examples, split: Split, roster: &Roster) -> Result<Vec<Pass
                 over_folds(&SoloAtShareParams, examples, &folds)?,
                 over_folds_online(&OnlineCoarseParams::default(), examples, &folds)?,
                 over_folds_online(&OnlineCoarseParams::with_drift_detection(), examples, &folds)?,
-                over_folds_online(&SgdParams::default(), examples, &folds)?,
+                over_folds_online(&OnlineCoarseParams::sgd(), examples, &folds)?,
             ];
             if let Some(k) = &roster.kernels {
                 out.push(over_folds_online(&PerKernelParams::new(k.clone()), examples, &folds)?);
                 out.push(over_folds_online(&PerKernelParams::new(k.clone()).with_drift_detection(), examples, &folds)?);
+                let sgd = PerKernelParams::new(k.clone()).learnt_by(OnlineLearning::sgd());
+                out.push(over_folds_online(&sgd, examples, &folds)?);
             }
             if let Some(params) = &roster.abacus {
                 out.push(over_folds(params, examples, &folds)?);

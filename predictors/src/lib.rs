@@ -5,7 +5,7 @@
 //!   examples a dataset yields (a query and the batch's measured GPU time).
 //! - [`predictor`]: the interface: params -> `fit(train)` -> a fitted predictor.
 //! - [`solo`]: the floor every predictor must beat: solo time at the same share.
-//! - [`online`]: an online linear model of the slowdown on coarse features ([`rls`]), with
+//! - [`online`]: an online linear model of the slowdown on coarse features, with
 //!   optional drift detection ([`drift`]).
 //! - [`metrics`]: the scores of a predictor on held-out examples.
 //! - [`split`]: the random 75/25 split and the workload-shift splits, reproducible from a seed.
@@ -17,7 +17,8 @@
 //! - [`gbt`]: gradient-boosted trees on the same input.
 //! - [`perkernel`]: an online model of each kernel's slowdown from the co-runner kernels beside
 //!   it, on the solo timelines.
-//! - [`sgd`]: the coarse online model learnt by normalised LMS instead of RLS.
+//! - [`rls`], [`sgd`]: how the online models learn: recursive least squares, or SGD (normalised
+//!   LMS).
 //! - [`saved`]: fitted predictors as JSON, with the manifest hash of their training data.
 
 pub mod abacus;

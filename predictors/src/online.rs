@@ -1,7 +1,7 @@
 //! An online linear model of the slowdown over solo at the share, on coarse features of what
-//! runs beside the batch, fitted by recursive least squares with a forgetting factor (the
-//! "coarse features" variant of issue 9's online adaptive models; drift detection and the
-//! per-kernel features are still to come).
+//! runs beside the batch (the "coarse features" variant of issue 9's online adaptive models),
+//! learnt by recursive least squares with a forgetting factor, with or without Page-Hinkley drift
+//! detection, or by SGD. The learning is shared with the per-kernel model ([`crate::perkernel`]).
 //!
 //! Features, per partition mechanism (interference differs by an order of magnitude between
 //! streams and green contexts): the number of co-runners, and their remaining work relative to
@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::predictor::{Fit, Online, Predictor, learn_in_order};
 use crate::query::{Example, Query};
 use crate::rls::Rls;
+use crate::sgd::Nlms;
 
 const MECHANISMS: [PartitionKind; 5] = [
     PartitionKind::TimeSliced,
@@ -38,25 +39,44 @@ pub fn coarse_features(q: &Query) -> [f64; COARSE_FEATURES] {
     x
 }
 
-/// How an online linear model of the slowdown learns: the forgetting factor, the initial
-/// uncertainty, and drift detection on the residual slowdown (an alarm resets the uncertainty, so
-/// the model relearns fast after the workload shifts). The coarse and the per-kernel models share
-/// it.
+/// How the weights of an online linear model are learnt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    /// Recursive least squares: the forgetting factor, in (0, 1], and the initial uncertainty.
+    Rls { forgetting: f64, delta: f64 },
+    /// Stochastic gradient descent (normalised LMS): the step, in (0, 2).
+    Nlms { step: f64 },
+}
+
+/// How an online linear model of the slowdown learns: its method, and drift detection on the
+/// residual slowdown (an alarm resets RLS's uncertainty, so the model relearns fast after the
+/// workload shifts). The coarse and the per-kernel models share it.
 #[derive(Clone, Copy, Debug)]
 pub struct OnlineLearning {
-    pub forgetting: f64,
-    pub delta: f64,
+    pub method: Method,
     pub drift: Option<PageHinkleyParams>,
 }
 
 impl Default for OnlineLearning {
+    /// RLS forgetting 0.9995 of the weight of the past per observation.
     fn default() -> Self {
-        OnlineLearning { forgetting: 0.9995, delta: 1e3, drift: None }
+        OnlineLearning::rls(0.9995, 1e3)
     }
 }
 
 impl OnlineLearning {
-    /// With Page-Hinkley on the residual slowdown: shifts of more than 0.02 that add up to 5.
+    /// RLS with forgetting factor `forgetting` and initial uncertainty `delta`, no drift detection.
+    pub fn rls(forgetting: f64, delta: f64) -> Self {
+        OnlineLearning { method: Method::Rls { forgetting, delta }, drift: None }
+    }
+
+    /// SGD (normalised LMS) with step 0.05.
+    pub fn sgd() -> Self {
+        OnlineLearning { method: Method::Nlms { step: 0.05 }, drift: None }
+    }
+
+    /// The default RLS with Page-Hinkley on the residual slowdown: shifts of more than 0.02 that
+    /// add up to 5.
     pub fn with_drift_detection() -> Self {
         OnlineLearning { drift: Some(PageHinkleyParams { delta: 0.02, threshold: 5.0 }), ..Self::default() }
     }
@@ -64,28 +84,56 @@ impl OnlineLearning {
     /// A model of `k` weights before any observation: no interference (slowdown 1 from the
     /// intercept, the first feature), what the floor says.
     pub fn start(&self, k: usize) -> Result<OnlineSlowdown> {
-        // written so that NaN fails too
-        let valid = self.forgetting > 0.0 && self.forgetting <= 1.0 && self.delta > 0.0;
-        if !valid {
-            return Err(Error::data(
-                "online predictor",
-                format!("forgetting {} must be in (0, 1] and delta {} positive", self.forgetting, self.delta),
-            ));
-        }
         let mut prior = vec![0.0; k];
         prior[0] = 1.0;
-        Ok(OnlineSlowdown {
-            rls: Rls::new(k, self.delta, self.forgetting).with_weights(&prior),
-            drift: self.drift.map(PageHinkley::new),
-            resets: 0,
-        })
+        // written so that NaN fails too
+        let learner = match self.method {
+            Method::Rls { forgetting, delta } if forgetting > 0.0 && forgetting <= 1.0 && delta > 0.0 => {
+                Learner::Rls(Rls::new(k, delta, forgetting).with_weights(&prior))
+            }
+            Method::Nlms { step } if step > 0.0 && step < 2.0 && self.drift.is_none() => {
+                Learner::Nlms(Nlms::new(&prior, step))
+            }
+            Method::Rls { forgetting, delta } => {
+                return Err(Error::data(
+                    "online predictor",
+                    format!("forgetting {forgetting} must be in (0, 1] and delta {delta} positive"),
+                ));
+            }
+            Method::Nlms { step } => {
+                return Err(Error::data(
+                    "online predictor",
+                    format!(
+                        "SGD's step {step} must be in (0, 2), and it takes no drift detection (an alarm resets \
+                         RLS's uncertainty; SGD has none)"
+                    ),
+                ));
+            }
+        };
+        Ok(OnlineSlowdown { learner, drift: self.drift.map(PageHinkley::new), resets: 0 })
     }
+}
+
+/// The weights and their learning state.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Learner {
+    Rls(Rls),
+    Nlms(Nlms),
+}
+
+/// How a model learns, for its name on the leaderboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learnt {
+    Rls,
+    RlsPageHinkley,
+    Sgd,
 }
 
 /// A linear model of the slowdown, learnt one observation at a time.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OnlineSlowdown {
-    rls: Rls,
+    learner: Learner,
     drift: Option<PageHinkley>,
     /// Alarms raised so far.
     pub resets: u64,
@@ -93,22 +141,35 @@ pub struct OnlineSlowdown {
 
 impl OnlineSlowdown {
     pub fn predict(&self, x: &[f64]) -> f64 {
-        self.rls.predict(x)
+        match &self.learner {
+            Learner::Rls(r) => r.predict(x),
+            Learner::Nlms(n) => n.predict(x),
+        }
     }
 
     /// Learns that the features `x` came with `slowdown`.
     pub fn learn(&mut self, x: &[f64], slowdown: f64) {
-        if let Some(ph) = &mut self.drift
-            && ph.observe(slowdown - self.rls.predict(x))
-        {
-            self.rls.reset_uncertainty();
-            self.resets += 1;
+        let residual = slowdown - self.predict(x);
+        match &mut self.learner {
+            Learner::Rls(r) => {
+                if let Some(ph) = &mut self.drift
+                    && ph.observe(residual)
+                {
+                    r.reset_uncertainty();
+                    self.resets += 1;
+                }
+                r.update(x, slowdown);
+            }
+            Learner::Nlms(n) => n.update(x, slowdown),
         }
-        self.rls.update(x, slowdown);
     }
 
-    pub fn detects_drift(&self) -> bool {
-        self.drift.is_some()
+    pub fn learnt(&self) -> Learnt {
+        match (&self.learner, &self.drift) {
+            (Learner::Rls(_), None) => Learnt::Rls,
+            (Learner::Rls(_), Some(_)) => Learnt::RlsPageHinkley,
+            (Learner::Nlms(_), _) => Learnt::Sgd,
+        }
     }
 }
 
@@ -144,7 +205,11 @@ impl Fit for OnlineLearning {
 
 impl Predictor for OnlineCoarse {
     fn name(&self) -> &'static str {
-        if self.model.detects_drift() { "online RLS, coarse, Page-Hinkley" } else { "online RLS, coarse" }
+        match self.model.learnt() {
+            Learnt::Rls => "online RLS, coarse",
+            Learnt::RlsPageHinkley => "online RLS, coarse, Page-Hinkley",
+            Learnt::Sgd => "online SGD (NLMS), coarse",
+        }
     }
     fn predict(&self, query: &Query) -> f64 {
         query.solo_us * self.model.predict(&coarse_features(query))
@@ -204,7 +269,7 @@ mod tests {
             train.push(Example::nth(i, q, measured_us));
         }
         let train: Vec<&Example> = train.iter().collect();
-        let model = OnlineCoarseParams { forgetting: 1.0, delta: 1e4, drift: None }.fit(&train).unwrap();
+        let model = OnlineCoarseParams::rls(1.0, 1e4).fit(&train).unwrap();
         for q in [
             test_query(PartitionKind::Streams, &[(900.0, 100.0)]),
             test_query(PartitionKind::Green, &[(600.0, 0.0), (700.0, 200.0)]),
@@ -214,6 +279,41 @@ mod tests {
             let rel = (model.predict(&q) - truth(&q)).abs() / truth(&q);
             assert!(rel < 1e-5, "{} vs {}", model.predict(&q), truth(&q));
         }
-        assert!(OnlineCoarseParams { forgetting: 1.5, delta: 1.0, drift: None }.fit(&train).is_err());
+        assert!(OnlineCoarseParams::rls(1.5, 1.0).fit(&train).is_err());
+    }
+
+    #[test]
+    fn sgd_converges_to_a_known_slowdown_and_learns_the_same_twice() {
+        // green: +5% per co-runner and +30% per unit of remaining co-runner work
+        let truth = |q: &Query| {
+            let x = coarse_features(q);
+            q.solo_us * (1.0 + 0.05 * x[5] + 0.3 * x[6])
+        };
+        let ex: Vec<Example> = (0..20_000u32)
+            .map(|i| {
+                let co: Vec<(f64, f64)> =
+                    (0..(i % 3)).map(|j| (400.0 + 300.0 * f64::from(j), f64::from(i % 11) * 50.0)).collect();
+                let q = test_query(PartitionKind::Green, &co);
+                let measured = truth(&q);
+                Example::nth(i, q, measured)
+            })
+            .collect();
+        let refs: Vec<&Example> = ex.iter().collect();
+        let sgd = OnlineLearning { method: Method::Nlms { step: 0.5 }, drift: None };
+        let model = sgd.fit(&refs).unwrap();
+        assert_eq!(model.name(), "online SGD (NLMS), coarse");
+        for q in [
+            test_query(PartitionKind::Green, &[(700.0, 100.0)]),
+            test_query(PartitionKind::Green, &[(400.0, 0.0), (700.0, 300.0)]),
+        ] {
+            let rel = (model.predict(&q) - truth(&q)).abs() / truth(&q);
+            assert!(rel < 1e-3, "{} vs {}", model.predict(&q), truth(&q));
+        }
+        assert_eq!(sgd.fit(&refs).unwrap(), model);
+        assert!(OnlineLearning { method: Method::Nlms { step: 2.5 }, drift: None }.fit(&refs).is_err());
+        // an alarm resets RLS's uncertainty; SGD has none, so it is refused drift detection
+        let with_drift =
+            OnlineLearning { method: Method::Nlms { step: 0.5 }, ..OnlineLearning::with_drift_detection() };
+        assert!(with_drift.fit(&refs).is_err());
     }
 }

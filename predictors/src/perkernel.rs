@@ -12,7 +12,7 @@
 //! and the solo stamps: no hardware counters needed). Summed over the target's kernels, the
 //! batch's time is solo plus a linear function of `sum_k solo_k phi(k, c(k))`, so the weights
 //! are learnt by recursive least squares with forgetting (and, optionally, Page-Hinkley drift
-//! detection) exactly as the coarse online model learns its own.
+//! detection) or by SGD, exactly as the coarse online model learns its own.
 //!
 //! What it cannot know: a co-runner's batch after the one running at the dispatch (it is assumed
 //! to end there), and how much the co-runner itself is slowed (its timeline is its solo one).
@@ -25,7 +25,7 @@ use coloc_workloads::scenario::{PartitionKind, SoloShare};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::online::{OnlineLearning, OnlineSlowdown};
+use crate::online::{Learnt, OnlineLearning, OnlineSlowdown};
 use crate::predictor::{Fit, Online, Predictor, learn_in_order};
 use crate::query::{Example, Query};
 
@@ -180,7 +180,12 @@ impl PerKernelParams {
 
     /// With Page-Hinkley on the residual slowdown, as the coarse model has it.
     pub fn with_drift_detection(self) -> PerKernelParams {
-        PerKernelParams { learning: OnlineLearning::with_drift_detection(), ..self }
+        self.learnt_by(OnlineLearning::with_drift_detection())
+    }
+
+    /// Learning so.
+    pub fn learnt_by(self, learning: OnlineLearning) -> PerKernelParams {
+        PerKernelParams { learning, ..self }
     }
 
     /// The model before any observation: slowdown 1.
@@ -221,7 +226,11 @@ impl Online for PerKernel {
 
 impl Predictor for PerKernel {
     fn name(&self) -> &'static str {
-        if self.model.detects_drift() { "online RLS, per-kernel, Page-Hinkley" } else { "online RLS, per-kernel" }
+        match self.model.learnt() {
+            Learnt::Rls => "online RLS, per-kernel",
+            Learnt::RlsPageHinkley => "online RLS, per-kernel, Page-Hinkley",
+            Learnt::Sgd => "online SGD (NLMS), per-kernel",
+        }
     }
     fn predict(&self, query: &Query) -> f64 {
         match self.profiles.features(query) {
@@ -298,7 +307,7 @@ mod tests {
             })
             .collect();
         let refs: Vec<&Example> = train.iter().collect();
-        let learning = OnlineLearning { forgetting: 1.0, delta: 1e4, drift: None };
+        let learning = OnlineLearning::rls(1.0, 1e4);
         let params = PerKernelParams { profiles: p.clone(), learning };
         let model = params.fit(&refs).unwrap();
         for e in [Some(0.0), Some(120.0), Some(190.0), None] {
@@ -307,5 +316,15 @@ mod tests {
         }
         // an overlap early in b (both DRAM-bound kernels together) costs more than a late one
         assert!(model.predict(&query(Some(0.0))) > model.predict(&query(Some(120.0))));
+        // SGD learns the same weights, slower: the training batches seen 50 times over
+        let sgd = PerKernelParams::new(p.clone())
+            .learnt_by(OnlineLearning { method: crate::online::Method::Nlms { step: 0.5 }, drift: None });
+        let again: Vec<&Example> = refs.iter().copied().cycle().take(50 * refs.len()).collect();
+        let model = sgd.fit(&again).unwrap();
+        assert_eq!(model.name(), "online SGD (NLMS), per-kernel");
+        for e in [Some(0.0), Some(120.0), Some(190.0), None] {
+            let q = query(e);
+            assert!((model.predict(&q) - truth(&q)).abs() / truth(&q) < 1e-3, "{e:?}: {}", model.predict(&q));
+        }
     }
 }

@@ -14,11 +14,10 @@ use crate::error::{Error, Result};
 use crate::gbt::{Gbt, GbtParams};
 use crate::gpulet::{Gpulet, GpuletEwma, GpuletEwmaParams, GpuletParams};
 use crate::igniter::{Igniter, IgniterParams};
-use crate::online::{OnlineCoarse, OnlineCoarseParams};
+use crate::online::{OnlineCoarse, OnlineCoarseParams, OnlineLearning};
 use crate::perkernel::{KernelProfiles, PerKernel, PerKernelParams};
 use crate::predictor::{Fit, Online, Predictor};
 use crate::query::{Example, Query};
-use crate::sgd::{OnlineSgd, SgdParams};
 use crate::solo::{SoloAtShare, SoloAtShareParams};
 
 /// The version of the file format; a file of another version is refused.
@@ -37,7 +36,6 @@ pub enum Fitted {
     /// Boxed: a booster is large beside the other states.
     Gbt(Box<Gbt>),
     PerKernel(PerKernel),
-    Sgd(OnlineSgd),
 }
 
 /// Which predictor to fit, with its default parameters.
@@ -53,11 +51,12 @@ pub enum Kind {
     Gbt,
     PerKernel,
     PerKernelDrift,
+    PerKernelSgd,
     Sgd,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::SoloAtShare,
         Kind::OnlineCoarse,
         Kind::OnlineCoarseDrift,
@@ -68,6 +67,7 @@ impl Kind {
         Kind::Gbt,
         Kind::PerKernel,
         Kind::PerKernelDrift,
+        Kind::PerKernelSgd,
         Kind::Sgd,
     ];
 
@@ -84,6 +84,7 @@ impl Kind {
             Kind::Gbt => "gbt",
             Kind::PerKernel => "per-kernel",
             Kind::PerKernelDrift => "per-kernel-drift",
+            Kind::PerKernelSgd => "per-kernel-sgd",
             Kind::Sgd => "sgd",
         }
     }
@@ -123,7 +124,8 @@ pub fn fit(
         Kind::Gbt => Fitted::Gbt(Box::new(GbtParams::default().fit(train)?)),
         Kind::PerKernel => Fitted::PerKernel(per_kernel()?.fit(train)?),
         Kind::PerKernelDrift => Fitted::PerKernel(per_kernel()?.with_drift_detection().fit(train)?),
-        Kind::Sgd => Fitted::Sgd(SgdParams::default().fit(train)?),
+        Kind::PerKernelSgd => Fitted::PerKernel(per_kernel()?.learnt_by(OnlineLearning::sgd()).fit(train)?),
+        Kind::Sgd => Fitted::OnlineCoarse(OnlineLearning::sgd().fit(train)?),
     })
 }
 
@@ -137,9 +139,7 @@ impl Fitted {
             Fitted::GpuletEwma(p) => p.base().utilisations().get(model, bucket, share).map(|_| ()),
             Fitted::Igniter(p) => p.utilisations().get(model, bucket, share).map(|_| ()),
             Fitted::PerKernel(p) => p.profiles().get(model, bucket, share).map(|_| ()),
-            Fitted::SoloAtShare(_) | Fitted::OnlineCoarse(_) | Fitted::Abacus(_) | Fitted::Gbt(_) | Fitted::Sgd(_) => {
-                Ok(())
-            }
+            Fitted::SoloAtShare(_) | Fitted::OnlineCoarse(_) | Fitted::Abacus(_) | Fitted::Gbt(_) => Ok(()),
         }
     }
 
@@ -153,7 +153,6 @@ impl Fitted {
             Fitted::Abacus(p) => p,
             Fitted::Gbt(p) => p.as_ref(),
             Fitted::PerKernel(p) => p,
-            Fitted::Sgd(p) => p,
         }
     }
 }
@@ -175,7 +174,6 @@ impl Online for Fitted {
             Fitted::OnlineCoarse(p) => p.update(query, measured_us),
             Fitted::GpuletEwma(p) => p.update(query, measured_us),
             Fitted::PerKernel(p) => p.update(query, measured_us),
-            Fitted::Sgd(p) => p.update(query, measured_us),
         }
     }
 }
@@ -298,7 +296,12 @@ mod tests {
             assert!(fitted.covers("resnet50", 8, SoloShare::Device).is_ok(), "{kind:?}");
             let needs_more = matches!(
                 kind,
-                Kind::Gpulet | Kind::GpuletEwma | Kind::Igniter | Kind::PerKernel | Kind::PerKernelDrift
+                Kind::Gpulet
+                    | Kind::GpuletEwma
+                    | Kind::Igniter
+                    | Kind::PerKernel
+                    | Kind::PerKernelDrift
+                    | Kind::PerKernelSgd
             );
             let lacks = fitted.covers("tiny", 1, SoloShare::Device);
             assert_eq!(lacks.is_err(), needs_more, "{kind:?}: {lacks:?}");

@@ -1,117 +1,75 @@
-//! The SGD counterpart of the online RLS model (issue 9's seventh predictor names both): the
-//! same coarse features ([`crate::online::coarse_features`]), learnt by normalised least mean
-//! squares, stochastic gradient descent on the squared error of the slowdown with the step
-//! divided by the features' squared norm (so one step size suits features of any scale). O(k) per
-//! update where RLS is O(k²), at the price of slower convergence.
+//! Stochastic gradient descent for the online linear models, as normalised least mean squares:
+//! a step on the squared error of one observation, divided by the features' squared norm (so one
+//! step size suits features of any scale). O(k) per update where RLS ([`crate::rls`]) is O(k²),
+//! at the price of slower convergence; with a fixed step it forgets as fast as it learns, so it
+//! tracks the run it is in. The coarse and the per-kernel models learn with either
+//! ([`crate::online::Method`]).
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::online::{COARSE_FEATURES, coarse_features};
-use crate::predictor::{Fit, Online, Predictor, learn_in_order};
-use crate::query::{Example, Query};
-
-/// Parameters of [`OnlineSgd`]: the step, in (0, 2) for NLMS to converge.
-#[derive(Clone, Copy, Debug)]
-pub struct SgdParams {
-    pub step: f64,
-}
-
-impl Default for SgdParams {
-    fn default() -> Self {
-        SgdParams { step: 0.05 }
-    }
-}
-
-/// The weights, learnt one observation at a time.
+/// The weights of a linear model learnt by NLMS.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OnlineSgd {
+pub struct Nlms {
     w: Vec<f64>,
+    /// In (0, 2): NLMS converges there.
     step: f64,
 }
 
-impl SgdParams {
-    /// Before any observation: slowdown 1 (the floor's answer).
-    pub fn start(&self) -> Result<OnlineSgd> {
-        if !(self.step > 0.0 && self.step < 2.0) {
-            return Err(Error::data("online SGD", format!("step {} must be in (0, 2)", self.step)));
-        }
-        let mut w = vec![0.0; COARSE_FEATURES];
-        w[0] = 1.0;
-        Ok(OnlineSgd { w, step: self.step })
+impl Nlms {
+    /// Starts from the weights `w`.
+    pub fn new(w: &[f64], step: f64) -> Nlms {
+        Nlms { w: w.to_vec(), step }
     }
-}
 
-impl OnlineSgd {
-    fn slowdown(&self, x: &[f64]) -> f64 {
+    pub fn weights(&self) -> &[f64] {
+        &self.w
+    }
+
+    pub fn predict(&self, x: &[f64]) -> f64 {
         self.w.iter().zip(x).map(|(w, x)| w * x).sum()
     }
-}
 
-impl Fit for SgdParams {
-    type Fitted = OnlineSgd;
-    /// Learns the training examples in their order.
-    fn fit(&self, train: &[&Example]) -> Result<OnlineSgd> {
-        learn_in_order(self.start()?, train)
-    }
-}
-
-impl Online for OnlineSgd {
-    fn update(&mut self, query: &Query, measured_us: f64) {
-        let x = coarse_features(query);
-        let error = measured_us / query.solo_us - self.slowdown(&x);
-        let norm: f64 = x.iter().map(|v| v * v).sum();
-        if error.is_finite() {
-            let gain = self.step * error / (1e-6 + norm);
-            for (w, v) in self.w.iter_mut().zip(&x) {
-                *w += gain * v;
-            }
+    /// Takes one observation `y` at features `x`; a non-finite one is ignored.
+    pub fn update(&mut self, x: &[f64], y: f64) {
+        let error = y - self.predict(x);
+        if !error.is_finite() {
+            return;
         }
-    }
-}
-
-impl Predictor for OnlineSgd {
-    fn name(&self) -> &'static str {
-        "online SGD (NLMS), coarse"
-    }
-    fn predict(&self, query: &Query) -> f64 {
-        query.solo_us * self.slowdown(&coarse_features(query))
+        let norm: f64 = x.iter().map(|v| v * v).sum();
+        let gain = self.step * error / (1e-6 + norm);
+        for (w, v) in self.w.iter_mut().zip(x) {
+            *w += gain * v;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use coloc_workloads::scenario::PartitionKind;
-
     use super::*;
-    use crate::query::test_query;
 
     #[test]
-    fn it_converges_to_a_known_slowdown_and_learns_the_same_twice() {
-        // green: +5% per co-runner and +30% per unit of remaining co-runner work
-        let truth = |q: &Query| {
-            let x = coarse_features(q);
-            q.solo_us * (1.0 + 0.05 * x[5] + 0.3 * x[6])
-        };
-        let ex: Vec<Example> = (0..20_000u32)
-            .map(|i| {
-                let co: Vec<(f64, f64)> =
-                    (0..(i % 3)).map(|j| (400.0 + 300.0 * f64::from(j), f64::from(i % 11) * 50.0)).collect();
-                let q = test_query(PartitionKind::Green, &co);
-                let measured = truth(&q);
-                Example::nth(i, q, measured)
-            })
-            .collect();
-        let refs: Vec<&Example> = ex.iter().collect();
-        let model = SgdParams { step: 0.5 }.fit(&refs).unwrap();
-        for q in [
-            test_query(PartitionKind::Green, &[(700.0, 100.0)]),
-            test_query(PartitionKind::Green, &[(400.0, 0.0), (700.0, 300.0)]),
-        ] {
-            let rel = (model.predict(&q) - truth(&q)).abs() / truth(&q);
-            assert!(rel < 1e-3, "{} vs {}", model.predict(&q), truth(&q));
+    fn it_recovers_the_weights_of_a_noiseless_linear_relation() {
+        let mut m = Nlms::new(&[0.0; 3], 0.5);
+        for i in 0..20_000 {
+            let x = [1.0, (i % 7) as f64, ((i * 13) % 5) as f64 * 0.5];
+            m.update(&x, 2.0 + 0.3 * x[1] - 1.5 * x[2]);
         }
-        assert_eq!(SgdParams { step: 0.5 }.fit(&refs).unwrap(), model);
-        assert!(SgdParams { step: 2.5 }.fit(&refs).is_err());
+        for (got, want) in m.weights().iter().zip([2.0, 0.3, -1.5]) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+        // a NaN observation leaves the weights as they were
+        let before = m.clone();
+        m.update(&[1.0, 1.0, 1.0], f64::NAN);
+        assert_eq!(m, before);
+    }
+
+    #[test]
+    fn one_step_moves_the_prediction_by_the_step_times_the_error() {
+        // the normalised step: after one update the error at x shrinks by (1 - step)
+        let mut m = Nlms::new(&[1.0, 0.0], 0.25);
+        let x = [1.0, 3.0];
+        m.update(&x, 5.0);
+        let err = 5.0 - m.predict(&x);
+        assert!((err - 0.75 * 4.0).abs() < 1e-5, "{err}");
     }
 }

@@ -25,7 +25,7 @@ fn sim(c: &mut Criterion) {
     let solo = SoloProfiles::load(&dir).unwrap();
     let workload = Workload::load(&root.join("serving/mixed.toml")).unwrap();
     let menu = Menu::new(&solo, &workload, &manifest.limits).unwrap();
-    let overheads = Overheads { dispatch_ns: 14_602, notice_ns: 7_369 };
+    let overheads = Overheads::from(&manifest.harness_overhead);
     let judge = Judge { workload: &workload, menu: &menu, overheads, predictor: None };
     let plan = Policy::SpaceOnly.plan(&judge, 0.33).unwrap().unwrap();
     let scenario = plan.scenarios(&workload, &menu).remove(0);

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use coloc_harness::plan::PlanInputs;
 use coloc_harness::solo::SoloProfiles;
-use coloc_schedulers::sim::{Scheduler, simulate};
-use coloc_workloads::scenario::SoloShare;
-use common::{OVERHEADS, profile, slowed, suite};
+use coloc_schedulers::sim::{Overheads, Scheduler, simulate};
+use coloc_workloads::scenario::{DeviceLimits, SoloShare};
+use common::{OVERHEADS, Slowdown, inputs, profile, slowed, suite};
 
 #[test]
 fn a_lone_tenant_at_a_constant_rate_sees_exactly_its_dispatch_and_gpu_time() {
@@ -127,6 +127,23 @@ arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
     let b: Vec<_> = run.batches.iter().filter(|b| b.batch == 3).collect();
     assert_eq!(b.len(), 2);
     assert_eq!(b[1].start_ns, b[0].end_ns);
+    // with the GPU's gap between a batch and the one queued behind it (19 us): the second starts
+    // that much later; the first, launched on an idle stream, does not pay it
+    let limits = DeviceLimits::h200();
+    let gap = Overheads { queued_gap_ns: 19_000, ..OVERHEADS };
+    let run = simulate(
+        &s.scenarios[0],
+        1,
+        &inputs(&limits, &solo, &s),
+        &Slowdown { per_co_runner: 0.5 },
+        gap,
+        &Scheduler::Harness,
+    )
+    .unwrap();
+    assert!((run.tenants[0].p99_ms.unwrap() - 1.010).abs() < 1e-9, "{:?}", run.tenants[0].p99_ms);
+    assert!((run.tenants[1].p50_ms.unwrap() - 2.029).abs() < 1e-9, "{:?}", run.tenants[1].p50_ms);
+    let b: Vec<_> = run.batches.iter().filter(|b| b.batch == 3).collect();
+    assert_eq!(b[1].start_ns, b[0].end_ns + 19_000);
 }
 
 #[test]

@@ -85,10 +85,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
     let solo = SoloProfiles::load(profiles_dir)?;
     let suite = Suite::load(&args.suite, &manifest.limits)?;
     let saved = SavedPredictor::load(&args.predictor)?;
-    let overheads = Overheads {
-        dispatch_ns: (manifest.harness_overhead.dispatch_us * 1e3).round() as i64,
-        notice_ns: (manifest.harness_overhead.notice_us * 1e3).round() as i64,
-    };
+    let overheads = Overheads::from(&manifest.harness_overhead);
     // refused up front, naming the tenant, rather than forecast as if it met no interference
     let scenarios: Vec<&Scenario> = suite.measured().filter(|s| selects(&args.only, s)).collect();
     for scenario in &scenarios {

@@ -53,10 +53,7 @@ impl Setup {
                 args.workload.display()
             );
         }
-        let overheads = Overheads {
-            dispatch_ns: (manifest.harness_overhead.dispatch_us * 1e3).round() as i64,
-            notice_ns: (manifest.harness_overhead.notice_us * 1e3).round() as i64,
-        };
+        let overheads = Overheads::from(&manifest.harness_overhead);
         let truth = load_predictor(&args.truth, &workload, &menu)?;
         Ok(Setup { workload, manifest, solo, menu, overheads, truth })
     }

@@ -137,6 +137,7 @@ fn manifest(runs: usize, suite: &Suite) -> Manifest {
                 stamp_to_return_us: 4.0,
                 tightest_margin_us: 1.0,
             },
+            queued_gap_us: Some(19.0),
         },
         suite: SuiteInfo {
             name: suite.name.clone(),

@@ -13,13 +13,14 @@
 //! the GPU before a batch's first kernel is not modelled, only the harness's measured dispatch
 //! and notice overheads; closed loops stop sending at the end of the window. Under
 //! time-slicing (one stream), batches run one after another in the order they were launched:
-//! a batch starts when the stream is free, and runs for the predictor's time with nothing
-//! beside it.
+//! a batch queued behind another starts the harness's measured gap after it ends, and runs for
+//! the predictor's time with nothing beside it.
 
 mod runtime;
 mod tenant;
 
 use coloc_dataset::clock::ClockMap;
+use coloc_dataset::manifest::HarnessOverhead;
 use coloc_dataset::rows::{BatchRow, RequestRow, TenantRow};
 use coloc_harness::plan::{PlanInputs, plan};
 use coloc_harness::record::{RawBatch, RawTenant};
@@ -43,6 +44,20 @@ pub struct Overheads {
     pub dispatch_ns: i64,
     /// The last kernel's end to the host noticing it, ns.
     pub notice_ns: i64,
+    /// On one stream, a batch's last kernel to the first kernel of the next batch queued behind
+    /// it, ns; 0 where the manifest predates its measurement.
+    pub queued_gap_ns: i64,
+}
+
+impl From<&HarnessOverhead> for Overheads {
+    fn from(o: &HarnessOverhead) -> Overheads {
+        let ns = |us: f64| (us * 1e3).round() as i64;
+        Overheads {
+            dispatch_ns: ns(o.dispatch_us),
+            notice_ns: ns(o.notice_us),
+            queued_gap_ns: o.queued_gap_us.map_or(0, ns),
+        }
+    }
 }
 
 /// One simulated run: the rows a measured run has for its tenants.
@@ -104,12 +119,13 @@ pub fn simulate(
             dispatch_ns: overheads.dispatch_ns,
             notice_ns: overheads.notice_ns,
             stream_free: one_stream.then_some(stream_free),
+            queued_gap_ns: overheads.queued_gap_ns,
             runtime: scenario.scheduler,
         };
         // in the scheduler's order: a batch launched now is a co-runner of the next one
         for c in candidates(scheduler, &at, &mut tenants) {
             let at = Moment { stream_free: one_stream.then_some(stream_free), ..at };
-            let start = at.start();
+            let start = at.gpu_start();
             let tenant = tenants[c.index].plan.index;
             // the batches in flight, as the rows a query is built from
             in_flight.clear();

@@ -47,15 +47,24 @@ pub(super) struct Moment {
     pub(super) notice_ns: i64,
     /// One stream: when it has run everything launched on it.
     pub(super) stream_free: Option<i64>,
+    /// One stream: the GPU's gap between a batch and the next queued behind it.
+    pub(super) queued_gap_ns: i64,
     /// What the scenario asks the harness to run.
     pub(super) runtime: RuntimeScheduler,
 }
 
 impl Moment {
-    /// When a batch formed now starts.
+    /// When a scheduler expects a batch formed now to start: after the dispatch, and on one
+    /// stream once it is free. The harness's Clockwork gate knows no more than this.
     pub(super) fn start(&self) -> i64 {
         let start = self.now + self.dispatch_ns;
         self.stream_free.map_or(start, |free| start.max(free))
+    }
+
+    /// When it does start: on one stream, the gap after the batch before it too.
+    pub(super) fn gpu_start(&self) -> i64 {
+        let start = self.now + self.dispatch_ns;
+        self.stream_free.map_or(start, |free| start.max(free + self.queued_gap_ns))
     }
 }
 

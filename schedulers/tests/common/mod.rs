@@ -53,7 +53,7 @@ impl Predictor for Slowdown {
     }
 }
 
-pub const OVERHEADS: Overheads = Overheads { dispatch_ns: 10_000, notice_ns: 5_000 };
+pub const OVERHEADS: Overheads = Overheads { dispatch_ns: 10_000, notice_ns: 5_000, queued_gap_ns: 0 };
 
 pub fn suite(text: &str) -> Suite {
     Suite::parse(text, Path::new(env!("CARGO_MANIFEST_DIR")).join("t.toml").as_path(), &DeviceLimits::h200()).unwrap()
