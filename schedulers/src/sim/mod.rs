@@ -14,7 +14,7 @@
 //! and notice overheads; closed loops stop sending at the end of the window. Under
 //! time-slicing (one stream), batches run one after another in the order they were launched:
 //! a batch queued behind another starts the harness's measured gap after it ends, and runs for
-//! the predictor's time with nothing beside it.
+//! its solo time: nothing runs beside it, so no predictor is asked.
 
 mod runtime;
 mod tenant;
@@ -132,11 +132,7 @@ pub fn simulate(
             in_flight
                 .extend(tenants.iter().filter_map(|t| t.in_flight.as_ref().map(|b| in_flight_row(t.plan.index, b))));
             let dispatch = Dispatch { tenant, bucket: c.bucket as u32, start_ns: start };
-            let mut query = query_at(&dispatch, scenario.partition, &run_tenants, &in_flight, &solo)?;
-            if one_stream {
-                // nothing runs beside a batch on the one stream
-                query.co_runners.clear();
-            }
+            let query = query_at(&dispatch, scenario.partition, &run_tenants, &in_flight, &solo)?;
             if let Scheduler::LeastHeadroom { predictor } = scheduler {
                 let me = &tenants[c.index];
                 let oldest = me.batcher.oldest_ns().expect("a waiting request");
@@ -145,7 +141,9 @@ pub fn simulate(
                     continue;
                 }
             }
-            let gpu_ns = ns(truth.predict(&query)).max(1);
+            // on the one stream nothing runs beside a batch: it takes its solo time
+            let gpu_us = if one_stream { query.solo_us } else { truth.predict(&query) };
+            let gpu_ns = ns(gpu_us).max(1);
             if one_stream {
                 stream_free = start + gpu_ns;
             }
