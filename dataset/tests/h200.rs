@@ -141,7 +141,7 @@ fn a_quarter_of_batches_or_more_have_their_launches_recorded() {
 #[test]
 fn every_committed_serving_dataset_holds_what_its_slim_copy_can_check() {
     // the measured plans and runtime schedulers of serving/mixed.toml (data/h200-checks/schedulers)
-    for name in ["plans", "plans-2", "clockwork", "clockwork-2", "fcfs", "fcfs-2", "runtime"] {
+    for name in ["plans", "plans-2", "clockwork", "clockwork-2", "fcfs", "fcfs-2", "runtime", "runtime-2"] {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../data/h200-{name}"));
         let r = check(&dir).unwrap();
         assert!(r.holds() && !r.is_whole(), "{name}");
@@ -150,4 +150,38 @@ fn every_committed_serving_dataset_holds_what_its_slim_copy_can_check() {
             assert!(f.checked > 0 || f.skipped.is_some(), "{name}: {:?} checked nothing", f.invariant);
         }
     }
+}
+
+#[test]
+fn the_calibrated_gap_between_queued_graphs_is_a_floor_of_the_served_models_gap() {
+    // data/h200-runtime-2: the null graph's gap behind a graph on the same stream, measured
+    // before the runs, against the gap of every batch of a one-stream run that was formed while
+    // the batch before it still ran (an independent measurement of the same thing, with
+    // model-sized graphs)
+    let ds = Dataset::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/h200-runtime-2")).unwrap();
+    let calibrated = ds.manifest().unwrap().harness_overhead.queued_gap_us.expect("measured");
+    let runs: Vec<RunRow> = ds.load().unwrap();
+    let one_stream: BTreeSet<&str> = runs
+        .iter()
+        .filter(|r| r.partition == PartitionKind::TimeSliced && r.role != Role::Reference)
+        .map(|r| r.run.as_str())
+        .collect();
+    let batches: Vec<BatchRow> = ds.load().unwrap();
+    let mut by_run: BTreeMap<&str, Vec<&BatchRow>> = BTreeMap::new();
+    for b in batches.iter().filter(|b| one_stream.contains(b.run.as_str())) {
+        by_run.entry(b.run.as_str()).or_default().push(b);
+    }
+    let mut gaps: Vec<f64> = Vec::new();
+    for bs in by_run.values_mut() {
+        bs.sort_by_key(|b| b.start_ns);
+        gaps.extend(
+            bs.windows(2).filter(|w| w[1].formed_ns < w[0].end_ns).map(|w| (w[1].start_ns - w[0].end_ns) as f64 / 1e3),
+        );
+    }
+    assert!(gaps.len() > 10_000, "{} queued batches", gaps.len());
+    gaps.sort_by(f64::total_cmp);
+    let served = gaps[gaps.len() / 2];
+    // both are microseconds, not the hundreds a batch takes; the null graph's is the smaller
+    assert!((5.0..40.0).contains(&calibrated) && (5.0..40.0).contains(&served), "{calibrated} {served}");
+    assert!(calibrated <= served, "calibrated {calibrated} us, served models {served} us");
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::estimate::Judge;
 use crate::goodput::{Goodput, Search, Simulator, search};
-use crate::placement::Placement;
+use crate::placement::{Placement, tenants_key};
 use crate::policy::Policy;
 
 /// One policy's line of the comparison.
@@ -87,6 +87,9 @@ pub struct MeasuredPlan {
     pub min_attainment: f64,
     /// Every GPU VALID and every tenant at or above the target.
     pub holds: bool,
+    /// Its tenants ([`crate::placement::tenants_key`]): a policy's plan at one rate changes when the simulator or
+    /// the profiles it plans with do, and a measurement is of the plan it measured.
+    pub tenants: String,
 }
 
 /// Reads back a dataset measured from plans' suite (scenarios named `policy/xSCALE/gpuG`):
@@ -98,6 +101,7 @@ pub fn measured_plans(ds: &Dataset, attainment: f64) -> Result<Vec<MeasuredPlan>
     let mut by_plan: BTreeMap<(String, String), MeasuredPlan> = BTreeMap::new();
     // the rate of each plan's GPUs in each repetition
     let mut rates: BTreeMap<(String, String), BTreeMap<u32, f64>> = BTreeMap::new();
+    let mut members: BTreeMap<(String, String), Vec<&TenantRow>> = BTreeMap::new();
     for r in &runs {
         let mut parts = r.scenario.rsplitn(3, '/');
         let (Some(gpu), Some(scale), Some(policy)) = (parts.next(), parts.next(), parts.next()) else { continue };
@@ -113,7 +117,10 @@ pub fn measured_plans(ds: &Dataset, attainment: f64) -> Result<Vec<MeasuredPlan>
             runs: 0,
             min_attainment: f64::INFINITY,
             holds: true,
+            tenants: String::new(),
         });
+        let plan_tenants = members.entry((policy.to_string(), scale.to_string())).or_default();
+        plan_tenants.extend(tenants.iter().filter(|t| t.run == r.run));
         entry.runs += 1;
         if r.status != Status::Valid {
             entry.holds = false;
@@ -132,6 +139,8 @@ pub fn measured_plans(ds: &Dataset, attainment: f64) -> Result<Vec<MeasuredPlan>
             p.holds &= p.min_attainment >= attainment;
             // planned rates are the same in every repetition
             p.rate = rates.get(&key).and_then(|r| r.values().copied().reduce(f64::max)).unwrap_or(0.0);
+            let rows = members.get(&key).map(Vec::as_slice).unwrap_or_default();
+            p.tenants = tenants_key(rows.iter().map(|t| (t.name.as_str(), t.share, t.max_batch as usize)));
             p
         })
         .collect())

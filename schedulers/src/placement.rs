@@ -2,6 +2,7 @@
 //! and request rate. It becomes one coloc scenario per GPU, to simulate or to measure (as a
 //! suite file `coloc measure` runs).
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use coloc_workloads::arrival::ArrivalProcess;
@@ -70,6 +71,11 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// Its tenants ([`tenants_key`]).
+    pub fn tenants_key(&self) -> String {
+        tenants_key(self.gpus.iter().flat_map(|g| g.tenants.iter().map(|t| (t.name.as_str(), t.share, t.batch))))
+    }
+
     /// The scenario of GPU `g`.
     fn scenario_name(&self, g: usize) -> String {
         format!("{}/x{:.4}/gpu{g}", self.policy, self.scale)
@@ -198,4 +204,12 @@ fn quote(text: &str) -> String {
         })
         .collect();
     format!("\"{escaped}\"")
+}
+
+/// A plan's tenants, each as `name share bBATCH`, sorted and joined: what tells one plan of a
+/// policy from another.
+pub fn tenants_key<'a>(tenants: impl IntoIterator<Item = (&'a str, SoloShare, usize)>) -> String {
+    let set: BTreeSet<String> =
+        tenants.into_iter().map(|(name, share, batch)| format!("{name} {} b{batch}", share.label())).collect();
+    set.into_iter().collect::<Vec<_>>().join(", ")
 }

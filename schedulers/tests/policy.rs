@@ -193,6 +193,14 @@ fn repeated_plans_read_back_once_each_and_hold_only_if_every_repetition_does() {
         assert_eq!(p.runs, 3, "{p:?}");
         assert!((p.rate - 6000.0 * p.scale).abs() < 1.0, "{p:?}: a repetition's rate, not their sum");
     }
+    // each plan is known by its tenants: Clockwork ran every model at up to 16 on the one stream
+    let clockwork = plans.iter().find(|p| p.policy == "clockwork").unwrap();
+    assert_eq!(
+        clockwork.tenants,
+        "bert_base device b16, mobilenet_v2 device b16, resnet50 device b16, vit_b16 device b16"
+    );
+    let time_sharing = plans.iter().find(|p| p.policy == "time-sharing").unwrap();
+    assert!(time_sharing.tenants.contains("resnet50 device b4"), "{}", time_sharing.tenants);
     let goodput = coloc_schedulers::compare::measured_goodput(&plans);
     let (cw, ts) = (goodput["clockwork"], goodput["time-sharing"]);
     assert_eq!((cw.held, cw.failed_above), (Some(4500.0), Some(4800.0)));

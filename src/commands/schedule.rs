@@ -316,8 +316,20 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
         "x time-sharing",
     ]);
     let opt_x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+    // measured plans that are not the plan their policy makes now at their rate (planned before
+    // the simulator or the profiles changed): shown, marked
+    let mut earlier: Vec<&str> = Vec::new();
+    for (s, policy) in standings.iter().zip(&policies) {
+        for p in measured_plans.iter().filter(|p| p.policy == s.goodput.policy) {
+            let now = policy.plan(&judge, p.scale)?.map(|plan| plan.tenants_key());
+            if now.as_ref() != Some(&p.tenants) && !earlier.contains(&p.policy.as_str()) {
+                earlier.push(s.goodput.policy.as_str());
+            }
+        }
+    }
     for s in &standings {
         let g = &s.goodput;
+        let mark = if earlier.contains(&g.policy.as_str()) { "*" } else { "" };
         let m = measured.get(&g.policy).and_then(|m| m.held);
         let failed = measured.get(&g.policy).and_then(|m| m.failed_above);
         t.row(vec![
@@ -327,8 +339,8 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
             g.best.as_ref().map_or("-".into(), |b| b.placement.gpus_used().to_string()),
             g.best.as_ref().map_or("-".into(), |b| pct(b.min_attainment)),
             s.regret.map_or("-".into(), pct),
-            m.map_or("-".into(), |v| format!("{v:.0}")),
-            failed.map_or("-".into(), |v| format!("{v:.0}")),
+            m.map_or("-".into(), |v| format!("{v:.0}{mark}")),
+            failed.map_or("-".into(), |v| format!("{v:.0}{mark}")),
             opt_x(m.zip(measured_baseline).map(|(a, b)| a / b)),
         ]);
     }
@@ -341,6 +353,12 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
         println!(
             "measured: of {} plans measured, the highest rate that held and the lowest above it that did not (the goodput on the GPU lies between)",
             measured_plans.len()
+        );
+    }
+    if !earlier.is_empty() {
+        println!(
+            "  * measured from plans other than the one the policy makes now (planned with an earlier simulator or other profiles): {}",
+            earlier.join(", ")
         );
     }
     for s in &standings {
