@@ -132,8 +132,8 @@ fn evaluate_on_a_slice_of_the_training_dataset_runs_every_predictor_on_every_spl
     }
 }
 
-/// A serving workload planned and simulated, no GPU: Clockwork's plan simulates and is written
-/// as a suite naming its scheduler; Abacus's, which the harness does not run, refuses to be.
+/// A serving workload planned and simulated, no GPU: Clockwork's plan and Abacus's simulate and
+/// are written as suites naming their schedulers (Abacus's with the predictor it asks).
 #[test]
 fn schedule_simulates_runtime_schedulers_and_writes_only_what_the_harness_runs() {
     let dir = std::env::temp_dir().join(format!("coloc-cli-schedule-{}", std::process::id()));
@@ -159,9 +159,29 @@ fn schedule_simulates_runtime_schedulers_and_writes_only_what_the_harness_runs()
     let written = std::fs::read_to_string(&suite).unwrap();
     assert!(written.contains("scheduler = \"clockwork\"") && written.contains("policy = \"dynamic\""), "{written}");
     std::fs::remove_file(&suite).unwrap();
+    // Abacus's plan names its scheduler and the predictor it asks, from the suite's directory
     let abacus = run(args("abacus"));
-    let err = String::from_utf8_lossy(&abacus.stderr);
-    assert!(!abacus.status.success() && err.contains("simulator only"), "{err}");
-    assert!(!suite.exists());
+    assert!(abacus.status.success(), "{}", String::from_utf8_lossy(&abacus.stderr));
+    let written = std::fs::read_to_string(&suite).unwrap();
+    assert!(
+        written.contains("partition = \"streams\"")
+            && written.contains("scheduler = \"least_headroom\"\nscheduler_predictor = \"solo.json\""),
+        "{written}"
+    );
+    // and its forecast asks that predictor, as the harness will
+    let forecast = coloc(&[
+        "predict",
+        suite.to_str().unwrap(),
+        "--predictor",
+        truth.to_str().unwrap(),
+        "--profiles",
+        "data/h200-serve-profiles",
+    ]);
+    let out = String::from_utf8_lossy(&forecast.stdout);
+    assert!(
+        forecast.status.success() && out.contains("abacus+solo"),
+        "{out}{}",
+        String::from_utf8_lossy(&forecast.stderr)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -11,6 +11,9 @@ pub enum Error {
     #[error(transparent)]
     Dataset(#[from] coloc_dataset::Error),
 
+    #[error(transparent)]
+    Predictor(#[from] coloc_predictors::error::Error),
+
     /// Ctrl-C stopped the measurement; the run in flight was not recorded.
     #[error("interrupted")]
     Interrupted,

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod control;
 pub mod error;
 pub mod gate;
+pub mod headroom;
 pub mod limits;
 pub mod local;
 pub mod measure;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use coloc_kernels::gpu::{Device, ExecContext, Stream};
 use coloc_kernels::partition::SmSplit;
+use coloc_predictors::saved::SavedPredictor;
 use coloc_workloads::scenario::{PartitionKind, RuntimeScheduler, Scenario, Share};
 
 use crate::aggressor::AggressorRunner;
@@ -14,11 +15,12 @@ use crate::clock::{CALIBRATION_PINGS, calibrate, mono_ns};
 use crate::control::LocalQuorum;
 use crate::error::Result;
 use crate::gate::ClockworkGate;
+use crate::headroom::HeadroomGate;
 use crate::plan::Plans;
 use crate::record::TenantOutput;
 use crate::run::{Outputs, RunEnv};
 use crate::sampler::sample_until;
-use crate::tenant::{Arrivals, TenantPlan, TenantRunner};
+use crate::tenant::{Arrivals, Gate, TenantPlan, TenantRunner};
 
 /// Streams (and SM counts) for tenants then aggressors under the scenario's partition.
 fn streams_for(device: &Arc<Device>, scenario: &Scenario) -> Result<Vec<(Arc<Stream>, u32)>> {
@@ -70,10 +72,18 @@ pub fn run(env: &RunEnv, scenario: &Scenario, plans: Plans) -> Result<Outputs> {
     let stop = Arc::new(AtomicBool::new(false));
     let quorum = LocalQuorum::of(closed);
     let plans: Vec<TenantPlan> = runners.iter().map(|r| r.plan().clone()).collect();
-    let gate = (scenario.scheduler == RuntimeScheduler::Clockwork).then(|| ClockworkGate::new(&plans, env.costs));
+    let clockwork = (scenario.scheduler == RuntimeScheduler::Clockwork).then(|| ClockworkGate::new(&plans, env.costs));
+    let headroom = match (&scenario.scheduler, &scenario.scheduler_predictor) {
+        (RuntimeScheduler::LeastHeadroom, Some(file)) => {
+            let saved = SavedPredictor::load(&env.base_dir.join(file))?;
+            Some(HeadroomGate::new(&plans, saved.fitted, env.costs))
+        }
+        _ => None,
+    };
+    let gate = clockwork.as_ref().map(Gate::Clockwork).or(headroom.as_ref().map(Gate::Headroom));
     let (touts, aouts, samples) = std::thread::scope(|s| {
         let sampler = s.spawn(|| sample_until(env.nvml, window, &stop));
-        let t: Vec<_> = runners.iter_mut().map(|r| s.spawn(|| r.run(run_start, &quorum, gate.as_ref()))).collect();
+        let t: Vec<_> = runners.iter_mut().map(|r| s.spawn(|| r.run(run_start, &quorum, gate))).collect();
         let a: Vec<_> = aggressors.iter_mut().map(|r| s.spawn(|| r.run(run_start))).collect();
         let touts: Vec<Result<_>> = t.into_iter().map(|h| h.join().expect("tenant thread")).collect();
         let aouts: Vec<Result<_>> = a.into_iter().map(|h| h.join().expect("aggressor thread")).collect();

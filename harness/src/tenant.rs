@@ -21,6 +21,7 @@ use crate::clock::mono_ns;
 use crate::control::Quorum;
 use crate::error::{Error, Result};
 use crate::gate::ClockworkGate;
+use crate::headroom::HeadroomGate;
 use crate::model::{ModelInstance, stamps_from};
 use crate::record::{RawBatch, RawTenant, launch_ids};
 
@@ -67,38 +68,58 @@ impl TenantPlan {
     }
 }
 
-/// A tenant's queue: its own, or its lane of a scheduler the run's tenants share.
+/// A runtime scheduler the tenants of a run share.
+#[derive(Clone, Copy)]
+pub enum Gate<'g> {
+    /// Clockwork holds every tenant's queue.
+    Clockwork(&'g ClockworkGate),
+    /// Least headroom: each tenant keeps its queue, and asks before a batch launches.
+    Headroom(&'g HeadroomGate),
+}
+
+/// A tenant's queue: its own, its own with a gate to pass, or its lane of a scheduler that
+/// holds every tenant's queue.
 enum Queue<'g> {
     Own(Batcher),
+    Gated { batcher: Batcher, gate: &'g HeadroomGate, lane: usize },
     Shared { gate: &'g ClockworkGate, lane: usize },
 }
 
 impl Queue<'_> {
     fn admit(&mut self, q: Queued) {
         match self {
-            Queue::Own(b) => b.admit(q),
+            Queue::Own(b) | Queue::Gated { batcher: b, .. } => b.admit(q),
             Queue::Shared { gate, lane } => gate.admit(*lane, q),
         }
     }
 
-    /// The batch to start now, if one is due.
+    /// The batch to start now, if one is due (and, gated, let go).
     fn poll(&mut self, now: i64, exhausted: bool) -> Option<Dispatch> {
         match self {
             Queue::Own(b) => b.poll(now, exhausted),
+            Queue::Gated { batcher, gate, lane } => {
+                let trigger = batcher.due(now, exhausted)?;
+                let n = batcher.waiting().min(batcher.max_batch());
+                let oldest = batcher.oldest_ns()?;
+                let bucket = batcher.policy().bucket_for(n);
+                gate.admits(*lane, now, bucket, oldest).then(|| batcher.take(n, trigger))
+            }
             Queue::Shared { gate, lane } => gate.next(*lane, now),
         }
     }
 
     /// The tenant's batch in flight has been noticed done at `noticed`.
     fn done(&mut self, noticed: i64) {
-        if let Queue::Shared { gate, lane } = self {
-            gate.done(*lane, noticed);
+        match self {
+            Queue::Own(_) => {}
+            Queue::Gated { gate, lane, .. } => gate.done(*lane),
+            Queue::Shared { gate, lane } => gate.done(*lane, noticed),
         }
     }
 
     fn waiting(&self) -> usize {
         match self {
-            Queue::Own(b) => b.waiting(),
+            Queue::Own(b) | Queue::Gated { batcher: b, .. } => b.waiting(),
             Queue::Shared { gate, lane } => gate.waiting(*lane),
         }
     }
@@ -106,7 +127,7 @@ impl Queue<'_> {
     /// Requests never served: dropped by a scheduler or still waiting.
     fn into_unserved(self) -> Vec<Queued> {
         match self {
-            Queue::Own(b) => b.into_waiting(),
+            Queue::Own(b) | Queue::Gated { batcher: b, .. } => b.into_waiting(),
             Queue::Shared { gate, lane } => gate.unserved(lane),
         }
     }
@@ -164,7 +185,7 @@ impl TenantRunner {
     /// Serves the schedule from `run_start` (host clock) until every request is done or the
     /// deadline passes; its batches go when its own batcher says, or when `gate` (shared with
     /// the run's other tenants) does.
-    pub fn run(&mut self, run_start: i64, quorum: &dyn Quorum, gate: Option<&ClockworkGate>) -> Result<RawTenant> {
+    pub fn run(&mut self, run_start: i64, quorum: &dyn Quorum, gate: Option<Gate>) -> Result<RawTenant> {
         let window = run_start + self.plan.warmup_ns;
         let mut raw = RawTenant {
             tenant: self.plan.index,
@@ -172,8 +193,10 @@ impl TenantRunner {
             launches: self.instances.iter().map(|(b, i)| (*b, launch_ids(i.launches()))).collect(),
             ..RawTenant::default()
         };
+        let lane = usize::from(self.plan.index);
         let mut batcher = match gate {
-            Some(gate) => Queue::Shared { gate, lane: usize::from(self.plan.index) },
+            Some(Gate::Clockwork(gate)) => Queue::Shared { gate, lane },
+            Some(Gate::Headroom(gate)) => Queue::Gated { batcher: Batcher::new(self.plan.policy.clone()), gate, lane },
             None => Queue::Own(Batcher::new(self.plan.policy.clone())),
         };
         let mut next_open = 0usize;

@@ -8,6 +8,7 @@ use coloc_dataset::Dataset;
 use coloc_dataset::rows::{RunRow, Status, TenantRow};
 use coloc_harness::plan::PlanInputs;
 use coloc_predictors::predictor::Predictor;
+use coloc_predictors::saved::SavedPredictor;
 use coloc_workloads::scenario::Scenario;
 use serde::Serialize;
 
@@ -55,8 +56,17 @@ pub fn forecast(
 ) -> Result<Vec<TenantForecast>> {
     let mut out = Vec::new();
     for &scenario in scenarios {
+        // least headroom asks the scenario's own predictor, as the harness does
+        let asked = match &scenario.scheduler_predictor {
+            Some(file) => Some(SavedPredictor::load(&inputs.base_dir.join(file))?),
+            None => None,
+        };
+        let scheduler = match &asked {
+            Some(saved) => Scheduler::LeastHeadroom { predictor: &saved.fitted },
+            None => Scheduler::Harness,
+        };
         for rep in 1..=scenario.repetitions {
-            let run = simulate(scenario, rep, inputs, predictor, overheads, &Scheduler::Harness)?;
+            let run = simulate(scenario, rep, inputs, predictor, overheads, &scheduler)?;
             out.extend(run.tenants.iter().map(|t| TenantForecast {
                 scenario: scenario.name.clone(),
                 rep: rep as u32,

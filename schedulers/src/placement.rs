@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 use coloc_workloads::arrival::ArrivalProcess;
 use coloc_workloads::scenario::{
@@ -49,6 +50,8 @@ pub struct GpuPlan {
     /// Who launches their batches. Under Clockwork a tenant's `batch` is its largest, and its
     /// batches run at any profiled size up to it.
     pub scheduler: RuntimeScheduler,
+    /// The predictor file the scheduler asks (least headroom), as given to the planner.
+    pub scheduler_predictor: Option<PathBuf>,
 }
 
 impl Placed {
@@ -56,7 +59,9 @@ impl Placed {
     /// (the scheduler chooses; the wait is never consulted).
     fn batching(&self, scheduler: RuntimeScheduler) -> Batching {
         match scheduler {
-            RuntimeScheduler::Independent => Batching::Fixed { batch: self.batch, max_wait_ms: Some(self.max_wait_ms) },
+            RuntimeScheduler::Independent | RuntimeScheduler::LeastHeadroom => {
+                Batching::Fixed { batch: self.batch, max_wait_ms: Some(self.max_wait_ms) }
+            }
             RuntimeScheduler::Clockwork => Batching::Dynamic { max_batch: self.batch, timeout_ms: self.max_wait_ms },
         }
     }
@@ -114,6 +119,7 @@ impl Placement {
                 kernel_sample: KERNEL_SAMPLE,
                 role: Role::Measured,
                 scheduler: gpu.scheduler,
+                scheduler_predictor: gpu.scheduler_predictor.clone(),
             })
             .collect()
     }
@@ -124,9 +130,31 @@ impl Placement {
     }
 }
 
-/// The scenarios of `placements` as a suite file for `coloc measure`, each scenario written out
-/// in full (what [`Placement::scenarios`] gives, read back the same: a test checks it).
-pub fn suite_toml(name: &str, description: &str, placements: &[&Placement], workload: &Workload) -> String {
+/// `file` as a path from `dir` (both as this process sees them: relative to its directory or
+/// absolute); absolute where either cannot be resolved.
+fn relative_to(dir: &Path, file: &Path) -> PathBuf {
+    let (Ok(dir), Ok(file)) = (std::fs::canonicalize(dir), std::fs::canonicalize(file)) else {
+        return std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    };
+    let common = dir.components().zip(file.components()).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in dir.components().skip(common) {
+        out.push("..");
+    }
+    out.extend(file.components().skip(common));
+    out
+}
+
+/// The scenarios of `placements` as a suite file for `coloc measure` written in `suite_dir`,
+/// each scenario written out in full (what [`Placement::scenarios`] gives, read back the same: a
+/// test checks it); a scheduler's predictor file is named from there.
+pub fn suite_toml(
+    name: &str,
+    description: &str,
+    placements: &[&Placement],
+    workload: &Workload,
+    suite_dir: &Path,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -158,8 +186,18 @@ pub fn suite_toml(name: &str, description: &str, placements: &[&Placement], work
                 workload.duration_s, workload.warmup_s
             );
             let _ = writeln!(s, "kernel_sample = {KERNEL_SAMPLE:?}");
-            if gpu.scheduler == RuntimeScheduler::Clockwork {
-                let _ = writeln!(s, "scheduler = \"clockwork\"");
+            match gpu.scheduler {
+                RuntimeScheduler::Independent => {}
+                RuntimeScheduler::Clockwork => {
+                    let _ = writeln!(s, "scheduler = \"clockwork\"");
+                }
+                RuntimeScheduler::LeastHeadroom => {
+                    let _ = writeln!(s, "scheduler = \"least_headroom\"");
+                }
+            }
+            if let Some(file) = &gpu.scheduler_predictor {
+                let from_suite = relative_to(suite_dir, file);
+                let _ = writeln!(s, "scheduler_predictor = {}", quote(&from_suite.display().to_string()));
             }
             let _ = writeln!(s, "seeds = {{ schedule = {}, inputs = {} }}", workload.seed, workload.seed ^ 0x5eed);
             for t in &gpu.tenants {

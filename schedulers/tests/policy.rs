@@ -135,16 +135,25 @@ fn a_plan_written_as_a_suite_reads_back_as_the_same_scenarios() {
     let (w, solo, limits) = (workload(700.0, 300.0), profiles(), DeviceLimits::h200());
     let menu = Menu::new(&solo, &w, &limits).unwrap();
     let judge = Judge { workload: &w, menu: &menu, overheads: OVERHEADS, predictor: None };
+    // least headroom asks a predictor saved in a file (any file stands in for it here)
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = here.join("Cargo.toml");
+    let abacus = Policy::Abacus { predictor: &Slowdown { per_co_runner: 0.5 }, label: "test", file: &file };
     let plans: Vec<_> =
-        [Policy::TimeSharing, Policy::SpaceOnly, Policy::Gpulet { interference: None }, Policy::Clockwork]
+        [Policy::TimeSharing, Policy::SpaceOnly, Policy::Gpulet { interference: None }, Policy::Clockwork, abacus]
             .iter()
             .map(|p| p.plan(&judge, 1.0).unwrap().unwrap())
             .collect();
     let refs: Vec<_> = plans.iter().collect();
-    let text = suite_toml("t", "round trip", &refs, &w);
-    let suite = Suite::parse(&text, &Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml"), &limits).unwrap();
+    let text = suite_toml("t", "round trip", &refs, &w, here);
+    // the file is named from the suite's directory, and resolves there to the same file
+    assert!(text.contains("scheduler = \"least_headroom\"\nscheduler_predictor = \"Cargo.toml\""), "{text}");
+    let suite = Suite::parse(&text, &here.join("plans.toml"), &limits).unwrap();
     let written: Vec<_> = plans.iter().flat_map(|p| p.scenarios(&w, &menu)).collect();
-    let read: Vec<_> = suite.measured().cloned().collect();
+    let mut read: Vec<_> = suite.measured().cloned().collect();
+    for s in &mut read {
+        s.scheduler_predictor = s.scheduler_predictor.as_ref().map(|p| suite.base_dir.join(p));
+    }
     assert_eq!(read, written);
     // Clockwork's plan names its scheduler, and lets every size up to its largest batch run
     let clockwork = read.iter().find(|s| s.name.starts_with("clockwork/")).unwrap();

@@ -134,7 +134,8 @@ pub fn run(args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
         PolicyArg::Clockwork => Policy::Clockwork,
         PolicyArg::Fcfs => Policy::Fcfs,
         PolicyArg::Abacus => {
-            Policy::Abacus { predictor: &planner.as_ref().ok_or_else(|| needs("abacus"))?.fitted, label: &label }
+            let file = args.predictor.as_deref().ok_or_else(|| needs("abacus"))?;
+            Policy::Abacus { predictor: &planner.as_ref().ok_or_else(|| needs("abacus"))?.fitted, label: &label, file }
         }
     };
     if !policy.scheduler().in_harness() && (args.suite.is_some() || args.measure.is_some()) {
@@ -184,19 +185,26 @@ pub fn run(args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
         }
         println!("simulated with {} ({}):\n{}", setup.truth.name, args.serving.truth.display(), t.render());
     }
-    let text = suite_toml(
-        &format!("{}-{}", setup.workload.name, policy.name()),
-        &format!("the plan of {} for {}", policy.name(), args.serving.workload.display()),
-        &[&placement],
-        &setup.workload,
-    );
+    // written where it is read from: a scheduler's predictor file is named from the suite's
+    // directory
+    let text_in = |dir: &Path| -> anyhow::Result<String> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(suite_toml(
+            &format!("{}-{}", setup.workload.name, policy.name()),
+            &format!("the plan of {} for {}", policy.name(), args.serving.workload.display()),
+            &[&placement],
+            &setup.workload,
+            dir,
+        ))
+    };
     if let Some(path) = &args.suite {
-        write(path, text.as_bytes())?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        write(path, text_in(dir)?.as_bytes())?;
         println!("wrote the plan as a suite to {}", path.display());
     }
     if let Some(dir) = &args.measure {
         let suite = dir.join("plan.toml");
-        write(&suite, text.as_bytes())?;
+        write(&suite, text_in(dir)?.as_bytes())?;
         return super::measure::run(&MeasureArgs {
             gpu: crate::cli::GpuArgs { device: args.gpu.device },
             suite,
@@ -275,9 +283,9 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
     }
     // the runtime schedulers, simulated only; Abacus with each Abacus-style network given
     policies.extend([Policy::Clockwork, Policy::Fcfs]);
-    for (label, p) in &planners {
+    for ((label, p), file) in planners.iter().zip(&files) {
         if matches!(p.fitted, Fitted::Abacus(_)) {
-            policies.push(Policy::Abacus { predictor: &p.fitted, label });
+            policies.push(Policy::Abacus { predictor: &p.fitted, label, file });
         }
     }
     let oracle = format!("greedy+{}", stem(&args.serving.truth));
@@ -375,6 +383,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.out {
         let plans = compare::plans_to_measure(&standings, &policies, &judge, &args.measure_at)?;
         let refs: Vec<&Placement> = plans.iter().collect();
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let suite = suite_toml(
             &format!("{}-plans", setup.workload.name),
             &format!(
@@ -383,6 +392,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
             ),
             &refs,
             &setup.workload,
+            dir,
         );
         let file = ComparisonFile {
             workload: args.serving.workload.display().to_string(),

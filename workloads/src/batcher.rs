@@ -91,6 +91,10 @@ impl Batcher {
         self.queue.push_back(q);
     }
 
+    pub fn policy(&self) -> &BatchPolicy {
+        &self.policy
+    }
+
     /// The most requests a batch may hold.
     pub fn max_batch(&self) -> usize {
         self.policy.max_batch

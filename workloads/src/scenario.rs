@@ -363,6 +363,10 @@ pub struct Scenario {
     /// Who decides when each tenant's batches launch.
     #[serde(default)]
     pub scheduler: RuntimeScheduler,
+    /// The fitted predictor (`coloc fit`'s JSON) [`RuntimeScheduler::LeastHeadroom`] asks, as
+    /// the suite gives it: relative to the suite's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_predictor: Option<std::path::PathBuf>,
 }
 
 /// Who decides, as requests arrive, when each batch of a scenario launches and how large.
@@ -377,6 +381,12 @@ pub enum RuntimeScheduler {
     /// size that serves the most of its requests in time; what cannot be served in time is
     /// dropped ([`crate::clockwork`]).
     Clockwork,
+    /// Abacus's runtime (Cui et al., SC 2021) on streams of the whole GPU: a tenant's due batch
+    /// launches beside those in flight only if the scenario's predictor
+    /// ([`Scenario::scheduler_predictor`]) expects it to end within its oldest request's
+    /// deadline; otherwise it is held until one of them ends (a batch with nothing in flight
+    /// always goes).
+    LeastHeadroom,
 }
 
 /// The default [`Scenario::kernel_sample`]: launches of 30% of the batches.

@@ -248,6 +248,7 @@ struct ScenarioSpec {
     kernel_sample: Option<f64>,
     #[serde(default)]
     scheduler: RuntimeScheduler,
+    scheduler_predictor: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -825,6 +826,7 @@ fn finish(
         kernel_sample: run.kernel_sample.unwrap_or(KERNEL_SAMPLE),
         role: Role::Measured,
         scheduler: RuntimeScheduler::Independent,
+        scheduler_predictor: None,
     }
 }
 
@@ -914,7 +916,27 @@ fn build_scenario(spec: &ScenarioSpec, defaults: &RunSettings, file: &str) -> Re
             ),
         ));
     }
-    Ok(Scenario { scheduler: spec.scheduler, ..finish(spec.name.clone(), spec.partition, tenants, aggressors, &run) })
+    let headroom = spec.scheduler == RuntimeScheduler::LeastHeadroom;
+    if headroom && spec.partition != PartitionKind::Streams {
+        return Err(Error::invalid(
+            ctx,
+            format!(
+                "scheduler = \"least_headroom\" launches batches beside each other on streams of the whole GPU: give partition = \"streams\", not \"{}\"",
+                spec.partition.name()
+            ),
+        ));
+    }
+    if headroom != spec.scheduler_predictor.is_some() {
+        return Err(Error::invalid(
+            ctx,
+            "scheduler = \"least_headroom\" asks a predictor whether a batch ends in time: give scheduler_predictor = \"FILE\" (saved by `coloc fit`) with it, and only with it",
+        ));
+    }
+    Ok(Scenario {
+        scheduler: spec.scheduler,
+        scheduler_predictor: spec.scheduler_predictor.clone(),
+        ..finish(spec.name.clone(), spec.partition, tenants, aggressors, &run)
+    })
 }
 
 #[cfg(test)]
@@ -933,6 +955,27 @@ mod tests {
         assert_eq!(ok.scenarios[0].scheduler, RuntimeScheduler::Clockwork);
         let err = Suite::parse(&text("green"), Path::new("t.toml"), &limits).unwrap_err().to_string();
         assert!(err.contains("t.toml") && err.contains("`cw`") && err.contains("time_sliced"), "{err}");
+    }
+
+    #[test]
+    fn least_headroom_runs_on_streams_with_a_predictor_and_says_so() {
+        let text = |partition: &str, predictor: &str| {
+            format!(
+                "name = \"t\"\n[[scenario]]\nname = \"lh\"\npartition = \"{partition}\"\nscheduler = \"least_headroom\"\n{predictor}[[scenario.tenant]]\nmodel = \"resnet50\"\nrate = 10.0\n"
+            )
+        };
+        let limits = DeviceLimits::h200();
+        let with = "scheduler_predictor = \"fitted/abacus.json\"\n";
+        let ok = Suite::parse(&text("streams", with), Path::new("t.toml"), &limits).unwrap();
+        assert_eq!(ok.scenarios[0].scheduler, RuntimeScheduler::LeastHeadroom);
+        assert_eq!(ok.scenarios[0].scheduler_predictor.as_deref(), Some(Path::new("fitted/abacus.json")));
+        let err = Suite::parse(&text("green", with), Path::new("t.toml"), &limits).unwrap_err().to_string();
+        assert!(err.contains("`lh`") && err.contains("streams"), "{err}");
+        let err = Suite::parse(&text("streams", ""), Path::new("t.toml"), &limits).unwrap_err().to_string();
+        assert!(err.contains("`lh`") && err.contains("scheduler_predictor"), "{err}");
+        // a predictor for a scheduler that asks none is refused too
+        let stray = "name = \"t\"\n[[scenario]]\nname = \"s\"\npartition = \"streams\"\nscheduler_predictor = \"a.json\"\n[[scenario.tenant]]\nmodel = \"resnet50\"\nrate = 10.0\n";
+        assert!(Suite::parse(stray, Path::new("t.toml"), &limits).is_err());
     }
 
     #[test]

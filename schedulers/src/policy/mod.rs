@@ -42,8 +42,9 @@ pub enum Policy<'a> {
     /// first come first served, the harness's own loops on streams.
     Fcfs,
     /// Abacus: as [`Policy::Fcfs`], launched least headroom first and held back where
-    /// `predictor` expects a batch to miss its deadline ([`Scheduler::LeastHeadroom`]).
-    Abacus { predictor: &'a dyn Predictor, label: &'a str },
+    /// `predictor` (saved in `file`) expects a batch to miss its deadline
+    /// ([`Scheduler::LeastHeadroom`]; the harness runs it as [`RuntimeScheduler::LeastHeadroom`]).
+    Abacus { predictor: &'a dyn Predictor, label: &'a str, file: &'a std::path::Path },
 }
 
 impl Policy<'_> {
@@ -83,9 +84,14 @@ impl Policy<'_> {
         };
         let Some(gpus) = gpus else { return Ok(None) };
         let mut gpus = placed(judge, gpus)?;
-        if matches!(self, Policy::Clockwork) {
-            for g in &mut gpus {
-                g.scheduler = RuntimeScheduler::Clockwork;
+        for g in &mut gpus {
+            match self {
+                Policy::Clockwork => g.scheduler = RuntimeScheduler::Clockwork,
+                Policy::Abacus { file, .. } => {
+                    g.scheduler = RuntimeScheduler::LeastHeadroom;
+                    g.scheduler_predictor = Some(file.to_path_buf());
+                }
+                _ => {}
             }
         }
         Ok(Some(Placement { policy: self.name(), scale, gpus }))
@@ -189,7 +195,12 @@ fn placed(judge: &Judge, layouts: Vec<Layout>) -> Result<Vec<GpuPlan>> {
                 planned_us: e.gpu_us,
             });
         }
-        out.push(GpuPlan { partition: l.partition, tenants, scheduler: RuntimeScheduler::Independent });
+        out.push(GpuPlan {
+            partition: l.partition,
+            tenants,
+            scheduler: RuntimeScheduler::Independent,
+            scheduler_predictor: None,
+        });
     }
     Ok(out)
 }

@@ -100,6 +100,12 @@ pub fn simulate(
     overheads: Overheads,
     scheduler: &Scheduler,
 ) -> Result<SimulatedRun> {
+    if scenario.scheduler == RuntimeScheduler::LeastHeadroom && !matches!(scheduler, Scheduler::LeastHeadroom { .. }) {
+        return Err(crate::error::Error::invalid(
+            &scenario.name,
+            "its scheduler asks a predictor at run time: simulate it with Scheduler::LeastHeadroom and that predictor",
+        ));
+    }
     let plans = plan(inputs, scenario, rep)?;
     let solo = SoloTimes::from_rows(&inputs.solo.models);
     let run_tenants: Vec<RunTenant> = plans.tenant_rows.iter().map(RunTenant::from).collect();

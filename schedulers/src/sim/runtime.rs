@@ -24,9 +24,10 @@ pub enum Scheduler<'a> {
 }
 
 impl Scheduler<'_> {
-    /// Whether the harness runs it, so that its plans can be measured for real.
+    /// Whether the harness runs it, so that its plans can be measured for real (least headroom
+    /// as [`RuntimeScheduler::LeastHeadroom`]).
     pub fn in_harness(&self) -> bool {
-        matches!(self, Scheduler::Harness)
+        matches!(self, Scheduler::Harness | Scheduler::LeastHeadroom { .. })
     }
 }
 
