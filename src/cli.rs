@@ -308,7 +308,7 @@ pub enum PolicyArg {
     /// Streams of the whole GPU, batches first come first served (the harness's own loops).
     Fcfs,
     /// Abacus: streams of the whole GPU, least headroom first, batches held back where
-    /// --predictor expects a miss (simulated only).
+    /// --predictor expects a miss (the harness runs it, asking the same file).
     Abacus,
 }
 

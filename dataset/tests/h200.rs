@@ -141,7 +141,7 @@ fn a_quarter_of_batches_or_more_have_their_launches_recorded() {
 #[test]
 fn every_committed_serving_dataset_holds_what_its_slim_copy_can_check() {
     // the measured plans and runtime schedulers of serving/mixed.toml (data/h200-checks/schedulers)
-    for name in ["plans", "plans-2", "clockwork", "clockwork-2", "fcfs", "fcfs-2", "runtime", "runtime-2"] {
+    for name in ["plans", "plans-2", "clockwork", "clockwork-2", "fcfs", "fcfs-2", "runtime", "runtime-2", "abacus"] {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../data/h200-{name}"));
         let r = check(&dir).unwrap();
         assert!(r.holds() && !r.is_whole(), "{name}");

@@ -62,8 +62,7 @@ pub fn plans_to_measure(
 ) -> Result<Vec<Placement>> {
     let mut out = Vec::new();
     for (s, p) in standings.iter().zip(policies) {
-        // the harness runs only its own loop: the runtime schedulers' plans stay simulated
-        let Some(scale) = s.goodput.scale.filter(|_| p.scheduler().in_harness()) else { continue };
+        let Some(scale) = s.goodput.scale else { continue };
         for f in factors {
             if let Some(placement) = p.plan(judge, scale * f)? {
                 out.push(placement);

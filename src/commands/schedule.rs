@@ -138,12 +138,6 @@ pub fn run(args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
             Policy::Abacus { predictor: &planner.as_ref().ok_or_else(|| needs("abacus"))?.fitted, label: &label, file }
         }
     };
-    if !policy.scheduler().in_harness() && (args.suite.is_some() || args.measure.is_some()) {
-        anyhow::bail!(
-            "--policy {}: its runtime scheduler runs in the simulator only (the harness runs each tenant's own loop); drop --suite and --measure, use --simulate",
-            policy.name()
-        );
-    }
     let judge = setup.judge();
     let inputs = setup.inputs();
     let sim = Simulator { inputs: &inputs, truth: &setup.truth.fitted, overheads: setup.overheads };
@@ -281,7 +275,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
     for (label, p) in &planners {
         policies.push(Policy::Greedy { predictor: &p.fitted, label });
     }
-    // the runtime schedulers, simulated only; Abacus with each Abacus-style network given
+    // the runtime schedulers; Abacus with each Abacus-style network given
     policies.extend([Policy::Clockwork, Policy::Fcfs]);
     for ((label, p), file) in planners.iter().zip(&files) {
         if matches!(p.fitted, Fitted::Abacus(_)) {

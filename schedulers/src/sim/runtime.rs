@@ -1,7 +1,7 @@
-//! Runtime schedulers: per batch, when it launches, how large, and beside which others. What the
-//! harness runs ([`Scheduler::Harness`]: each tenant's own loop, or Clockwork where a scenario
-//! names it) can be measured; the others run in the simulator only (`docs/schedulers.md` says
-//! why and what each takes from its source).
+//! Runtime schedulers: per batch, when it launches, how large, and beside which others: as the
+//! scenario names it ([`Scheduler::Harness`]: each tenant's own loop, or Clockwork), or least
+//! headroom first with a predictor. The harness runs each of them, so every plan can be measured
+//! (`docs/schedulers.md` says what each takes from its source).
 
 use coloc_predictors::predictor::Predictor;
 use coloc_workloads::batcher::{Queued, Trigger};
@@ -21,14 +21,6 @@ pub enum Scheduler<'a> {
     /// expects it to end by that deadline, else held until one of them ends (a batch with
     /// nothing in flight always goes).
     LeastHeadroom { predictor: &'a dyn Predictor },
-}
-
-impl Scheduler<'_> {
-    /// Whether the harness runs it, so that its plans can be measured for real (least headroom
-    /// as [`RuntimeScheduler::LeastHeadroom`]).
-    pub fn in_harness(&self) -> bool {
-        matches!(self, Scheduler::Harness | Scheduler::LeastHeadroom { .. })
-    }
 }
 
 /// A batch the scheduler would launch now: of tenant `index`, with at most `requests` of its
