@@ -1,8 +1,9 @@
 //! Abacus's runtime scheduler in the harness ([`RuntimeScheduler::LeastHeadroom`]): the tenants
 //! of a streams run keep their own batchers, and a due batch launches beside the batches in
 //! flight only if the scenario's predictor expects it to end within its oldest request's
-//! deadline; otherwise it waits in its batcher until one of them ends (a batch with nothing in
-//! flight always goes). The query is the one a measured batch yields: the target at its bucket,
+//! deadline; otherwise it waits in its batcher until one of them ends. A batch with nothing in
+//! flight always goes, and so does one that would miss even alone
+//! ([`coloc_workloads::headroom::admits`], the simulator's rule too). The query is the one a measured batch yields: the target at its bucket,
 //! and each batch in flight with how long it has run, its start taken as its launch plus the
 //! harness's dispatch time.
 //!
@@ -15,8 +16,8 @@ use std::sync::Mutex;
 
 use coloc_predictors::predictor::Predictor;
 use coloc_predictors::query::{CoRunner, Query, Target};
-use coloc_predictors::saved::Fitted;
 use coloc_workloads::clockwork::ns;
+use coloc_workloads::headroom::admits;
 use coloc_workloads::scenario::{PartitionKind, SoloShare};
 
 use crate::gate::Costs;
@@ -47,13 +48,13 @@ struct Running {
 pub struct HeadroomGate {
     lanes: Vec<Lane>,
     running: Mutex<Vec<Option<Running>>>,
-    predictor: Fitted,
+    predictor: Box<dyn Predictor + Send + Sync>,
     costs: Costs,
 }
 
 impl HeadroomGate {
     /// The gate of `tenants` (in plan order: tenant `i` asks as lane `i`), asking `predictor`.
-    pub fn new(tenants: &[TenantPlan], predictor: Fitted, costs: Costs) -> HeadroomGate {
+    pub fn new(tenants: &[TenantPlan], predictor: Box<dyn Predictor + Send + Sync>, costs: Costs) -> HeadroomGate {
         let lanes = tenants
             .iter()
             .map(|t| Lane {
@@ -101,7 +102,9 @@ impl HeadroomGate {
         let others = running.iter().enumerate().any(|(i, r)| i != lane && r.is_some());
         let go = !others || {
             let predicted_ns = ns(self.predictor.predict(&self.query(lane, bucket, start_ns, &running)));
-            start_ns + predicted_ns + self.costs.notice_ns <= oldest_ns + self.lanes[lane].slo_ns
+            let solo_ns = ns(self.lanes[lane].solo_us(bucket));
+            let deadline_ns = oldest_ns + self.lanes[lane].slo_ns;
+            admits(others, start_ns, predicted_ns, solo_ns, self.costs.notice_ns, deadline_ns)
         };
         if go {
             running[lane] = Some(Running { bucket, start_ns });
@@ -117,42 +120,54 @@ impl HeadroomGate {
 
 #[cfg(test)]
 mod tests {
-    use coloc_predictors::solo::SoloAtShare;
-
     use super::*;
 
-    fn gate(predictor: Fitted) -> HeadroomGate {
+    /// Each batch takes its solo time once more per co-runner.
+    struct Doubling;
+
+    impl Predictor for Doubling {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        fn predict(&self, q: &Query) -> f64 {
+            q.solo_us * (1.0 + q.co_runners.len() as f64)
+        }
+    }
+
+    fn gate() -> HeadroomGate {
         let lane =
             |model: &str| Lane { model: model.into(), profile: vec![(1, 1000.0), (4, 2500.0)], slo_ns: 3_000_000 };
         HeadroomGate {
             lanes: vec![lane("a"), lane("b")],
             running: Mutex::new(vec![None; 2]),
-            predictor,
+            predictor: Box::new(Doubling),
             costs: Costs { dispatch_ns: 10_000, notice_ns: 5_000 },
         }
     }
 
     #[test]
-    fn a_batch_that_would_miss_waits_for_the_one_in_flight_and_goes_once_it_ends() {
-        // solo at share is the predictor: a batch of 4 takes 2.5 ms, of 1 takes 1 ms; SLO 3 ms
-        let g = gate(Fitted::SoloAtShare(SoloAtShare));
+    fn a_batch_waits_while_waiting_can_save_it_and_goes_once_the_other_ends() {
+        // b's batch of 1 takes 1 ms alone and 2 ms beside a's; SLO 3 ms from its oldest request
+        let g = gate();
         // nothing in flight: a batch goes even if it cannot make it
         assert!(g.admits(0, 0, 4, -1_000_000));
-        // beside it, b's batch of 4 formed 1 ms after its oldest request: 1 + 0.01 + 2.5 +
-        // 0.005 ms > 3 ms, held
-        assert!(!g.admits(1, 1_000_000, 4, 0));
-        // a batch of 1 would make it (1 + 0.01 + 1 + 0.005 <= 3)
-        assert!(g.admits(1, 1_000_000, 1, 0));
+        // formed 0.5 ms after its oldest request: 0.51 + 2 + 0.005 ms <= 3 ms beside a's, it goes
+        assert!(g.admits(1, 500_000, 1, 0));
         g.done(1);
-        // and once a's batch is noticed done, b's batch of 4 goes whatever it predicts
-        assert!(!g.admits(1, 1_000_000, 4, 0));
+        // formed 1.5 ms after: 3.515 ms beside a's, 2.515 ms alone: it waits
+        assert!(!g.admits(1, 1_500_000, 1, 0));
+        // formed 2.5 ms after: it misses even alone, and waiting would only make it later
+        assert!(g.admits(1, 2_500_000, 1, 0));
+        g.done(1);
+        // once a's batch is noticed done, the waiting one goes
+        assert!(!g.admits(1, 1_500_000, 1, 0));
         g.done(0);
-        assert!(g.admits(1, 1_000_000, 4, 0));
+        assert!(g.admits(1, 1_500_000, 1, 0));
     }
 
     #[test]
     fn the_query_holds_what_runs_beside_the_batch_and_how_long_it_has_run() {
-        let g = gate(Fitted::SoloAtShare(SoloAtShare));
+        let g = gate();
         assert!(g.admits(0, 0, 4, 0));
         let running = g.running.lock().unwrap().clone();
         let q = g.query(1, 1, 1_010_000, &running);

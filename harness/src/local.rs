@@ -76,7 +76,7 @@ pub fn run(env: &RunEnv, scenario: &Scenario, plans: Plans) -> Result<Outputs> {
     let headroom = match (&scenario.scheduler, &scenario.scheduler_predictor) {
         (RuntimeScheduler::LeastHeadroom, Some(file)) => {
             let saved = SavedPredictor::load(&env.base_dir.join(file))?;
-            Some(HeadroomGate::new(&plans, saved.fitted, env.costs))
+            Some(HeadroomGate::new(&plans, Box::new(saved.fitted), env.costs))
         }
         _ => None,
     };

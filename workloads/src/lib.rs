@@ -6,6 +6,7 @@ pub mod batcher;
 pub mod clockwork;
 pub mod error;
 pub mod graph;
+pub mod headroom;
 pub mod model;
 pub mod order;
 pub mod scenario;

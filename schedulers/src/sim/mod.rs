@@ -143,7 +143,7 @@ pub fn simulate(
                 let me = &tenants[c.index];
                 let oldest = me.batcher.oldest_ns().expect("a waiting request");
                 let running = in_flight.iter().filter(|b| b.end_ns > start).count();
-                if !admits(scheduler, &at, oldest, me.slo_ns, predictor.predict(&query), running) {
+                if !admits(scheduler, &at, oldest, me.slo_ns, predictor.predict(&query), query.solo_us, running) {
                     continue;
                 }
             }

@@ -19,7 +19,7 @@ pub enum Scheduler<'a> {
     /// Abacus: due tenants in order of least headroom (the oldest request's deadline less the
     /// batch's solo time), each batch launched beside those in flight only if `predictor`
     /// expects it to end by that deadline, else held until one of them ends (a batch with
-    /// nothing in flight always goes).
+    /// nothing in flight always goes, and so does one that would miss even alone).
     LeastHeadroom { predictor: &'a dyn Predictor },
 }
 
@@ -120,21 +120,28 @@ fn headroom(t: &SimTenant, at: &Moment) -> i64 {
     oldest + t.slo_ns - at.now - coloc_workloads::clockwork::ns(solo_us)
 }
 
-/// Whether `predicted_us`, the scheduler's expectation for a candidate, lets it launch beside
-/// `in_flight` other batches.
+/// Whether `predicted_us`, the scheduler's expectation for a candidate that takes `solo_us`
+/// alone, lets it launch beside `in_flight` other batches
+/// ([`coloc_workloads::headroom::admits`], the harness's rule).
 pub(super) fn admits(
     scheduler: &Scheduler,
     at: &Moment,
     oldest_ns: i64,
     slo_ns: i64,
     predicted_us: f64,
+    solo_us: f64,
     in_flight: usize,
 ) -> bool {
+    let ns = coloc_workloads::clockwork::ns;
     match scheduler {
-        Scheduler::LeastHeadroom { .. } => {
-            in_flight == 0
-                || at.start() + coloc_workloads::clockwork::ns(predicted_us) + at.notice_ns <= oldest_ns + slo_ns
-        }
-        _ => true,
+        Scheduler::LeastHeadroom { .. } => coloc_workloads::headroom::admits(
+            in_flight > 0,
+            at.start(),
+            ns(predicted_us),
+            ns(solo_us),
+            at.notice_ns,
+            oldest_ns + slo_ns,
+        ),
+        Scheduler::Harness => true,
     }
 }
