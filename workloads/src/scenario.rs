@@ -82,15 +82,22 @@ pub enum SoloShare {
     Process,
 }
 
+impl std::fmt::Display for SoloShare {
+    /// Its [`label`](SoloShare::label).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SoloShare::Device => f.write_str("device"),
+            SoloShare::Green { sms } => write!(f, "green{sms}"),
+            SoloShare::Mps { percent } => write!(f, "mps{percent}"),
+            SoloShare::Process => f.write_str("process"),
+        }
+    }
+}
+
 impl SoloShare {
     /// `device`, `green56`, `mps43`.
     pub fn label(self) -> String {
-        match self {
-            SoloShare::Device => "device".into(),
-            SoloShare::Green { sms } => format!("green{sms}"),
-            SoloShare::Mps { percent } => format!("mps{percent}"),
-            SoloShare::Process => "process".into(),
-        }
+        self.to_string()
     }
 
     /// Parses a [`label`](Self::label).
