@@ -37,20 +37,26 @@ struct Shared {
     outstanding: VecDeque<(usize, i64)>,
 }
 
-/// The harness's own costs, from its null workload (medians).
+/// The harness's own costs, from its null workload (medians): what a scheduler plans batches
+/// ahead with, and what the simulator adds to them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Costs {
     /// A batch formed to its first kernel's start, ns.
     pub dispatch_ns: i64,
     /// The last kernel's end to the host noticing it, ns.
     pub notice_ns: i64,
+    /// On one stream, a batch's last kernel to the first kernel of the next batch queued behind
+    /// it, ns; 0 where the manifest predates its measurement.
+    pub queued_gap_ns: i64,
 }
 
 impl Costs {
     pub fn of(overhead: &HarnessOverhead) -> Costs {
+        let ns = |us: f64| (us * 1e3).round() as i64;
         Costs {
-            dispatch_ns: (overhead.dispatch_us * 1e3).round() as i64,
-            notice_ns: (overhead.notice_us * 1e3).round() as i64,
+            dispatch_ns: ns(overhead.dispatch_us),
+            notice_ns: ns(overhead.notice_us),
+            queued_gap_ns: overhead.queued_gap_us.map_or(0, ns),
         }
     }
 }

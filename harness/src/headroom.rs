@@ -141,7 +141,7 @@ mod tests {
             lanes: vec![lane("a"), lane("b")],
             running: Mutex::new(vec![None; 2]),
             predictor: Box::new(Doubling),
-            costs: Costs { dispatch_ns: 10_000, notice_ns: 5_000 },
+            costs: Costs { dispatch_ns: 10_000, notice_ns: 5_000, queued_gap_ns: 0 },
         }
     }
 

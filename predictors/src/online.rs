@@ -149,11 +149,10 @@ impl OnlineSlowdown {
 
     /// Learns that the features `x` came with `slowdown`.
     pub fn learn(&mut self, x: &[f64], slowdown: f64) {
-        let residual = slowdown - self.predict(x);
         match &mut self.learner {
             Learner::Rls(r) => {
                 if let Some(ph) = &mut self.drift
-                    && ph.observe(residual)
+                    && ph.observe(slowdown - r.predict(x))
                 {
                     r.reset_uncertainty();
                     self.resets += 1;

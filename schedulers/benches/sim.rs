@@ -14,7 +14,7 @@ use coloc_predictors::solo::SoloAtShare;
 use coloc_schedulers::estimate::Judge;
 use coloc_schedulers::menu::Menu;
 use coloc_schedulers::policy::Policy;
-use coloc_schedulers::sim::{Overheads, Scheduler, simulate};
+use coloc_schedulers::sim::{Costs, Scheduler, simulate};
 use coloc_schedulers::workload::Workload;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -25,7 +25,7 @@ fn sim(c: &mut Criterion) {
     let solo = SoloProfiles::load(&dir).unwrap();
     let workload = Workload::load(&root.join("serving/mixed.toml")).unwrap();
     let menu = Menu::new(&solo, &workload, &manifest.limits).unwrap();
-    let overheads = Overheads::from(&manifest.harness_overhead);
+    let overheads = Costs::of(&manifest.harness_overhead);
     let judge = Judge { workload: &workload, menu: &menu, overheads, predictor: None };
     let plan = Policy::SpaceOnly.plan(&judge, 0.33).unwrap().unwrap();
     let scenario = plan.scenarios(&workload, &menu).remove(0);

@@ -17,7 +17,7 @@ use coloc_workloads::scenario::{PartitionKind, SoloShare};
 
 use crate::error::Result;
 use crate::menu::Menu;
-use crate::sim::Overheads;
+use crate::sim::Costs;
 use crate::workload::Workload;
 
 /// The busiest a tenant's serving loop (or a time-shared GPU) may be.
@@ -61,7 +61,7 @@ impl Expected {
 pub struct Judge<'a> {
     pub workload: &'a Workload,
     pub menu: &'a Menu,
-    pub overheads: Overheads,
+    pub overheads: Costs,
     pub predictor: Option<&'a dyn Predictor>,
 }
 

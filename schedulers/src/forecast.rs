@@ -3,6 +3,7 @@
 //! once the suite has been measured, the same figures measured beside them.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use coloc_dataset::Dataset;
 use coloc_dataset::rows::{RunRow, Status, TenantRow};
@@ -13,7 +14,7 @@ use coloc_workloads::scenario::Scenario;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::sim::{Overheads, Scheduler, simulate};
+use crate::sim::{Costs, Scheduler, simulate};
 
 /// A tenant's latency figures.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -52,16 +53,18 @@ pub fn forecast(
     scenarios: &[&Scenario],
     inputs: &PlanInputs,
     predictor: &dyn Predictor,
-    overheads: Overheads,
+    overheads: Costs,
 ) -> Result<Vec<TenantForecast>> {
+    // least headroom asks the scenario's own predictor, as the harness does: each file loaded once
+    let mut asked: BTreeMap<&Path, SavedPredictor> = BTreeMap::new();
+    for file in scenarios.iter().filter_map(|s| s.scheduler_predictor.as_deref()) {
+        if !asked.contains_key(file) {
+            asked.insert(file, SavedPredictor::load(&inputs.base_dir.join(file))?);
+        }
+    }
     let mut out = Vec::new();
     for &scenario in scenarios {
-        // least headroom asks the scenario's own predictor, as the harness does
-        let asked = match &scenario.scheduler_predictor {
-            Some(file) => Some(SavedPredictor::load(&inputs.base_dir.join(file))?),
-            None => None,
-        };
-        let scheduler = match &asked {
+        let scheduler = match scenario.scheduler_predictor.as_deref().and_then(|f| asked.get(f)) {
             Some(saved) => Scheduler::LeastHeadroom { predictor: &saved.fitted },
             None => Scheduler::Harness,
         };

@@ -13,14 +13,14 @@ use crate::error::Result;
 use crate::estimate::Judge;
 use crate::placement::Placement;
 use crate::policy::Policy;
-use crate::sim::{Overheads, Scheduler, simulate};
+use crate::sim::{Costs, Scheduler, simulate};
 
 /// What a plan is simulated with.
 #[derive(Clone, Copy)]
 pub struct Simulator<'a> {
     pub inputs: &'a PlanInputs<'a>,
     pub truth: &'a dyn Predictor,
-    pub overheads: Overheads,
+    pub overheads: Costs,
 }
 
 /// How a simulated plan fared.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use coloc_harness::plan::PlanInputs;
 use coloc_harness::solo::SoloProfiles;
-use coloc_schedulers::sim::{Overheads, Scheduler, simulate};
+use coloc_schedulers::sim::{Costs, Scheduler, simulate};
 use coloc_workloads::scenario::{DeviceLimits, SoloShare};
 use common::{OVERHEADS, Slowdown, inputs, profile, slowed, suite};
 
@@ -130,7 +130,7 @@ arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
     // with the GPU's gap between a batch and the one queued behind it (19 us): the second starts
     // that much later; the first, launched on an idle stream, does not pay it
     let limits = DeviceLimits::h200();
-    let gap = Overheads { queued_gap_ns: 19_000, ..OVERHEADS };
+    let gap = Costs { queued_gap_ns: 19_000, ..OVERHEADS };
     let run = simulate(
         &s.scenarios[0],
         1,

@@ -8,7 +8,7 @@ use coloc_harness::plan::PlanInputs;
 use coloc_harness::solo::SoloProfiles;
 use coloc_predictors::saved::SavedPredictor;
 use coloc_schedulers::forecast::{Agreement, Figures, TenantForecast, agreement, attach_measured, forecast};
-use coloc_schedulers::sim::Overheads;
+use coloc_schedulers::sim::Costs;
 use coloc_workloads::order::selects;
 use coloc_workloads::scenario::Scenario;
 use coloc_workloads::suite::Suite;
@@ -85,7 +85,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
     let solo = SoloProfiles::load(profiles_dir)?;
     let suite = Suite::load(&args.suite, &manifest.limits)?;
     let saved = SavedPredictor::load(&args.predictor)?;
-    let overheads = Overheads::from(&manifest.harness_overhead);
+    let overheads = Costs::of(&manifest.harness_overhead);
     // refused up front, naming the tenant, rather than forecast as if it met no interference
     let scenarios: Vec<&Scenario> = suite.measured().filter(|s| selects(&args.only, s)).collect();
     for scenario in &scenarios {

@@ -18,7 +18,7 @@ use coloc_schedulers::goodput::{Search, Simulator, search};
 use coloc_schedulers::menu::Menu;
 use coloc_schedulers::placement::{Placement, suite_toml};
 use coloc_schedulers::policy::Policy;
-use coloc_schedulers::sim::Overheads;
+use coloc_schedulers::sim::Costs;
 use coloc_schedulers::workload::Workload;
 use coloc_workloads::scenario::SoloShare;
 
@@ -31,7 +31,7 @@ struct Setup {
     manifest: Manifest,
     solo: SoloProfiles,
     menu: Menu,
-    overheads: Overheads,
+    overheads: Costs,
     truth: SavedPredictor,
 }
 
@@ -53,7 +53,7 @@ impl Setup {
                 args.workload.display()
             );
         }
-        let overheads = Overheads::from(&manifest.harness_overhead);
+        let overheads = Costs::of(&manifest.harness_overhead);
         let truth = load_predictor(&args.truth, &workload, &menu)?;
         Ok(Setup { workload, manifest, solo, menu, overheads, truth })
     }

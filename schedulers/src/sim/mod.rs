@@ -20,8 +20,8 @@ mod runtime;
 mod tenant;
 
 use coloc_dataset::clock::ClockMap;
-use coloc_dataset::manifest::HarnessOverhead;
 use coloc_dataset::rows::{BatchRow, RequestRow, TenantRow};
+pub use coloc_harness::gate::Costs;
 use coloc_harness::plan::{PlanInputs, plan};
 use coloc_harness::record::{RawBatch, RawTenant};
 use coloc_harness::tenant::Arrivals;
@@ -36,29 +36,6 @@ use runtime::{Moment, admits, candidates};
 use tenant::SimTenant;
 
 use crate::error::Result;
-
-/// The harness's own costs, from a dataset's manifest (its null-workload measurement).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Overheads {
-    /// A batch formed to its first kernel's start, ns.
-    pub dispatch_ns: i64,
-    /// The last kernel's end to the host noticing it, ns.
-    pub notice_ns: i64,
-    /// On one stream, a batch's last kernel to the first kernel of the next batch queued behind
-    /// it, ns; 0 where the manifest predates its measurement.
-    pub queued_gap_ns: i64,
-}
-
-impl From<&HarnessOverhead> for Overheads {
-    fn from(o: &HarnessOverhead) -> Overheads {
-        let ns = |us: f64| (us * 1e3).round() as i64;
-        Overheads {
-            dispatch_ns: ns(o.dispatch_us),
-            notice_ns: ns(o.notice_us),
-            queued_gap_ns: o.queued_gap_us.map_or(0, ns),
-        }
-    }
-}
 
 /// One simulated run: the rows a measured run has for its tenants.
 #[derive(Clone, Debug, Default)]
@@ -97,7 +74,7 @@ pub fn simulate(
     rep: usize,
     inputs: &PlanInputs,
     truth: &dyn Predictor,
-    overheads: Overheads,
+    overheads: Costs,
     scheduler: &Scheduler,
 ) -> Result<SimulatedRun> {
     if scenario.scheduler == RuntimeScheduler::LeastHeadroom && !matches!(scheduler, Scheduler::LeastHeadroom { .. }) {

@@ -12,7 +12,7 @@ use coloc_harness::solo::SoloProfiles;
 use coloc_predictors::predictor::Predictor;
 use coloc_predictors::query::Query;
 use coloc_schedulers::Result;
-use coloc_schedulers::sim::{Overheads, Scheduler, SimulatedRun, simulate};
+use coloc_schedulers::sim::{Costs, Scheduler, SimulatedRun, simulate};
 use coloc_workloads::scenario::{DeviceLimits, SoloShare};
 use coloc_workloads::suite::Suite;
 
@@ -53,7 +53,7 @@ impl Predictor for Slowdown {
     }
 }
 
-pub const OVERHEADS: Overheads = Overheads { dispatch_ns: 10_000, notice_ns: 5_000, queued_gap_ns: 0 };
+pub const OVERHEADS: Costs = Costs { dispatch_ns: 10_000, notice_ns: 5_000, queued_gap_ns: 0 };
 
 pub fn suite(text: &str) -> Suite {
     Suite::parse(text, Path::new(env!("CARGO_MANIFEST_DIR")).join("t.toml").as_path(), &DeviceLimits::h200()).unwrap()
