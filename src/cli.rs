@@ -310,6 +310,9 @@ pub enum PolicyArg {
     /// Abacus: streams of the whole GPU, least headroom first, batches held back where
     /// --predictor expects a miss (the harness runs it, asking the same file).
     Abacus,
+    /// Dynamic space-time sharing: streams of the whole GPU, stragglers evicted to run alone
+    /// while the load lasts, learnt from measured batches (the harness runs it).
+    SpaceTime,
 }
 
 #[derive(Args, Debug)]

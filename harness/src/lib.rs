@@ -20,6 +20,7 @@ pub mod run;
 pub mod sampler;
 pub mod settle;
 pub mod solo;
+pub mod space_time;
 pub mod summary;
 pub mod tenant;
 pub mod validity;

@@ -20,6 +20,7 @@ use crate::plan::Plans;
 use crate::record::TenantOutput;
 use crate::run::{Outputs, RunEnv};
 use crate::sampler::sample_until;
+use crate::space_time::SpaceTimeGate;
 use crate::tenant::{Arrivals, Gate, TenantPlan, TenantRunner};
 
 /// Streams (and SM counts) for tenants then aggressors under the scenario's partition.
@@ -80,7 +81,12 @@ pub fn run(env: &RunEnv, scenario: &Scenario, plans: Plans) -> Result<Outputs> {
         }
         _ => None,
     };
-    let gate = clockwork.as_ref().map(Gate::Clockwork).or(headroom.as_ref().map(Gate::Headroom));
+    let space_time = (scenario.scheduler == RuntimeScheduler::SpaceTime).then(|| SpaceTimeGate::new(&plans));
+    let gate = clockwork
+        .as_ref()
+        .map(Gate::Clockwork)
+        .or(headroom.as_ref().map(Gate::Headroom))
+        .or(space_time.as_ref().map(Gate::SpaceTime));
     let (touts, aouts, samples) = std::thread::scope(|s| {
         let sampler = s.spawn(|| sample_until(env.nvml, window, &stop));
         let t: Vec<_> = runners.iter_mut().map(|r| s.spawn(|| r.run(run_start, &quorum, gate))).collect();
@@ -102,5 +108,19 @@ pub fn run(env: &RunEnv, scenario: &Scenario, plans: Plans) -> Result<Outputs> {
         .zip(&aggressors)
         .map(|(raw, r)| Ok(raw?.into_output(&map, window, r.granted_sms)))
         .collect::<Result<_>>()?;
-    Ok(Outputs { tenants, aggressors, samples })
+    let notes = space_time
+        .map(|g| {
+            let evicted: Vec<String> = g
+                .evictions()
+                .iter()
+                .zip(&plans)
+                .filter(|(n, _)| **n > 0)
+                .map(|(n, p)| format!("{} {n}", p.name))
+                .collect();
+            let evicted = if evicted.is_empty() { "none".to_string() } else { evicted.join(", ") };
+            format!("space-time: tenants evicted to run alone (times): {evicted}")
+        })
+        .into_iter()
+        .collect();
+    Ok(Outputs { tenants, aggressors, samples, notes })
 }

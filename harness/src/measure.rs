@@ -253,7 +253,11 @@ pub fn measure(
             return Err(Error::Interrupted);
         }
         let (mut verdict, data) = match result {
-            Ok(mut data) => (validity::judge(planned.scenario, &mut data, &solo), Some(data)),
+            Ok(mut data) => {
+                let mut verdict = validity::judge(planned.scenario, &mut data, &solo);
+                verdict.notes.extend(data.notes.iter().cloned());
+                (verdict, Some(data))
+            }
             Err(e) => (Verdict::failed(e.to_string()), None),
         };
         verdict.notes.extend(settled.note());

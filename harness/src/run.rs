@@ -37,6 +37,8 @@ pub struct Outputs {
     pub tenants: Vec<TenantOutput>,
     pub aggressors: Vec<TenantOutput>,
     pub samples: Vec<DeviceSampleRow>,
+    /// What the run's scheduler says of it, for the run's notes.
+    pub notes: Vec<String>,
 }
 
 /// Everything one repetition produced; rows without their run key yet.
@@ -45,6 +47,8 @@ pub struct RunData {
     pub aggressors: Vec<AggressorRow>,
     pub records: TenantOutput,
     pub samples: Vec<DeviceSampleRow>,
+    /// What the run's scheduler says of it, for the run's notes.
+    pub notes: Vec<String>,
     /// The measured window: the scenario's duration, or up to the last measured arrival or
     /// the moment the closed loops stopped sending, whichever is later.
     pub window_ns: i64,
@@ -72,5 +76,5 @@ pub fn run(env: &RunEnv, scenario: &Scenario, rep: usize) -> Result<RunData> {
         row.granted_sms = out.granted_sms;
         records.append(out);
     }
-    Ok(RunData { tenants, aggressors, records, samples: outputs.samples, window_ns })
+    Ok(RunData { tenants, aggressors, records, samples: outputs.samples, notes: outputs.notes, window_ns })
 }

@@ -24,6 +24,7 @@ use crate::gate::ClockworkGate;
 use crate::headroom::HeadroomGate;
 use crate::model::{ModelInstance, stamps_from};
 use crate::record::{RawBatch, RawTenant, launch_ids};
+use crate::space_time::SpaceTimeGate;
 
 /// Where requests come from.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -75,13 +76,22 @@ pub enum Gate<'g> {
     Clockwork(&'g ClockworkGate),
     /// Least headroom: each tenant keeps its queue, and asks before a batch launches.
     Headroom(&'g HeadroomGate),
+    /// Space-time: each tenant keeps its queue, and asks before a batch launches.
+    SpaceTime(&'g SpaceTimeGate),
+}
+
+/// A gate a tenant's own batcher asks before its due batch launches.
+#[derive(Clone, Copy)]
+enum Admission<'g> {
+    Headroom(&'g HeadroomGate),
+    SpaceTime(&'g SpaceTimeGate),
 }
 
 /// A tenant's queue: its own, its own with a gate to pass, or its lane of a scheduler that
 /// holds every tenant's queue.
 enum Queue<'g> {
     Own(Batcher),
-    Gated { batcher: Batcher, gate: &'g HeadroomGate, lane: usize },
+    Gated { batcher: Batcher, gate: Admission<'g>, lane: usize },
     Shared { gate: &'g ClockworkGate, lane: usize },
 }
 
@@ -102,17 +112,23 @@ impl Queue<'_> {
                 let n = batcher.waiting().min(batcher.max_batch());
                 let oldest = batcher.oldest_ns()?;
                 let bucket = batcher.policy().bucket_for(n);
-                gate.admits(*lane, now, bucket, oldest).then(|| batcher.take(n, trigger))
+                let go = match gate {
+                    Admission::Headroom(g) => g.admits(*lane, now, bucket, oldest),
+                    Admission::SpaceTime(g) => g.admits(*lane, bucket),
+                };
+                go.then(|| batcher.take(n, trigger))
             }
             Queue::Shared { gate, lane } => gate.next(*lane, now),
         }
     }
 
-    /// The tenant's batch in flight has been noticed done at `noticed`.
-    fn done(&mut self, noticed: i64) {
+    /// The tenant's batch in flight has been noticed done at `noticed`, after `gpu_ns` on the
+    /// GPU.
+    fn done(&mut self, noticed: i64, gpu_ns: i64) {
         match self {
             Queue::Own(_) => {}
-            Queue::Gated { gate, lane, .. } => gate.done(*lane),
+            Queue::Gated { gate: Admission::Headroom(g), lane, .. } => g.done(*lane),
+            Queue::Gated { gate: Admission::SpaceTime(g), lane, .. } => g.done(*lane, gpu_ns),
             Queue::Shared { gate, lane } => gate.done(*lane, noticed),
         }
     }
@@ -124,9 +140,14 @@ impl Queue<'_> {
         }
     }
 
-    /// Requests never served: dropped by a scheduler or still waiting.
+    /// Requests never served: dropped by a scheduler or still waiting. The tenant leaves its
+    /// gate, holding nothing back.
     fn into_unserved(self) -> Vec<Queued> {
         match self {
+            Queue::Gated { batcher, gate: Admission::SpaceTime(g), lane } => {
+                g.leave(lane);
+                batcher.into_waiting()
+            }
             Queue::Own(b) | Queue::Gated { batcher: b, .. } => b.into_waiting(),
             Queue::Shared { gate, lane } => gate.unserved(lane),
         }
@@ -196,7 +217,12 @@ impl TenantRunner {
         let lane = usize::from(self.plan.index);
         let mut batcher = match gate {
             Some(Gate::Clockwork(gate)) => Queue::Shared { gate, lane },
-            Some(Gate::Headroom(gate)) => Queue::Gated { batcher: Batcher::new(self.plan.policy.clone()), gate, lane },
+            Some(Gate::Headroom(g)) => {
+                Queue::Gated { batcher: Batcher::new(self.plan.policy.clone()), gate: Admission::Headroom(g), lane }
+            }
+            Some(Gate::SpaceTime(g)) => {
+                Queue::Gated { batcher: Batcher::new(self.plan.policy.clone()), gate: Admission::SpaceTime(g), lane }
+            }
             None => Queue::Own(Batcher::new(self.plan.policy.clone())),
         };
         let mut next_open = 0usize;
@@ -257,8 +283,8 @@ impl TenantRunner {
                 if self.done.is_complete()? {
                     let f = inflight.take().expect("in flight");
                     let noticed = mono_ns();
-                    batcher.done(noticed);
                     let batch = self.finish(f, noticed, run_start)?;
+                    batcher.done(noticed, batch.end_gpu.saturating_sub(batch.start_gpu) as i64);
                     measured_done += batch.requests.iter().filter(|q| q.arrival_ns >= window).count();
                     if closed && !reported && measured_done >= self.plan.min_queries {
                         reported = true;

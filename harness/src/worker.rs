@@ -223,7 +223,7 @@ fn run_clients(
         outs.push(out);
     }
     let aggressors = outs.split_off(tenants);
-    Ok(Outputs { tenants: outs, aggressors, samples })
+    Ok(Outputs { tenants: outs, aggressors, samples, notes: Vec::new() })
 }
 
 /// Relays the closed loops' quorum and waits until every client is done.

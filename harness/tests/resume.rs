@@ -47,6 +47,7 @@ fn recorded(name: &str) -> Recorded {
                 ..TenantOutput::default()
             },
             samples: Vec::new(),
+            notes: Vec::new(),
             window_ns: r.window_ns.unwrap(),
         })
         .collect();

@@ -59,7 +59,7 @@ impl Placed {
     /// (the scheduler chooses; the wait is never consulted).
     fn batching(&self, scheduler: RuntimeScheduler) -> Batching {
         match scheduler {
-            RuntimeScheduler::Independent | RuntimeScheduler::LeastHeadroom => {
+            RuntimeScheduler::Independent | RuntimeScheduler::LeastHeadroom | RuntimeScheduler::SpaceTime => {
                 Batching::Fixed { batch: self.batch, max_wait_ms: Some(self.max_wait_ms) }
             }
             RuntimeScheduler::Clockwork => Batching::Dynamic { max_batch: self.batch, timeout_ms: self.max_wait_ms },
@@ -193,6 +193,9 @@ pub fn suite_toml(
                 }
                 RuntimeScheduler::LeastHeadroom => {
                     let _ = writeln!(s, "scheduler = \"least_headroom\"");
+                }
+                RuntimeScheduler::SpaceTime => {
+                    let _ = writeln!(s, "scheduler = \"space_time\"");
                 }
             }
             if let Some(file) = &gpu.scheduler_predictor {

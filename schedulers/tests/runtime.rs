@@ -125,6 +125,7 @@ fn clockwork_runs_one_batch_at_a_time_and_drops_what_would_be_late_rather_than_s
             aggressors: Vec::new(),
             records: TenantOutput { requests: run.requests, batches: run.batches, ..TenantOutput::default() },
             samples: Vec::new(),
+            notes: Vec::new(),
             window_ns: (scenario.duration_s * 1e9) as i64,
         };
         judge(scenario, &mut data, &solo)
@@ -139,4 +140,50 @@ fn clockwork_runs_one_batch_at_a_time_and_drops_what_would_be_late_rather_than_s
     let again =
         simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, &s), &exact, OVERHEADS, &Scheduler::Harness).unwrap();
     assert_eq!(again.requests, clockwork.requests);
+}
+
+#[test]
+fn space_time_evicts_the_tenant_that_straggles_beside_the_other_and_keeps_both_slos_without_a_predictor() {
+    // as above: a batch takes 1 ms alone and 4 ms beside the other's, SLO 3 ms; the scheduler is
+    // told nothing of it and learns it from the first batches it measures
+    let uniform = r#"{ kind = "uniform", rate = 300.0, spread = 0.0 }"#;
+    let s = suite(&two_tenants("streams", r#"scheduler = "space_time""#, "batch = 1", uniform, 3.0));
+    let fcfs = suite(&two_tenants("streams", "", "batch = 1", uniform, 3.0));
+    let solo = device_profiles(&[(1, 1000.0)]);
+    let limits = DeviceLimits::h200();
+    let slowdown = Slowdown { per_co_runner: 3.0 };
+    let run = |s: &coloc_workloads::suite::Suite| {
+        simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, s), &slowdown, OVERHEADS, &Scheduler::Harness).unwrap()
+    };
+    let (space_time, fcfs) = (run(&s), run(&fcfs));
+    assert!(fcfs.tenants.iter().any(|t| t.slo_attainment < 0.05));
+    for t in &space_time.tenants {
+        assert!(t.slo_attainment >= 0.99, "{}: {}", t.name, t.slo_attainment);
+    }
+    // batches ran beside each other only while it learnt: none of those formed after the warm-up
+    let after_warmup: Vec<BatchRow> = space_time.batches.iter().filter(|b| b.formed_ns >= 0).cloned().collect();
+    assert!(!after_warmup.is_empty() && !any_overlap(&after_warmup));
+    assert!(any_overlap(&space_time.batches), "it never tried space");
+    assert_eq!(measured(&space_time).count(), measured(&fcfs).count());
+    // deterministic with the seed
+    assert_eq!(run(&s).requests, space_time.requests);
+}
+
+#[test]
+fn space_time_holds_nothing_back_while_no_tenant_straggles() {
+    // beside each other the batches take 1.2 ms, well within half of the 3 ms SLO: every batch
+    // goes as it comes, exactly as first come first served
+    let poisson = r#"{ kind = "poisson", rate = 400.0 }"#;
+    let s = suite(&two_tenants("streams", r#"scheduler = "space_time""#, "batch = 1", poisson, 3.0));
+    let fcfs = suite(&two_tenants("streams", "", "batch = 1", poisson, 3.0));
+    let solo = device_profiles(&[(1, 1000.0)]);
+    let limits = DeviceLimits::h200();
+    let mild = Slowdown { per_co_runner: 0.2 };
+    let run = |s: &coloc_workloads::suite::Suite| {
+        simulate(&s.scenarios[0], 1, &inputs(&limits, &solo, s), &mild, OVERHEADS, &Scheduler::Harness).unwrap()
+    };
+    let (space_time, fcfs) = (run(&s), run(&fcfs));
+    assert!(any_overlap(&fcfs.batches));
+    assert_eq!(space_time.batches, fcfs.batches);
+    assert_eq!(space_time.requests, fcfs.requests);
 }

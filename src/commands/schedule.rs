@@ -133,6 +133,7 @@ pub fn run(args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
         }
         PolicyArg::Clockwork => Policy::Clockwork,
         PolicyArg::Fcfs => Policy::Fcfs,
+        PolicyArg::SpaceTime => Policy::SpaceTime,
         PolicyArg::Abacus => {
             let file = args.predictor.as_deref().ok_or_else(|| needs("abacus"))?;
             Policy::Abacus { predictor: &planner.as_ref().ok_or_else(|| needs("abacus"))?.fitted, label: &label, file }
@@ -276,7 +277,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
         policies.push(Policy::Greedy { predictor: &p.fitted, label });
     }
     // the runtime schedulers; Abacus with each Abacus-style network given
-    policies.extend([Policy::Clockwork, Policy::Fcfs]);
+    policies.extend([Policy::Clockwork, Policy::Fcfs, Policy::SpaceTime]);
     for ((label, p), file) in planners.iter().zip(&files) {
         if matches!(p.fitted, Fitted::Abacus(_)) {
             policies.push(Policy::Abacus { predictor: &p.fitted, label, file });

@@ -10,6 +10,7 @@ pub mod headroom;
 pub mod model;
 pub mod order;
 pub mod scenario;
+pub mod space_time;
 pub mod suite;
 
 pub use error::{Error, Result};

@@ -394,6 +394,11 @@ pub enum RuntimeScheduler {
     /// deadline; otherwise it is held until one of them ends (a batch with nothing in flight
     /// always goes).
     LeastHeadroom,
+    /// Dynamic space-time sharing (Jain et al., 2018) on streams of the whole GPU: tenants share
+    /// the GPU until one straggles (its batches, slowed by the others, would take over half its
+    /// SLO), which then runs alone until the load eases ([`crate::space_time`]). No predictor:
+    /// it learns from the batches it measures.
+    SpaceTime,
 }
 
 /// The default [`Scenario::kernel_sample`]: launches of 30% of the batches.

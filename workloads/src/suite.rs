@@ -917,11 +917,16 @@ fn build_scenario(spec: &ScenarioSpec, defaults: &RunSettings, file: &str) -> Re
         ));
     }
     let headroom = spec.scheduler == RuntimeScheduler::LeastHeadroom;
-    if headroom && spec.partition != PartitionKind::Streams {
+    let beside = match spec.scheduler {
+        RuntimeScheduler::LeastHeadroom => Some("least_headroom"),
+        RuntimeScheduler::SpaceTime => Some("space_time"),
+        RuntimeScheduler::Independent | RuntimeScheduler::Clockwork => None,
+    };
+    if let Some(name) = beside.filter(|_| spec.partition != PartitionKind::Streams) {
         return Err(Error::invalid(
             ctx,
             format!(
-                "scheduler = \"least_headroom\" launches batches beside each other on streams of the whole GPU: give partition = \"streams\", not \"{}\"",
+                "scheduler = \"{name}\" launches batches beside each other on streams of the whole GPU: give partition = \"streams\", not \"{}\"",
                 spec.partition.name()
             ),
         ));
@@ -976,6 +981,24 @@ mod tests {
         // a predictor for a scheduler that asks none is refused too
         let stray = "name = \"t\"\n[[scenario]]\nname = \"s\"\npartition = \"streams\"\nscheduler_predictor = \"a.json\"\n[[scenario.tenant]]\nmodel = \"resnet50\"\nrate = 10.0\n";
         assert!(Suite::parse(stray, Path::new("t.toml"), &limits).is_err());
+    }
+
+    #[test]
+    fn space_time_runs_on_streams_without_a_predictor_and_says_so() {
+        let text = |partition: &str, predictor: &str| {
+            format!(
+                "name = \"t\"\n[[scenario]]\nname = \"st\"\npartition = \"{partition}\"\nscheduler = \"space_time\"\n{predictor}[[scenario.tenant]]\nmodel = \"resnet50\"\nrate = 10.0\n"
+            )
+        };
+        let limits = DeviceLimits::h200();
+        let ok = Suite::parse(&text("streams", ""), Path::new("t.toml"), &limits).unwrap();
+        assert_eq!(ok.scenarios[0].scheduler, RuntimeScheduler::SpaceTime);
+        let err = Suite::parse(&text("time_sliced", ""), Path::new("t.toml"), &limits).unwrap_err().to_string();
+        assert!(err.contains("`st`") && err.contains("space_time") && err.contains("streams"), "{err}");
+        let err = Suite::parse(&text("streams", "scheduler_predictor = \"a.json\"\n"), Path::new("t.toml"), &limits)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`st`") && err.contains("scheduler_predictor"), "{err}");
     }
 
     #[test]

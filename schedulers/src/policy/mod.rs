@@ -45,6 +45,9 @@ pub enum Policy<'a> {
     /// `predictor` (saved in `file`) expects a batch to miss its deadline
     /// ([`Scheduler::LeastHeadroom`]; the harness runs it as [`RuntimeScheduler::LeastHeadroom`]).
     Abacus { predictor: &'a dyn Predictor, label: &'a str, file: &'a std::path::Path },
+    /// Dynamic space-time sharing: as [`Policy::Fcfs`], with stragglers evicted to run alone
+    /// while the load lasts ([`RuntimeScheduler::SpaceTime`], which the harness runs).
+    SpaceTime,
 }
 
 impl Policy<'_> {
@@ -59,6 +62,7 @@ impl Policy<'_> {
             Policy::Clockwork => "clockwork".into(),
             Policy::Fcfs => "fcfs".into(),
             Policy::Abacus { label, .. } => format!("abacus+{label}"),
+            Policy::SpaceTime => "space-time".into(),
         }
     }
 
@@ -80,13 +84,14 @@ impl Policy<'_> {
             Policy::Gpulet { interference } => gpulet::plan(&judge.with(*interference), scale)?,
             Policy::Greedy { predictor, .. } => search::plan(&judge.with(Some(*predictor)), scale)?,
             Policy::Clockwork => runtime::clockwork(&judge.with(None), scale)?,
-            Policy::Fcfs | Policy::Abacus { .. } => runtime::streams(&judge.with(None), scale)?,
+            Policy::Fcfs | Policy::Abacus { .. } | Policy::SpaceTime => runtime::streams(&judge.with(None), scale)?,
         };
         let Some(gpus) = gpus else { return Ok(None) };
         let mut gpus = placed(judge, gpus)?;
         for g in &mut gpus {
             match self {
                 Policy::Clockwork => g.scheduler = RuntimeScheduler::Clockwork,
+                Policy::SpaceTime => g.scheduler = RuntimeScheduler::SpaceTime,
                 Policy::Abacus { file, .. } => {
                     g.scheduler = RuntimeScheduler::LeastHeadroom;
                     g.scheduler_predictor = Some(file.to_path_buf());

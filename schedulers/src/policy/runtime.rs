@@ -27,7 +27,7 @@ pub(super) fn clockwork(judge: &Judge, scale: f64) -> Result<Option<Vec<Layout>>
     ))
 }
 
-/// First-come-first-served and Abacus: the tenants of each GPU each on a stream of the whole
+/// First-come-first-served, Abacus and space-time: the tenants of each GPU each on a stream of the whole
 /// GPU, at the batch sizes the judge (without interference) finds least busy.
 pub(super) fn streams(judge: &Judge, scale: f64) -> Result<Option<Vec<Layout>>> {
     let mut out = Vec::new();

@@ -31,6 +31,7 @@ use coloc_predictors::query::{Dispatch, RunTenant, SoloTimes, query_at};
 use coloc_workloads::batcher::Queued;
 use coloc_workloads::clockwork::ns;
 use coloc_workloads::scenario::{PartitionKind, RuntimeScheduler, Scenario};
+use coloc_workloads::space_time::{PARAMS, SpaceTime};
 pub use runtime::Scheduler;
 use runtime::{Moment, admits, candidates};
 use tenant::SimTenant;
@@ -77,16 +78,26 @@ pub fn simulate(
     overheads: Costs,
     scheduler: &Scheduler,
 ) -> Result<SimulatedRun> {
-    if scenario.scheduler == RuntimeScheduler::LeastHeadroom && !matches!(scheduler, Scheduler::LeastHeadroom { .. }) {
+    let asks = matches!(scheduler, Scheduler::LeastHeadroom { .. });
+    if scenario.scheduler == RuntimeScheduler::LeastHeadroom && !asks {
         return Err(crate::error::Error::invalid(
             &scenario.name,
             "its scheduler asks a predictor at run time: simulate it with Scheduler::LeastHeadroom and that predictor",
+        ));
+    }
+    if asks && matches!(scenario.scheduler, RuntimeScheduler::Clockwork | RuntimeScheduler::SpaceTime) {
+        return Err(crate::error::Error::invalid(
+            &scenario.name,
+            "it names a runtime scheduler of its own: simulate it with Scheduler::Harness",
         ));
     }
     let plans = plan(inputs, scenario, rep)?;
     let solo = SoloTimes::from_rows(&inputs.solo.models);
     let run_tenants: Vec<RunTenant> = plans.tenant_rows.iter().map(RunTenant::from).collect();
     let mut tenants: Vec<SimTenant> = plans.tenants.iter().map(SimTenant::new).collect();
+    // the space-time scheduler learns from each batch's GPU time as it is noticed
+    let mut space_time = (scenario.scheduler == RuntimeScheduler::SpaceTime)
+        .then(|| SpaceTime::new(plans.tenants.iter().map(|t| (t.profile.clone(), t.slo_ms)), PARAMS));
     let window = tenants.first().map_or(0, |t| t.plan.warmup_ns);
     let one_stream = scenario.partition == PartitionKind::TimeSliced;
     // when the one stream of a time-sliced scenario has run everything launched on it
@@ -94,8 +105,10 @@ pub fn simulate(
     let mut in_flight: Vec<BatchRow> = Vec::with_capacity(tenants.len());
     let mut now = 0i64;
     loop {
-        for t in tenants.iter_mut() {
-            t.advance(now);
+        for (lane, t) in tenants.iter_mut().enumerate() {
+            if let (Some(gpu_ns), Some(s)) = (t.advance(now), space_time.as_mut()) {
+                s.done(lane, gpu_ns);
+            }
         }
         let at = Moment {
             now,
@@ -107,6 +120,9 @@ pub fn simulate(
         };
         // in the scheduler's order: a batch launched now is a co-runner of the next one
         for c in candidates(scheduler, &at, &mut tenants) {
+            if space_time.as_mut().is_some_and(|s| !s.admits(c.index, c.bucket)) {
+                continue;
+            }
             let at = Moment { stream_free: one_stream.then_some(stream_free), ..at };
             let start = at.gpu_start();
             let tenant = tenants[c.index].plan.index;

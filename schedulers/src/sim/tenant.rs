@@ -68,10 +68,13 @@ impl<'a> SimTenant<'a> {
         [arrival, own].into_iter().flatten().filter(|t| *t <= self.plan.deadline_ns).min()
     }
 
-    /// Notices a batch done by `now`, admits what has arrived by `now`.
-    pub(super) fn advance(&mut self, now: i64) {
+    /// Notices a batch done by `now`, admits what has arrived by `now`. Returns the GPU time of
+    /// the batch noticed done, if one was.
+    pub(super) fn advance(&mut self, now: i64) -> Option<i64> {
+        let mut noticed = None;
         if self.in_flight.as_ref().is_some_and(|b| b.noticed_host <= now) {
             let f = self.in_flight.take().expect("in flight");
+            noticed = Some(f.end_gpu as i64 - f.start_gpu as i64);
             if let Arrivals::Closed { think_ns, .. } = &self.plan.arrivals {
                 for q in &f.requests {
                     let c = q.client as usize;
@@ -104,5 +107,6 @@ impl<'a> SimTenant<'a> {
                 self.exhausted = now >= *stop_ns;
             }
         }
+        noticed
     }
 }

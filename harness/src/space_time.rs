@@ -1,0 +1,50 @@
+//! Dynamic space-time sharing in the harness ([`RuntimeScheduler::SpaceTime`]): the tenants of a
+//! streams run keep their own batchers and ask one shared [`SpaceTime`] before a due batch
+//! launches; each batch's GPU time, from its stamps, is what the scheduler learns stragglers
+//! from. The simulator runs the same state machine.
+//!
+//! [`RuntimeScheduler::SpaceTime`]: coloc_workloads::scenario::RuntimeScheduler::SpaceTime
+
+use std::sync::{Mutex, MutexGuard};
+
+use coloc_workloads::space_time::{PARAMS, SpaceTime};
+
+use crate::tenant::TenantPlan;
+
+/// The space-time scheduler the tenants of one streams run share (tenant `i` asks as lane `i`).
+pub struct SpaceTimeGate {
+    state: Mutex<SpaceTime>,
+}
+
+impl SpaceTimeGate {
+    pub fn new(tenants: &[TenantPlan]) -> SpaceTimeGate {
+        SpaceTimeGate {
+            state: Mutex::new(SpaceTime::new(tenants.iter().map(|t| (t.profile.clone(), t.slo_ms)), PARAMS)),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, SpaceTime> {
+        self.state.lock().expect("space-time gate")
+    }
+
+    /// Whether `lane`'s due batch at `bucket` may launch now (if so, it is in flight).
+    pub fn admits(&self, lane: usize, bucket: usize) -> bool {
+        self.state().admits(lane, bucket)
+    }
+
+    /// `lane`'s batch in flight ended after `gpu_ns` on the GPU.
+    pub fn done(&self, lane: usize, gpu_ns: i64) {
+        self.state().done(lane, gpu_ns);
+    }
+
+    /// `lane`'s loop has ended.
+    pub fn leave(&self, lane: usize) {
+        self.state().leave(lane);
+    }
+
+    /// Times each lane was evicted to run alone.
+    pub fn evictions(&self) -> Vec<u32> {
+        let s = self.state();
+        (0..s.lanes()).map(|l| s.evictions(l)).collect()
+    }
+}
