@@ -177,3 +177,38 @@ pub fn measured_goodput(plans: &[MeasuredPlan]) -> BTreeMap<String, MeasuredGood
     }
     out
 }
+
+/// The measured plans as measurements of every policy's own plans: a plan measured under one
+/// policy's name counts for another wherever that one makes exactly the same plan at that rate
+/// (the same GPUs, partitions, tenants, shares, batches, waits and runtime scheduler; identical
+/// plans run identically, whoever made them). A plan its policy would not make now (planned with
+/// an earlier simulator or other profiles), or of a policy not in `policies`, counts only under
+/// its own name.
+pub fn pooled(plans: &[MeasuredPlan], policies: &[Policy], judge: &Judge) -> Result<Vec<MeasuredPlan>> {
+    let mut out = plans.to_vec();
+    for m in plans {
+        let Some(maker) = policies.iter().find(|p| p.name() == m.policy) else { continue };
+        let Some(made) = maker.plan(judge, m.scale)? else { continue };
+        if made.tenants_key() != m.tenants {
+            continue;
+        }
+        for other in policies.iter().filter(|p| p.name() != m.policy) {
+            if other.plan(judge, m.scale)?.is_some_and(|p| p.gpus == made.gpus) {
+                out.push(MeasuredPlan { policy: other.name(), ..m.clone() });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// 1 - measured goodput / the oracle's, for the predictor-driven policies, where both held at
+/// some measured rate: the regret of each predictor measured for real, each goodput the highest
+/// rate that held (the lower edge of its bracket).
+pub fn measured_regret(measured: &BTreeMap<String, MeasuredGoodput>, oracle: &str) -> BTreeMap<String, f64> {
+    let Some(best) = measured.get(oracle).and_then(|m| m.held) else { return BTreeMap::new() };
+    measured
+        .iter()
+        .filter(|(name, _)| name.starts_with("greedy+"))
+        .filter_map(|(name, m)| m.held.map(|h| (name.clone(), 1.0 - h / best)))
+        .collect()
+}

@@ -226,3 +226,58 @@ fn repeated_plans_read_back_once_each_and_hold_only_if_every_repetition_does() {
     // the highest that held every time is then 1,050/s, and data/h200-plans failed at 1,074/s
     assert!(ts.held == Some(1050.0) && (ts.failed_above.unwrap() - 1074.0).abs() < 0.5, "{ts:?}");
 }
+
+#[test]
+fn a_plan_measured_under_one_name_counts_for_every_policy_that_makes_the_same_plan() {
+    use coloc_schedulers::compare::{MeasuredPlan, measured_goodput, measured_regret, pooled};
+    let (w, solo, limits) = (workload(700.0, 300.0), profiles(), DeviceLimits::h200());
+    let menu = Menu::new(&solo, &w, &limits).unwrap();
+    let judge = Judge { workload: &w, menu: &menu, overheads: OVERHEADS, predictor: None };
+    // two predictors that answer alike plan alike; a pessimist plans otherwise or not at all
+    let (a, b, pessimist) =
+        (Slowdown { per_co_runner: 0.1 }, Slowdown { per_co_runner: 0.1 }, Slowdown { per_co_runner: 3.0 });
+    let policies = [
+        Policy::Greedy { predictor: &a, label: "a" },
+        Policy::Greedy { predictor: &b, label: "b" },
+        Policy::Greedy { predictor: &pessimist, label: "pessimist" },
+        Policy::TimeSharing,
+    ];
+    let plan = |p: &Policy, scale: f64| p.plan(&judge, scale).unwrap();
+    let made = plan(&policies[0], 1.0).unwrap();
+    assert_eq!(plan(&policies[1], 1.0).unwrap().gpus, made.gpus);
+    assert!(plan(&policies[2], 1.0).is_none_or(|p| p.gpus != made.gpus));
+    let measured = |policy: &str, scale: f64, tenants: String, holds: bool| MeasuredPlan {
+        policy: policy.into(),
+        scale,
+        rate: 1000.0 * scale,
+        valid_runs: 1,
+        runs: 1,
+        min_attainment: if holds { 1.0 } else { 0.5 },
+        holds,
+        tenants,
+    };
+    let plans = vec![
+        measured("greedy+a", 1.0, made.tenants_key(), true),
+        // measured under b's name at 1.2: a's plan there is b's too if they agree
+        measured("greedy+b", 1.2, plan(&policies[1], 1.2).unwrap().tenants_key(), false),
+        // a plan b would not make now: it counts for nobody else
+        measured("greedy+b", 0.5, "resnet50 mps25 b1".into(), true),
+    ];
+    let all = pooled(&plans, &policies, &judge).unwrap();
+    let names = |scale: f64| {
+        let mut n: Vec<&str> =
+            all.iter().filter(|p| (p.scale - scale).abs() < 1e-9).map(|p| p.policy.as_str()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(1.0), ["greedy+a", "greedy+b"]);
+    assert_eq!(names(1.2), ["greedy+a", "greedy+b"]);
+    assert_eq!(names(0.5), ["greedy+b"]);
+    let goodput = measured_goodput(&all);
+    assert_eq!((goodput["greedy+a"].held, goodput["greedy+a"].failed_above), (Some(1000.0), Some(1200.0)));
+    assert!(!goodput.contains_key("time-sharing") && !goodput.contains_key("greedy+pessimist"));
+    // regret against b: a held where b did, and nothing else held anywhere
+    let regret = measured_regret(&goodput, "greedy+b");
+    assert_eq!(regret.get("greedy+a"), Some(&0.0));
+    assert_eq!(regret.len(), 2);
+}

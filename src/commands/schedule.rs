@@ -231,17 +231,22 @@ struct ComparisonFile<'a> {
     standings: &'a [Standing],
     measured_plans: &'a [MeasuredPlan],
     measured_goodput: &'a BTreeMap<String, MeasuredGoodput>,
+    measured_regret: &'a BTreeMap<String, f64>,
 }
 
-fn comparison_csv(standings: &[Standing], measured: &BTreeMap<String, MeasuredGoodput>) -> String {
+fn comparison_csv(
+    standings: &[Standing],
+    measured: &BTreeMap<String, MeasuredGoodput>,
+    measured_regret: &BTreeMap<String, f64>,
+) -> String {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
     let mut out = String::from(
-        "policy,goodput_rps,scale,vs_time_sharing,gpus,min_attainment,regret,measured_held_rps,measured_failed_above_rps\n",
+        "policy,goodput_rps,scale,vs_time_sharing,gpus,min_attainment,regret,measured_held_rps,measured_failed_above_rps,measured_regret\n",
     );
     for s in standings {
         let g = &s.goodput;
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{}\n",
             g.policy,
             g.rate,
             opt(g.scale),
@@ -251,6 +256,7 @@ fn comparison_csv(standings: &[Standing], measured: &BTreeMap<String, MeasuredGo
             opt(s.regret),
             opt(measured.get(&g.policy).and_then(|m| m.held)),
             opt(measured.get(&g.policy).and_then(|m| m.failed_above)),
+            opt(measured_regret.get(&g.policy).copied()),
         ));
     }
     out
@@ -305,7 +311,9 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
     for dir in &args.measured {
         measured_plans.extend(compare::measured_plans(&Dataset::open(dir)?, settings.attainment)?);
     }
-    let measured = compare::measured_goodput(&measured_plans);
+    // every measured plan counts for each policy that makes that very plan at its rate
+    let measured = compare::measured_goodput(&compare::pooled(&measured_plans, &policies, &judge)?);
+    let measured_regret = compare::measured_regret(&measured, &oracle);
     let measured_baseline = measured.get(compare::BASELINE).and_then(|m| m.held);
     let mut t = Table::new(&[
         "<policy",
@@ -317,6 +325,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
         "measured held/s",
         "failed/s",
         "x time-sharing",
+        "regret",
     ]);
     let opt_x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
     // measured plans that are not the plan their policy makes now at their rate (planned before
@@ -345,6 +354,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
             m.map_or("-".into(), |v| format!("{v:.0}{mark}")),
             failed.map_or("-".into(), |v| format!("{v:.0}{mark}")),
             opt_x(m.zip(measured_baseline).map(|(a, b)| a / b)),
+            measured_regret.get(&g.policy).map_or("-".into(), |r| pct(*r)),
         ]);
     }
     println!("{}", t.render());
@@ -354,7 +364,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
     );
     if !measured_plans.is_empty() {
         println!(
-            "measured: of {} plans measured, the highest rate that held and the lowest above it that did not (the goodput on the GPU lies between)",
+            "measured: of {} plans measured, the highest rate that held and the lowest above it that did not (the goodput on the GPU lies between); a plan measured under one policy's name counts for every policy that makes the same plan at that rate; regret against {oracle}'s highest rate that held",
             measured_plans.len()
         );
     }
@@ -398,10 +408,11 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
             standings: &standings,
             measured_plans: &measured_plans,
             measured_goodput: &measured,
+            measured_regret: &measured_regret,
         };
         let outputs = [
             ("comparison.json", serde_json::to_vec_pretty(&file)?),
-            ("comparison.csv", comparison_csv(&standings, &measured).into_bytes()),
+            ("comparison.csv", comparison_csv(&standings, &measured, &measured_regret).into_bytes()),
             ("plans.toml", suite.into_bytes()),
         ];
         for (name, bytes) in outputs {
