@@ -159,6 +159,17 @@ fn schedule_simulates_runtime_schedulers_and_writes_only_what_the_harness_runs()
     let written = std::fs::read_to_string(&suite).unwrap();
     assert!(written.contains("scheduler = \"clockwork\"") && written.contains("policy = \"dynamic\""), "{written}");
     std::fs::remove_file(&suite).unwrap();
+    // space-time's plan is first come first served's with its scheduler named, no predictor
+    let space_time = run(args("space-time"));
+    assert!(space_time.status.success(), "{}", String::from_utf8_lossy(&space_time.stderr));
+    let written = std::fs::read_to_string(&suite).unwrap();
+    assert!(
+        written.contains("partition = \"streams\"\n")
+            && written.contains("scheduler = \"space_time\"")
+            && !written.contains("scheduler_predictor"),
+        "{written}"
+    );
+    std::fs::remove_file(&suite).unwrap();
     // Abacus's plan names its scheduler and the predictor it asks, from the suite's directory
     let abacus = run(args("abacus"));
     assert!(abacus.status.success(), "{}", String::from_utf8_lossy(&abacus.stderr));
