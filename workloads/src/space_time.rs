@@ -204,15 +204,21 @@ mod tests {
         SpaceTime::new([(vec![(1, 1000.0)], 3.0), (vec![(1, 1000.0)], 3.0)], PARAMS)
     }
 
-    #[test]
-    fn a_tenant_slowed_past_half_its_slo_beside_others_is_evicted_and_then_runs_alone() {
+    /// [`two`] after one round of batches side by side, each 4 ms (3x slower per co-runner):
+    /// lane 1, which formed beside lane 0's batch, is evicted.
+    fn after_a_slow_round() -> SpaceTime {
         let mut s = two();
         assert!(s.admits(0, 1));
         // lane 1 forms beside lane 0's batch: both run in space
         assert!(s.admits(1, 1));
-        // each took 4 ms: 3x slower per co-runner
         s.done(0, 4_000_000);
         s.done(1, 4_000_000);
+        s
+    }
+
+    #[test]
+    fn a_tenant_slowed_past_half_its_slo_beside_others_is_evicted_and_then_runs_alone() {
+        let mut s = after_a_slow_round();
         // lane 1 saw one co-runner at its batches: 1 ms x (1 + 3 x 1) > 1.5 ms; evicted
         assert_eq!(s.mode(1), Mode::Time);
         assert_eq!(s.evictions(1), 1);
@@ -231,11 +237,7 @@ mod tests {
 
     #[test]
     fn an_evicted_tenant_rejoins_space_once_the_load_is_gone() {
-        let mut s = two();
-        assert!(s.admits(0, 1));
-        assert!(s.admits(1, 1));
-        s.done(0, 4_000_000);
-        s.done(1, 4_000_000);
+        let mut s = after_a_slow_round();
         assert_eq!(s.mode(1), Mode::Time);
         // from now on lane 1's batches form with nothing else in flight: its load decays from
         // 1 by a tenth a batch, and once 1 ms x (1 + 3 x load) < 1.2 ms (load < 0.0667) it rejoins
@@ -281,11 +283,7 @@ mod tests {
 
     #[test]
     fn a_lane_that_leaves_holds_nothing_back() {
-        let mut s = two();
-        assert!(s.admits(0, 1));
-        assert!(s.admits(1, 1));
-        s.done(0, 4_000_000);
-        s.done(1, 4_000_000);
+        let mut s = after_a_slow_round();
         assert!(s.admits(0, 1));
         assert!(!s.admits(1, 1));
         s.done(0, 1_000_000);
