@@ -201,14 +201,37 @@ pub fn pooled(plans: &[MeasuredPlan], policies: &[Policy], judge: &Judge) -> Res
     Ok(out)
 }
 
-/// 1 - measured goodput / the oracle's, for the predictor-driven policies, where both held at
-/// some measured rate: the regret of each predictor measured for real, each goodput the highest
-/// rate that held (the lower edge of its bracket).
-pub fn measured_regret(measured: &BTreeMap<String, MeasuredGoodput>, oracle: &str) -> BTreeMap<String, f64> {
+/// A predictor's regret measured for real.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MeasuredRegret {
+    pub regret: f64,
+    /// Its plans failed at every rate measured: the regret is at least this (its goodput lies
+    /// below the lowest rate that failed).
+    pub at_least: bool,
+}
+
+impl std::fmt::Display for MeasuredRegret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{:.1}%", if self.at_least { ">=" } else { "" }, 100.0 * self.regret)
+    }
+}
+
+/// 1 - measured goodput / the oracle's, for the predictor-driven policies, where the oracle
+/// held at some measured rate: the regret of each predictor measured for real, each goodput the
+/// highest rate that held (the lower edge of its bracket); where a predictor's plans held at no
+/// rate measured, a lower bound from the lowest that failed.
+pub fn measured_regret(measured: &BTreeMap<String, MeasuredGoodput>, oracle: &str) -> BTreeMap<String, MeasuredRegret> {
     let Some(best) = measured.get(oracle).and_then(|m| m.held) else { return BTreeMap::new() };
     measured
         .iter()
         .filter(|(name, _)| name.starts_with("greedy+"))
-        .filter_map(|(name, m)| m.held.map(|h| (name.clone(), 1.0 - h / best)))
+        .filter_map(|(name, m)| {
+            let regret = match (m.held, m.failed_above) {
+                (Some(h), _) => MeasuredRegret { regret: 1.0 - h / best, at_least: false },
+                (None, Some(f)) => MeasuredRegret { regret: 1.0 - f / best, at_least: true },
+                (None, None) => return None,
+            };
+            Some((name.clone(), regret))
+        })
         .collect()
 }

@@ -229,7 +229,9 @@ fn repeated_plans_read_back_once_each_and_hold_only_if_every_repetition_does() {
 
 #[test]
 fn a_plan_measured_under_one_name_counts_for_every_policy_that_makes_the_same_plan() {
-    use coloc_schedulers::compare::{MeasuredPlan, measured_goodput, measured_regret, pooled};
+    use coloc_schedulers::compare::{
+        MeasuredGoodput, MeasuredPlan, MeasuredRegret, measured_goodput, measured_regret, pooled,
+    };
     let (w, solo, limits) = (workload(700.0, 300.0), profiles(), DeviceLimits::h200());
     let menu = Menu::new(&solo, &w, &limits).unwrap();
     let judge = Judge { workload: &w, menu: &menu, overheads: OVERHEADS, predictor: None };
@@ -278,6 +280,12 @@ fn a_plan_measured_under_one_name_counts_for_every_policy_that_makes_the_same_pl
     assert!(!goodput.contains_key("time-sharing") && !goodput.contains_key("greedy+pessimist"));
     // regret against b: a held where b did, and nothing else held anywhere
     let regret = measured_regret(&goodput, "greedy+b");
-    assert_eq!(regret.get("greedy+a"), Some(&0.0));
+    assert_eq!(regret["greedy+a"], MeasuredRegret { regret: 0.0, at_least: false });
     assert_eq!(regret.len(), 2);
+    // a predictor whose plans failed wherever measured: at least the lowest failure's shortfall
+    let mut failing = goodput.clone();
+    failing.insert("greedy+p".into(), MeasuredGoodput { held: None, failed_above: Some(600.0) });
+    let r = measured_regret(&failing, "greedy+b")["greedy+p"];
+    assert!(r.at_least && (r.regret - 0.4).abs() < 1e-12, "{r:?}");
+    assert_eq!(r.to_string(), ">=40.0%");
 }

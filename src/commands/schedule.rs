@@ -12,7 +12,7 @@ use coloc_harness::solo::SoloProfiles;
 use coloc_predictors::saved::{Fitted, SavedPredictor};
 use std::collections::BTreeMap;
 
-use coloc_schedulers::compare::{self, MeasuredGoodput, MeasuredPlan, Standing};
+use coloc_schedulers::compare::{self, MeasuredGoodput, MeasuredPlan, MeasuredRegret, Standing};
 use coloc_schedulers::estimate::Judge;
 use coloc_schedulers::goodput::{Search, Simulator, search};
 use coloc_schedulers::menu::Menu;
@@ -231,22 +231,22 @@ struct ComparisonFile<'a> {
     standings: &'a [Standing],
     measured_plans: &'a [MeasuredPlan],
     measured_goodput: &'a BTreeMap<String, MeasuredGoodput>,
-    measured_regret: &'a BTreeMap<String, f64>,
+    measured_regret: &'a BTreeMap<String, MeasuredRegret>,
 }
 
 fn comparison_csv(
     standings: &[Standing],
     measured: &BTreeMap<String, MeasuredGoodput>,
-    measured_regret: &BTreeMap<String, f64>,
+    measured_regret: &BTreeMap<String, MeasuredRegret>,
 ) -> String {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
     let mut out = String::from(
-        "policy,goodput_rps,scale,vs_time_sharing,gpus,min_attainment,regret,measured_held_rps,measured_failed_above_rps,measured_regret\n",
+        "policy,goodput_rps,scale,vs_time_sharing,gpus,min_attainment,regret,measured_held_rps,measured_failed_above_rps,measured_regret,measured_regret_at_least\n",
     );
     for s in standings {
         let g = &s.goodput;
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
             g.policy,
             g.rate,
             opt(g.scale),
@@ -256,7 +256,8 @@ fn comparison_csv(
             opt(s.regret),
             opt(measured.get(&g.policy).and_then(|m| m.held)),
             opt(measured.get(&g.policy).and_then(|m| m.failed_above)),
-            opt(measured_regret.get(&g.policy).copied()),
+            opt(measured_regret.get(&g.policy).map(|r| r.regret)),
+            measured_regret.get(&g.policy).map_or(String::new(), |r| r.at_least.to_string()),
         ));
     }
     out
@@ -354,7 +355,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
             m.map_or("-".into(), |v| format!("{v:.0}{mark}")),
             failed.map_or("-".into(), |v| format!("{v:.0}{mark}")),
             opt_x(m.zip(measured_baseline).map(|(a, b)| a / b)),
-            measured_regret.get(&g.policy).map_or("-".into(), |r| pct(*r)),
+            measured_regret.get(&g.policy).map_or("-".into(), ToString::to_string),
         ]);
     }
     println!("{}", t.render());
@@ -364,7 +365,7 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
     );
     if !measured_plans.is_empty() {
         println!(
-            "measured: of {} plans measured, the highest rate that held and the lowest above it that did not (the goodput on the GPU lies between); a plan measured under one policy's name counts for every policy that makes the same plan at that rate; regret against {oracle}'s highest rate that held",
+            "measured: of {} plans measured, the highest rate that held and the lowest above it that did not (the goodput on the GPU lies between); a plan measured under one policy's name counts for every policy that makes the same plan at that rate; regret against {oracle}'s highest rate that held (>=: a lower bound, from the lowest rate that failed where none held)",
             measured_plans.len()
         );
     }
