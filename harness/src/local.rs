@@ -108,19 +108,6 @@ pub fn run(env: &RunEnv, scenario: &Scenario, plans: Plans) -> Result<Outputs> {
         .zip(&aggressors)
         .map(|(raw, r)| Ok(raw?.into_output(&map, window, r.granted_sms)))
         .collect::<Result<_>>()?;
-    let notes = space_time
-        .map(|g| {
-            let evicted: Vec<String> = g
-                .evictions()
-                .iter()
-                .zip(&plans)
-                .filter(|(n, _)| **n > 0)
-                .map(|(n, p)| format!("{} {n}", p.name))
-                .collect();
-            let evicted = if evicted.is_empty() { "none".to_string() } else { evicted.join(", ") };
-            format!("space-time: tenants evicted to run alone (times): {evicted}")
-        })
-        .into_iter()
-        .collect();
+    let notes = space_time.map(|g| g.note(&plans)).into_iter().collect();
     Ok(Outputs { tenants, aggressors, samples, notes })
 }

@@ -11,6 +11,12 @@ use coloc_workloads::space_time::{PARAMS, SpaceTime};
 
 use crate::tenant::TenantPlan;
 
+/// The space-time scheduler of `tenants` (tenant `i` as lane `i`), from what their plans know of
+/// their models: the harness's gate and the simulator start from the same state.
+pub fn scheduler_of(tenants: &[TenantPlan]) -> SpaceTime {
+    SpaceTime::new(tenants.iter().map(|t| (t.profile.clone(), t.slo_ms)), PARAMS)
+}
+
 /// The space-time scheduler the tenants of one streams run share (tenant `i` asks as lane `i`).
 pub struct SpaceTimeGate {
     state: Mutex<SpaceTime>,
@@ -18,9 +24,7 @@ pub struct SpaceTimeGate {
 
 impl SpaceTimeGate {
     pub fn new(tenants: &[TenantPlan]) -> SpaceTimeGate {
-        SpaceTimeGate {
-            state: Mutex::new(SpaceTime::new(tenants.iter().map(|t| (t.profile.clone(), t.slo_ms)), PARAMS)),
-        }
+        SpaceTimeGate { state: Mutex::new(scheduler_of(tenants)) }
     }
 
     fn state(&self) -> MutexGuard<'_, SpaceTime> {
@@ -42,9 +46,17 @@ impl SpaceTimeGate {
         self.state().leave(lane);
     }
 
-    /// Times each lane was evicted to run alone.
-    pub fn evictions(&self) -> Vec<u32> {
+    /// The run's note: who was evicted to run alone, and how often (`tenants` as given to
+    /// [`SpaceTimeGate::new`]).
+    pub fn note(&self, tenants: &[TenantPlan]) -> String {
         let s = self.state();
-        (0..s.lanes()).map(|l| s.evictions(l)).collect()
+        let evicted: Vec<String> = tenants
+            .iter()
+            .enumerate()
+            .filter(|(lane, _)| s.evictions(*lane) > 0)
+            .map(|(lane, t)| format!("{} {}", t.name, s.evictions(lane)))
+            .collect();
+        let evicted = if evicted.is_empty() { "none".to_string() } else { evicted.join(", ") };
+        format!("space-time: tenants evicted to run alone (times): {evicted}")
     }
 }

@@ -178,23 +178,33 @@ pub fn measured_goodput(plans: &[MeasuredPlan]) -> BTreeMap<String, MeasuredGood
     out
 }
 
-/// The measured plans as measurements of every policy's own plans: a plan measured under one
-/// policy's name counts for another wherever that one makes exactly the same plan at that rate
-/// (the same GPUs, partitions, tenants, shares, batches, waits and runtime scheduler; identical
-/// plans run identically, whoever made them). A plan its policy would not make now (planned with
-/// an earlier simulator or other profiles), or of a policy not in `policies`, counts only under
-/// its own name.
-pub fn pooled(plans: &[MeasuredPlan], policies: &[Policy], judge: &Judge) -> Result<Vec<MeasuredPlan>> {
-    let mut out = plans.to_vec();
+/// Measured plans as measurements of every policy's own plans ([`pooled`]).
+#[derive(Clone, Debug, Default)]
+pub struct Pooled {
+    pub plans: Vec<MeasuredPlan>,
+    /// Policies with a measured plan they would not make now at its rate (planned with an
+    /// earlier simulator or other profiles).
+    pub stale: Vec<String>,
+}
+
+/// A plan measured under one policy's name counts for another wherever that one makes exactly
+/// the same plan at that rate (the same GPUs, partitions, tenants, shares, batches, waits and
+/// runtime scheduler; identical plans run identically, whoever made them). A plan its policy
+/// would not make now, or of a policy not in `policies`, counts only under its own name.
+pub fn pooled(plans: &[MeasuredPlan], policies: &[Policy], judge: &Judge) -> Result<Pooled> {
+    let mut out = Pooled { plans: plans.to_vec(), stale: Vec::new() };
     for m in plans {
         let Some(maker) = policies.iter().find(|p| p.name() == m.policy) else { continue };
-        let Some(made) = maker.plan(judge, m.scale)? else { continue };
-        if made.tenants_key() != m.tenants {
+        let made = maker.plan(judge, m.scale)?.filter(|made| made.tenants_key() == m.tenants);
+        let Some(made) = made else {
+            if !out.stale.contains(&m.policy) {
+                out.stale.push(m.policy.clone());
+            }
             continue;
-        }
+        };
         for other in policies.iter().filter(|p| p.name() != m.policy) {
             if other.plan(judge, m.scale)?.is_some_and(|p| p.gpus == made.gpus) {
-                out.push(MeasuredPlan { policy: other.name(), ..m.clone() });
+                out.plans.push(MeasuredPlan { policy: other.name(), ..m.clone() });
             }
         }
     }

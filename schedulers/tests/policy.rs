@@ -265,7 +265,10 @@ fn a_plan_measured_under_one_name_counts_for_every_policy_that_makes_the_same_pl
         // a plan b would not make now: it counts for nobody else
         measured("greedy+b", 0.5, "resnet50 mps25 b1".into(), true),
     ];
-    let all = pooled(&plans, &policies, &judge).unwrap();
+    let pooled = pooled(&plans, &policies, &judge).unwrap();
+    // the plan b would not make now marks b's measurements as of an earlier plan
+    assert_eq!(pooled.stale, ["greedy+b"]);
+    let all = pooled.plans;
     let names = |scale: f64| {
         let mut n: Vec<&str> =
             all.iter().filter(|p| (p.scale - scale).abs() < 1e-9).map(|p| p.policy.as_str()).collect();

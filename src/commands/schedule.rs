@@ -313,7 +313,8 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
         measured_plans.extend(compare::measured_plans(&Dataset::open(dir)?, settings.attainment)?);
     }
     // every measured plan counts for each policy that makes that very plan at its rate
-    let measured = compare::measured_goodput(&compare::pooled(&measured_plans, &policies, &judge)?);
+    let pooled = compare::pooled(&measured_plans, &policies, &judge)?;
+    let measured = compare::measured_goodput(&pooled.plans);
     let measured_regret = compare::measured_regret(&measured, &oracle);
     let measured_baseline = measured.get(compare::BASELINE).and_then(|m| m.held);
     let mut t = Table::new(&[
@@ -331,18 +332,10 @@ pub fn compare(args: &CompareSchedulersArgs) -> anyhow::Result<ExitCode> {
     let opt_x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
     // measured plans that are not the plan their policy makes now at their rate (planned before
     // the simulator or the profiles changed): shown, marked
-    let mut earlier: Vec<&str> = Vec::new();
-    for (s, policy) in standings.iter().zip(&policies) {
-        for p in measured_plans.iter().filter(|p| p.policy == s.goodput.policy) {
-            let now = policy.plan(&judge, p.scale)?.map(|plan| plan.tenants_key());
-            if now.as_ref() != Some(&p.tenants) && !earlier.contains(&p.policy.as_str()) {
-                earlier.push(s.goodput.policy.as_str());
-            }
-        }
-    }
+    let earlier = &pooled.stale;
     for s in &standings {
         let g = &s.goodput;
-        let mark = if earlier.contains(&g.policy.as_str()) { "*" } else { "" };
+        let mark = if earlier.contains(&g.policy) { "*" } else { "" };
         let m = measured.get(&g.policy).and_then(|m| m.held);
         let failed = measured.get(&g.policy).and_then(|m| m.failed_above);
         t.row(vec![

@@ -107,10 +107,6 @@ impl SpaceTime {
         SpaceTime { lanes, params }
     }
 
-    pub fn lanes(&self) -> usize {
-        self.lanes.len()
-    }
-
     pub fn mode(&self, lane: usize) -> Mode {
         self.lanes[lane].mode
     }

@@ -31,7 +31,6 @@ use coloc_predictors::query::{Dispatch, RunTenant, SoloTimes, query_at};
 use coloc_workloads::batcher::Queued;
 use coloc_workloads::clockwork::ns;
 use coloc_workloads::scenario::{PartitionKind, RuntimeScheduler, Scenario};
-use coloc_workloads::space_time::{PARAMS, SpaceTime};
 pub use runtime::Scheduler;
 use runtime::{Moment, admits, candidates};
 use tenant::SimTenant;
@@ -97,7 +96,7 @@ pub fn simulate(
     let mut tenants: Vec<SimTenant> = plans.tenants.iter().map(SimTenant::new).collect();
     // the space-time scheduler learns from each batch's GPU time as it is noticed
     let mut space_time = (scenario.scheduler == RuntimeScheduler::SpaceTime)
-        .then(|| SpaceTime::new(plans.tenants.iter().map(|t| (t.profile.clone(), t.slo_ms)), PARAMS));
+        .then(|| coloc_harness::space_time::scheduler_of(&plans.tenants));
     let window = tenants.first().map_or(0, |t| t.plan.warmup_ns);
     let one_stream = scenario.partition == PartitionKind::TimeSliced;
     // when the one stream of a time-sliced scenario has run everything launched on it
