@@ -458,6 +458,20 @@ pub struct RunModelsArgs {
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Before timing, do these in this process, in order, as `coloc measure` does before its
+    /// solo profiles: to find what changes the time of the library kernels of a long-lived
+    /// process (docs/h200.md, "The reference's two speeds").
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub first: Vec<FirstStep>,
+}
+
+/// Work `coloc models run --first` does in its process before timing.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstStep {
+    /// Split the SMs into green-context groups and create one green context (the support probe).
+    GreenContext,
+    /// Measure the device's ceilings (large cuBLAS GEMMs, copies, L2 sweeps).
+    Ceilings,
 }
 
 #[derive(Subcommand, Debug)]

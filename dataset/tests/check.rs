@@ -323,3 +323,47 @@ fn a_slim_copy_skips_what_it_lacks_says_so_and_still_catches_what_it_holds() {
     assert!(coloc_dataset::slim::slim(&s.dir, &slim).unwrap_err().to_string().contains("already exists"));
     std::fs::remove_dir_all(&slim).unwrap();
 }
+
+#[test]
+fn a_lone_tenant_off_its_solo_profile_is_caught_and_one_within_noise_is_not() {
+    // the whole-GPU profile measured `factor` times slower, its launches and replays alike
+    let profiled_at = |s: &Synthetic, factor: f64| {
+        s.edit::<SoloModelRow>(|rows| {
+            for m in rows.iter_mut().filter(|m| m.share == SoloShare::Device) {
+                for us in [&mut m.stamped_p50_us, &mut m.latency_p50_us, &mut m.latency_p05_us, &mut m.latency_p95_us] {
+                    *us *= factor;
+                }
+                (m.latency_p50_lo_us, m.latency_p50_hi_us) = (m.latency_p50_us, m.latency_p50_us);
+            }
+        });
+        s.edit::<SoloOpRow>(|rows| {
+            rows.iter_mut()
+                .filter(|o| o.share == SoloShare::Device)
+                .for_each(|o| o.time_us = o.time_us.map(|t| t * factor))
+        });
+        s.edit::<SoloKernelRow>(|rows| {
+            rows.iter_mut()
+                .filter(|k| k.share == SoloShare::Device)
+                .for_each(|k| k.time_us = k.time_us.map(|t| t * factor))
+        });
+    };
+    // as measured after an MPS run: the lone runs replay 8% faster than the profile says
+    let s = build("alone");
+    profiled_at(&s, 1.0 / 0.92);
+    let p = problems_of(&s, Invariant::AloneAsProfiled);
+    // the solo run and the three references; the pair's tenants are not alone
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("4 lone tenant(s) on one stream off their solo profile"), "{p:?}");
+    assert!(p[0].contains("tiny b4") && p[0].contains("(0.920x)"), "{p:?}");
+    assert!(!p[0].contains("pair"), "{p:?}");
+    // and slower than the profile
+    let s = build("alone-slow");
+    profiled_at(&s, 0.95);
+    assert!(problems_of(&s, Invariant::AloneAsProfiled)[0].contains("(1.053x)"));
+    // 2% is within run-to-run noise
+    let s = build("alone-noise");
+    profiled_at(&s, 1.02);
+    assert!(problems_of(&s, Invariant::AloneAsProfiled).is_empty());
+    let r = check(&s.dir).unwrap();
+    assert_eq!(r.findings.iter().find(|f| f.invariant == Invariant::AloneAsProfiled).unwrap().checked, 4);
+}

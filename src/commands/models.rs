@@ -14,7 +14,7 @@ use coloc_workloads::model::{BUILTIN, ModelSpec};
 use serde::Serialize;
 
 use super::{open_gpu, write_json};
-use crate::cli::{RunModelsArgs, ShapeArgs, ShowArgs};
+use crate::cli::{FirstStep, RunModelsArgs, ShapeArgs, ShowArgs};
 use crate::table::{Table, sig3};
 
 fn options(batch: usize, shape: &ShapeArgs) -> BuildOptions {
@@ -301,6 +301,19 @@ pub fn run(args: &RunModelsArgs) -> anyhow::Result<ExitCode> {
     let specs: Vec<ModelSpec> =
         names.iter().map(|n| ModelSpec::resolve(n, Path::new(".")).map(|(s, _)| s)).collect::<Result<_, _>>()?;
     let gpu = open_gpu(&args.gpu)?;
+    for step in &args.first {
+        match step {
+            FirstStep::GreenContext => {
+                let support = coloc_kernels::partition::green::support(&gpu.device);
+                println!("first: green contexts {}", if support.usable { "created" } else { "unusable" });
+            }
+            FirstStep::Ceilings => {
+                let ctx = coloc_kernels::gpu::ExecContext::primary(&gpu.device);
+                coloc_kernels::ceilings::measure(&gpu.lib, &ctx, false)?;
+                println!("first: ceilings measured");
+            }
+        }
+    }
     let timer = Timer::new(&gpu)?;
     let mut results = Vec::new();
     let mut t =

@@ -14,8 +14,11 @@
 //! - arrivals: no two tenants of any runs (repetitions included) share an arrival sequence;
 //! - solo at share: every co-located tenant has a solo profile at its share, granted the same
 //!   SMs;
-//! - queues: no VALID run has a queue that grew or built up.
+//! - queues: no VALID run has a queue that grew or built up;
+//! - alone as profiled: a tenant alone on one stream runs its batches as fast as its whole-GPU
+//!   solo profile says (within 3%).
 
+mod alone;
 mod arrivals;
 mod physics;
 mod runs;
@@ -34,6 +37,7 @@ use crate::rows::{AggressorRow, BatchRow, DeviceSampleRow, KernelRow, RequestRow
 use crate::solo_rows::{SoloKernelRow, SoloModelRow, SoloOpRow};
 use crate::{Dataset, Table, progress};
 
+pub use alone::{ALONE_TOLERANCE, LoneTenant, lone_tenants};
 pub use physics::{CEILING_SLACK, MAX_LAUNCH_GAP_NS};
 
 /// One of the invariants.
@@ -48,6 +52,7 @@ pub enum Invariant {
     DistinctArrivals,
     SoloAtShare,
     StableQueues,
+    AloneAsProfiled,
 }
 
 impl Invariant {
@@ -61,6 +66,7 @@ impl Invariant {
             Invariant::DistinctArrivals => "no two tenants share an arrival sequence",
             Invariant::SoloAtShare => "every co-located tenant has a solo profile at its share",
             Invariant::StableQueues => "no VALID run with a growing queue",
+            Invariant::AloneAsProfiled => "a lone tenant on one stream runs as its solo profile (within 3%)",
         }
     }
 }
@@ -246,6 +252,7 @@ pub fn check(dir: &Path) -> Result<Report> {
         judge(Invariant::DistinctArrivals, &|| arrivals::distinct(&t)),
         judge(Invariant::SoloAtShare, &|| shares::solo_at_share(&t)),
         judge(Invariant::StableQueues, &|| times::stable_queues(&t, &dropping)),
+        judge(Invariant::AloneAsProfiled, &|| alone::alone_as_profiled(&t)),
     ];
     Ok(report)
 }
