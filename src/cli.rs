@@ -55,6 +55,10 @@ pub enum Command {
     /// a multiple of time-sharing's, the regret of each predictor's plans; with --measured, the
     /// same plans measured for real (no GPU needed).
     CompareSchedulers(CompareSchedulersArgs),
+    /// ODIN against least-loaded and static scheduling of one model split into pipeline stages
+    /// over equal SM partitions, one of them slowed for a while: latency, SLO attainment and
+    /// goodput of each, simulated from the model's measured solo operator times (no GPU needed).
+    Pipeline(PipelineArgs),
     /// Internal: one MPS client of a measured run (job on stdin).
     #[command(name = "__run-worker", hide = true)]
     RunWorker,
@@ -472,6 +476,54 @@ pub enum FirstStep {
     GreenContext,
     /// Measure the device's ceilings (large cuBLAS GEMMs, copies, L2 sweeps).
     Ceilings,
+}
+
+#[derive(Args, Debug)]
+pub struct PipelineArgs {
+    /// The model (its operators' solo times are read from --profiles).
+    pub model: String,
+    /// A measured dataset holding the model's solo operators at --share.
+    #[arg(long, default_value = "data/h200-forecast")]
+    pub profiles: PathBuf,
+    #[arg(long, default_value_t = 8)]
+    pub batch: u32,
+    /// Each processing element's share, as solo profiles name it (e.g. green40, mps43).
+    #[arg(long, default_value = "green40")]
+    pub share: String,
+    /// Processing elements, one stage each to start with.
+    #[arg(long, default_value_t = 3)]
+    pub elements: usize,
+    /// Requests per second (batches of --batch arrive as a Poisson process); default: half the
+    /// balanced pipeline's capacity.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Latency objective of a batch, from its arrival to its last stage's end.
+    #[arg(long, default_value_t = 5.0)]
+    pub slo_ms: f64,
+    #[arg(long, default_value_t = 8.0)]
+    pub duration_s: f64,
+    /// ELEMENT:FROM-TO:SLOWDOWN, repeatable. The default, 2.09x on element 1 from 2 to 6 s, is
+    /// the median slowdown measured of resnet50 b8 beside a co-runner on the same SMs
+    /// (streams runs of data/h200-train).
+    #[arg(long, default_values_t = ["1:2-6:2.09".to_string()])]
+    pub interference: Vec<String>,
+    /// Services of an element between two estimates of its slowdown.
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
+    /// Relative change of an element's estimated slowdown that calls for a response.
+    #[arg(long, default_value_t = 0.10)]
+    pub threshold: f64,
+    /// Pause of an element whose stages change (graphs captured again), microseconds.
+    #[arg(long, default_value_t = 2000.0)]
+    pub switch_us: f64,
+    /// Also search each policy's goodput: the highest rate holding 99% within the SLO.
+    #[arg(long)]
+    pub goodput: bool,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write the outcomes as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -196,3 +196,33 @@ fn schedule_simulates_runtime_schedulers_and_writes_only_what_the_harness_runs()
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn pipeline_compares_odin_with_least_loaded_and_static_and_names_a_bad_share() {
+    let profiles = concat!(env!("CARGO_MANIFEST_DIR"), "/data/h200-forecast");
+    let json = std::env::temp_dir().join(format!("coloc-pipeline-{}.json", std::process::id()));
+    let out = coloc(&[
+        "pipeline",
+        "resnet50",
+        "--profiles",
+        profiles,
+        "--duration-s",
+        "3",
+        "--interference",
+        "1:1-2:2.09",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for policy in ["static", "lls", "odin"] {
+        assert!(stdout.lines().any(|l| l.starts_with(policy)), "{policy} missing:\n{stdout}");
+    }
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let outcomes = doc["outcomes"].as_array().unwrap();
+    let within = |p: &str| outcomes.iter().find(|o| o["policy"] == p).unwrap()["slo_attainment"].as_f64().unwrap();
+    assert!(within("odin") > within("static"), "{doc}");
+    let out = coloc(&["pipeline", "resnet50", "--profiles", profiles, "--share", "green41"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("resnet50 b8 at green41") && stderr.contains("green40"), "{stderr}");
+}

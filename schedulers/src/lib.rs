@@ -11,6 +11,7 @@ pub mod estimate;
 pub mod forecast;
 pub mod goodput;
 pub mod menu;
+pub mod pipeline;
 pub mod placement;
 pub mod policy;
 pub mod sim;

@@ -8,6 +8,7 @@ mod measure;
 mod models;
 mod pairs;
 mod partitions;
+mod pipeline;
 mod predict;
 mod schedule;
 mod suite;
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Predict(a) => predict::run(&a),
         Command::Schedule(a) => schedule::run(&a),
         Command::CompareSchedulers(a) => schedule::compare(&a),
+        Command::Pipeline(a) => pipeline::run(&a),
         Command::Dataset(DatasetCommand::Overlap(a)) => dataset::overlap(&a),
         Command::Dataset(DatasetCommand::Check(a)) => dataset::check(&a),
         Command::Dataset(DatasetCommand::Timing(a)) => dataset::timing(&a),

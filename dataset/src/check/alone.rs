@@ -2,8 +2,9 @@
 //! measurements of one thing, in one process, by one clock (stamps). When they disagree, the
 //! baseline every interference figure is divided by is not the state the runs ran in.
 //!
-//! It caught a real state change: in suites with MPS runs, a one-stream run right after a run
-//! in other processes replayed resnet50 5-8% faster than its profile (`docs/measurement.md`).
+//! It catches a real state change: a one-stream run right after a run in other processes (MPS
+//! clients, plain processes) replays resnet50 5-8% faster than its profile, and the run after it
+//! does not (`docs/h200.md`, "The reference's two speeds").
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,0 +1,138 @@
+//! ODIN, least-loaded and static pipelines: the balanced split is the best split, ODIN's moves
+//! never make the slowest stage slower, and in simulation from measured operator times ODIN
+//! restores what a slowed element takes away where the others do not.
+
+use coloc_dataset::Dataset;
+use coloc_dataset::solo_rows::SoloOpRow;
+use coloc_schedulers::pipeline::*;
+use coloc_workloads::scenario::SoloShare;
+
+fn resnet50_b8_green40() -> Operators {
+    let ds = Dataset::open(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/h200-forecast")).unwrap();
+    let rows: Vec<SoloOpRow> = ds.load().unwrap();
+    Operators::from_rows(&rows, "resnet50", 8, SoloShare::Green { sms: 40 }).unwrap()
+}
+
+/// A small deterministic generator of operator times.
+fn times(seed: u64, n: usize) -> Vec<f64> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            1.0 + (x % 1000) as f64 / 10.0
+        })
+        .collect()
+}
+
+fn bottleneck(s: &Split, op_us: &[f64], w: &[f64]) -> f64 {
+    s.stage_us(op_us).iter().zip(w).map(|(t, w)| t * w).fold(0.0, f64::max)
+}
+
+#[test]
+fn the_balanced_split_is_as_good_as_every_split_and_odin_never_makes_it_worse() {
+    for seed in 1..40 {
+        let op_us = times(seed, 9);
+        let w = [1.0, 1.0 + (seed % 3) as f64 * 0.7, 1.0];
+        let best = Split::balanced(&op_us, &w);
+        let mut every = f64::INFINITY;
+        for a in 1..9 {
+            for b in (a + 1)..9 {
+                every = every.min(bottleneck(&Split::from_starts(&[a, b], 9).unwrap(), &op_us, &w));
+            }
+        }
+        assert!((bottleneck(&best, &op_us, &w) - every).abs() < 1e-9, "seed {seed}");
+        // from the unweighted split, ODIN's moves lower the weighted bottleneck or leave it
+        let mut odin = Split::balanced(&op_us, &[1.0; 3]);
+        let before = bottleneck(&odin, &op_us, &w);
+        let moved = odin.odin_moves(&op_us, &w);
+        let after = bottleneck(&odin, &op_us, &w);
+        assert!(after <= before && after >= every - 1e-9, "seed {seed}: {before} -> {after} (best {every})");
+        assert_eq!(moved > 0, after < before, "seed {seed}");
+        for op in 0..9 {
+            assert!(odin.range(odin.stage_of(op)).contains(&op));
+        }
+    }
+}
+
+#[test]
+fn odin_moves_layers_off_a_slowed_stage() {
+    let ops = resnet50_b8_green40();
+    let mut s = Split::balanced(&ops.us, &[1.0; 3]);
+    let before = s.stage_us(&ops.us);
+    assert!(s.odin_moves(&ops.us, &[1.0, 2.09, 1.0]) > 0);
+    let after = s.stage_us(&ops.us);
+    assert!(after[1] < before[1] * 0.6, "{before:?} -> {after:?}");
+    assert!(after[0] > before[0] && after[2] > before[2], "{before:?} -> {after:?}");
+}
+
+#[test]
+fn without_interference_the_three_policies_are_one() {
+    let ops = resnet50_b8_green40();
+    let rate = capacity_rps(&ops, 3) * 0.5;
+    let runs: Vec<Outcome> = Policy::ALL
+        .iter()
+        .map(|p| simulate(&ops, 3, rate, 3.0, 5.0, &[], *p, &Params::default(), 7).unwrap())
+        .collect();
+    for o in &runs {
+        assert_eq!(o.responses, 0);
+        assert_eq!(
+            (o.arrived, o.completed, o.p99_ms, o.slo_attainment),
+            (runs[0].arrived, runs[0].completed, runs[0].p99_ms, runs[0].slo_attainment)
+        );
+    }
+    assert!(runs[0].slo_attainment > 0.99 && runs[0].completed == runs[0].arrived);
+}
+
+#[test]
+fn a_slowed_element_odin_recovers_where_static_and_least_loaded_do_not() {
+    let ops = resnet50_b8_green40();
+    let episode: Episode = "1:1-4:2.09".parse().unwrap();
+    let rate = capacity_rps(&ops, 3) * 0.5;
+    let run = |p| simulate(&ops, 3, rate, 5.0, 5.0, &[episode], p, &Params::default(), 3).unwrap();
+    let (st, lls, odin) = (run(Policy::Static), run(Policy::LeastLoaded), run(Policy::Odin));
+    // half the capacity, the middle stage 2.09x slower: static's queue grows through the episode
+    assert!(st.slo_attainment < 0.75, "{st:?}");
+    assert!(odin.slo_attainment > 0.97 && odin.slo_attainment > lls.slo_attainment, "{odin:?} {lls:?}");
+    // ODIN responded to the start and the end, and is back at the balanced split
+    assert!(odin.responses >= 2, "{odin:?}");
+    assert_eq!(odin.starts, Split::balanced(&ops.us, &[1.0; 3]).starts());
+    // least-loaded moved stages, not layers
+    assert!(lls.responses >= 1 && lls.starts == st.starts, "{lls:?}");
+    // the same seed gives the same run
+    assert_eq!(run(Policy::Odin), odin);
+}
+
+#[test]
+fn odin_holds_a_higher_rate_than_least_loaded_and_static_through_an_episode() {
+    let ops = resnet50_b8_green40();
+    let episode: Episode = "1:1-3:2.09".parse().unwrap();
+    let g = |p| goodput(&ops, 3, 4.0, 5.0, &[episode], p, &Params::default(), 5).unwrap();
+    let (st, lls, odin) = (g(Policy::Static), g(Policy::LeastLoaded), g(Policy::Odin));
+    assert!(odin > 1.5 * st && odin > lls && lls >= st * 0.95, "static {st}, lls {lls}, odin {odin}");
+    // and below what the pipeline holds with nothing slowed
+    assert!(odin < goodput(&ops, 3, 4.0, 5.0, &[], Policy::Odin, &Params::default(), 5).unwrap());
+}
+
+#[test]
+fn bad_episodes_and_elements_are_errors_naming_them() {
+    for (text, why) in [
+        ("1:2-6", "three fields"),
+        ("x:2-6:2", "element is not a number"),
+        ("1:6-2:2", "FROM < TO"),
+        ("1:2-6:-1", "positive factor"),
+        ("1:2:6:2", "three fields"),
+    ] {
+        let e = text.parse::<Episode>().unwrap_err().to_string();
+        assert!(e.contains(text) && e.contains(why), "{text}: {e}");
+    }
+    let ops = resnet50_b8_green40();
+    let far: Episode = "3:1-2:2".parse().unwrap();
+    let e = simulate(&ops, 3, 1000.0, 1.0, 5.0, &[far], Policy::Odin, &Params::default(), 1).unwrap_err().to_string();
+    assert!(e.contains("element 3 of 3"), "{e}");
+    let e = simulate(&ops, 0, 1000.0, 1.0, 5.0, &[], Policy::Odin, &Params::default(), 1).unwrap_err().to_string();
+    assert!(e.contains("0 elements"), "{e}");
+    let e = Operators::from_rows(&[], "resnet50", 8, SoloShare::Green { sms: 41 }).unwrap_err().to_string();
+    assert!(e.contains("resnet50 b8 at green41"), "{e}");
+}
