@@ -224,5 +224,8 @@ fn pipeline_compares_odin_with_least_loaded_and_static_and_names_a_bad_share() {
     assert!(within("odin") > within("static"), "{doc}");
     let out = coloc(&["pipeline", "resnet50", "--profiles", profiles, "--share", "green41"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("resnet50 b8 at green41") && stderr.contains("green40"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("resnet50 b8 at green41") && stderr.contains("green40"),
+        "{stderr}"
+    );
 }
