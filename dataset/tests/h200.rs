@@ -220,3 +220,47 @@ fn the_calibrated_gap_between_queued_graphs_is_a_floor_of_the_served_models_gap(
     assert!((5.0..40.0).contains(&calibrated) && (5.0..40.0).contains(&served), "{calibrated} {served}");
     assert!(calibrated <= served, "calibrated {calibrated} us, served models {served} us");
 }
+
+#[test]
+fn on_one_stream_mobilenet_at_batch_1_runs_slower_after_another_model_than_after_itself() {
+    // data/h200-clockwork (no runs in other processes, so no state change): the residual of the
+    // time-sharing forecasts (docs/schedulers.md). The batch before decides, not the idle time.
+    let ds = Dataset::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/h200-clockwork")).unwrap();
+    let runs: Vec<RunRow> = ds.load().unwrap();
+    let tenants: Vec<TenantRow> = ds.load().unwrap();
+    let solo: Vec<SoloModelRow> = ds.load().unwrap();
+    let batches: Vec<BatchRow> = ds.load().unwrap();
+    let one_stream: BTreeSet<&str> =
+        runs.iter().filter(|r| r.partition == PartitionKind::TimeSliced).map(|r| r.run.as_str()).collect();
+    let model: BTreeMap<(&str, u16), &str> =
+        tenants.iter().map(|t| ((t.run.as_str(), t.tenant), t.model.as_str())).collect();
+    let mut by_run: BTreeMap<&str, Vec<&BatchRow>> = BTreeMap::new();
+    for b in batches.iter().filter(|b| b.start_ns >= 0 && one_stream.contains(b.run.as_str())) {
+        by_run.entry(b.run.as_str()).or_default().push(b);
+    }
+    // (model, bucket, after another tenant's batch) -> GPU times, us
+    let mut times: BTreeMap<(&str, u16, bool), Vec<f64>> = BTreeMap::new();
+    for bs in by_run.values_mut() {
+        bs.sort_by_key(|b| b.start_ns);
+        for w in bs.windows(2) {
+            let m = model[&(w[1].run.as_str(), w[1].tenant)];
+            times
+                .entry((m, w[1].bucket, w[0].tenant != w[1].tenant))
+                .or_default()
+                .push((w[1].end_ns - w[1].start_ns) as f64 / 1e3);
+        }
+    }
+    let mut ratio = |m: &'static str, bucket: u16, after_other: bool| {
+        let v = times.get_mut(&(m, bucket, after_other)).unwrap();
+        assert!(v.len() >= 200, "{m} b{bucket} {after_other}: {} batches", v.len());
+        let mid = v.len() / 2;
+        let median = *v.select_nth_unstable_by(mid, f64::total_cmp).1;
+        let profile =
+            solo.iter().find(|s| s.model == m && s.batch == bucket as u32 && s.share == SoloShare::Device).unwrap();
+        median / profile.stamped_p50_us
+    };
+    let (after_other, after_itself) = (ratio("mobilenet_v2", 1, true), ratio("mobilenet_v2", 1, false));
+    assert!(after_other > 1.08 && (after_itself - 1.0).abs() < 0.02, "{after_other} {after_itself}");
+    // resnet50 at batch 1 does not care
+    assert!((ratio("resnet50", 1, true) - ratio("resnet50", 1, false)).abs() < 0.02);
+}
