@@ -222,6 +222,7 @@ fn pipeline_compares_odin_with_least_loaded_and_static_and_names_a_bad_share() {
     let outcomes = doc["outcomes"].as_array().unwrap();
     let within = |p: &str| outcomes.iter().find(|o| o["policy"] == p).unwrap()["slo_attainment"].as_f64().unwrap();
     assert!(within("odin") > within("static"), "{doc}");
+    std::fs::remove_file(&json).unwrap();
     let out = coloc(&["pipeline", "resnet50", "--profiles", profiles, "--share", "green41"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -44,7 +44,9 @@ fn holds_but_for_runs_after_other_processes(dir: &Path) -> (Vec<(String, u16)>, 
     for x in tenants.iter().filter(|x| !x.agrees()) {
         let run = t.runs.iter().find(|r| r.run == x.run).unwrap();
         let after_other_processes = match run.position.checked_sub(1) {
-            Some(p) => by_position[&p].partition.uses_processes(),
+            Some(p) => {
+                by_position.get(&p).unwrap_or_else(|| panic!("no run at position {p}")).partition.uses_processes()
+            }
             None => profiled_elsewhere,
         };
         assert!(after_other_processes, "{}: {x:?} is off its profile, and not after other processes", dir.display());
@@ -60,7 +62,7 @@ fn every_invariant_holds_on_the_committed_dataset_but_runs_after_other_processes
         assert!(f.checked > 0 || f.skipped.is_some(), "{:?} checked nothing", f.invariant);
     }
     // committed slim: what can be checked holds (but for the runs below), the rest is skipped
-    assert!(!r.is_whole());
+    assert!(r.consolidated);
     assert_eq!(r.findings.iter().filter(|f| f.skipped.is_some()).count(), 4);
     let (off, agree) = holds_but_for_runs_after_other_processes(&dir());
     assert_eq!((off.len(), agree), (18, 29), "{off:?}");
@@ -77,6 +79,7 @@ fn every_invariant_holds_on_a_whole_committed_dataset_but_the_run_after_mps_prof
     let tenants: Vec<TenantRow> = Dataset::open(&profiles).unwrap().load().unwrap();
     let runs: BTreeSet<&str> = tenants.iter().map(|t| t.run.as_str()).collect();
     assert_eq!(runs.len(), tenants.len(), "a run of the solo profiles holds more than one tenant");
+    assert!(r.consolidated);
     for f in &r.findings {
         let co_located_only = f.invariant == Invariant::SoloAtShare;
         assert_eq!(f.checked == 0, co_located_only, "{:?} checked {}", f.invariant, f.checked);
@@ -224,7 +227,7 @@ fn the_calibrated_gap_between_queued_graphs_is_a_floor_of_the_served_models_gap(
 #[test]
 fn on_one_stream_mobilenet_at_batch_1_runs_slower_after_another_model_than_after_itself() {
     // data/h200-clockwork (no runs in other processes, so no state change): the residual of the
-    // time-sharing forecasts (docs/schedulers.md). The batch before decides, not the idle time.
+    // time-sharing forecasts (docs/schedulers.md)
     let ds = Dataset::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/h200-clockwork")).unwrap();
     let runs: Vec<RunRow> = ds.load().unwrap();
     let tenants: Vec<TenantRow> = ds.load().unwrap();

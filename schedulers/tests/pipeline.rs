@@ -57,6 +57,27 @@ fn the_balanced_split_is_as_good_as_every_split_and_odin_never_makes_it_worse() 
 }
 
 #[test]
+fn the_balanced_split_at_its_edges_one_stage_one_operator_each_and_four_stages() {
+    let op_us = times(11, 7);
+    let one = Split::balanced(&op_us, &[1.0]);
+    assert_eq!((one.stages(), one.range(0)), (1, 0..7));
+    let each = Split::balanced(&op_us, &[1.0; 7]);
+    assert_eq!(each.starts(), &[1, 2, 3, 4, 5, 6]);
+    let w = [1.0, 2.0, 1.0, 0.5];
+    let four = Split::balanced(&op_us, &w);
+    let mut every = f64::INFINITY;
+    for a in 1..7 {
+        for b in (a + 1)..7 {
+            for c in (b + 1)..7 {
+                every = every.min(bottleneck(&Split::from_starts(&[a, b, c], 7).unwrap(), &op_us, &w));
+            }
+        }
+    }
+    assert!((bottleneck(&four, &op_us, &w) - every).abs() < 1e-9);
+    assert!(Split::from_starts(&[3, 3], 7).is_none() && Split::from_starts(&[0], 7).is_none());
+}
+
+#[test]
 fn odin_moves_layers_off_a_slowed_stage() {
     let ops = resnet50_b8_green40();
     let mut s = Split::balanced(&ops.us, &[1.0; 3]);
@@ -70,7 +91,7 @@ fn odin_moves_layers_off_a_slowed_stage() {
 #[test]
 fn without_interference_the_three_policies_are_one() {
     let ops = resnet50_b8_green40();
-    let rate = capacity_rps(&ops, 3) * 0.5;
+    let rate = capacity_rps(&ops, 3).unwrap() * 0.5;
     let runs: Vec<Outcome> = Policy::ALL
         .iter()
         .map(|p| simulate(&ops, 3, rate, 3.0, 5.0, &[], *p, &Params::default(), 7).unwrap())
@@ -89,7 +110,7 @@ fn without_interference_the_three_policies_are_one() {
 fn a_slowed_element_odin_recovers_where_static_and_least_loaded_do_not() {
     let ops = resnet50_b8_green40();
     let episode: Episode = "1:1-4:2.09".parse().unwrap();
-    let rate = capacity_rps(&ops, 3) * 0.5;
+    let rate = capacity_rps(&ops, 3).unwrap() * 0.5;
     let run = |p| simulate(&ops, 3, rate, 5.0, 5.0, &[episode], p, &Params::default(), 3).unwrap();
     let (st, lls, odin) = (run(Policy::Static), run(Policy::LeastLoaded), run(Policy::Odin));
     // half the capacity, the middle stage 2.09x slower: static's queue grows through the episode
@@ -98,8 +119,8 @@ fn a_slowed_element_odin_recovers_where_static_and_least_loaded_do_not() {
     // ODIN responded to the start and the end, and is back at the balanced split
     assert!(odin.responses >= 2, "{odin:?}");
     assert_eq!(odin.starts, Split::balanced(&ops.us, &[1.0; 3]).starts());
-    // least-loaded moved stages, not layers
-    assert!(lls.responses >= 1 && lls.starts == st.starts, "{lls:?}");
+    // least-loaded moved stages: two of them share an element now or the slowed one holds the least
+    assert!(lls.responses >= 1 && lls.elements != st.elements, "{lls:?}");
     // the same seed gives the same run
     assert_eq!(run(Policy::Odin), odin);
 }
@@ -130,7 +151,15 @@ fn bad_episodes_and_elements_are_errors_naming_them() {
     let ops = resnet50_b8_green40();
     let far: Episode = "3:1-2:2".parse().unwrap();
     let e = simulate(&ops, 3, 1000.0, 1.0, 5.0, &[far], Policy::Odin, &Params::default(), 1).unwrap_err().to_string();
-    assert!(e.contains("element 3 of 3"), "{e}");
+    assert!(e.contains("`3:1-2:2`") && e.contains("element 3 of 3"), "{e}");
+    let e = goodput(&ops, 74, 1.0, 5.0, &[], Policy::Odin, &Params::default(), 1).unwrap_err().to_string();
+    assert!(e.contains("74 elements for 73 operators"), "{e}");
+    let e = simulate(&ops, 3, 1000.0, 0.0, 5.0, &[], Policy::Odin, &Params::default(), 1).unwrap_err().to_string();
+    assert!(e.contains("duration_s"), "{e}");
+    let huge = Params { switch_us: 1e20, ..Params::default() };
+    let e = simulate(&ops, 3, 1000.0, 1.0, 5.0, &[], Policy::Odin, &huge, 1).unwrap_err().to_string();
+    assert!(e.contains("switch_us"), "{e}");
+    assert!("1:1-2:1e300".parse::<Episode>().is_err());
     let e = simulate(&ops, 0, 1000.0, 1.0, 5.0, &[], Policy::Odin, &Params::default(), 1).unwrap_err().to_string();
     assert!(e.contains("0 elements"), "{e}");
     let e = Operators::from_rows(&[], "resnet50", 8, SoloShare::Green { sms: 41 }).unwrap_err().to_string();

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use coloc_dataset::Dataset;
 use coloc_dataset::solo_rows::SoloOpRow;
-use coloc_schedulers::pipeline::{Episode, Operators, Params, Policy, Split, capacity_rps, goodput, simulate};
+use coloc_schedulers::pipeline::{
+    Episode, Operators, Params, Policy, Split, capacity_rps, goodput, simulate, validate,
+};
 use coloc_workloads::scenario::SoloShare;
 
 use super::write_json;
@@ -19,9 +21,10 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
     let ops = Operators::from_rows(&rows, &args.model, args.batch, share)?;
     let episodes: Vec<Episode> = args.interference.iter().map(|e| e.parse()).collect::<Result<_, _>>()?;
     let params = Params { window: args.window, threshold: args.threshold, switch_us: args.switch_us };
-    let capacity = capacity_rps(&ops, args.elements.clamp(1, ops.us.len()));
+    validate(&ops, args.elements, args.duration_s, args.slo_ms, &episodes, &params)?;
+    let capacity = capacity_rps(&ops, args.elements)?;
     let rate = args.rate.unwrap_or(capacity / 2.0);
-    let balanced = Split::balanced(&ops.us, &vec![1.0; args.elements.clamp(1, ops.us.len())]);
+    let balanced = Split::balanced(&ops.us, &vec![1.0; args.elements]);
     println!(
         "{} b{} over {} elements at {}: {} operators, {:.0} us solo; balanced stages {:?} us (first operators {:?}); capacity {:.0} requests/s",
         ops.model,

@@ -3,7 +3,9 @@
 //! context of equal SMs), each batch flowing through the stages in order. A co-located task
 //! that lands on one element slows its stage; the pipeline's throughput is its slowest stage's.
 //!
-//! Three ways to respond, detected from the stages' own timings (no predictor):
+//! Three ways to respond, detected from the stages' own timings (no predictor; an element that
+//! runs no stage has no timings, and least-loaded scheduling judges it by its true load, as an
+//! operating system sees a co-runner):
 //! - static: the split balanced on solo times, never changed;
 //! - least-loaded scheduling (LLS, ODIN's baseline): stages keep their layers, and each is
 //!   placed on the element that is least loaded, given each element's observed slowdown;
@@ -25,7 +27,7 @@ use coloc_workloads::scenario::SoloShare;
 
 use crate::error::{Error, Result};
 
-pub use run::{HELD, Outcome, Params, Policy, capacity_rps, goodput, simulate};
+pub use run::{HELD, Outcome, Params, Policy, capacity_rps, goodput, simulate, validate};
 pub use split::Split;
 
 /// A model's operators in graph order, each with its solo GPU time on one processing element.
@@ -44,9 +46,17 @@ impl Operators {
             rows.iter().filter(|o| o.model == model && o.batch == batch && o.share == share).collect();
         let what = format!("solo operators of {model} b{batch} at {}", share.label());
         if ops.is_empty() {
-            let shares: std::collections::BTreeSet<String> =
-                rows.iter().filter(|o| o.model == model && o.batch == batch).map(|o| o.share.label()).collect();
-            return Err(Error::invalid(what, format!("none profiled; this model and batch has: {shares:?}")));
+            let profiled: std::collections::BTreeSet<String> = rows
+                .iter()
+                .filter(|o| o.model == model)
+                .map(|o| format!("b{} at {}", o.batch, o.share.label()))
+                .collect();
+            let reason = if profiled.is_empty() {
+                "the dataset has no solo operators of this model".to_string()
+            } else {
+                format!("none profiled; this model has: {}", profiled.into_iter().collect::<Vec<_>>().join(", "))
+            };
+            return Err(Error::invalid(what, reason));
         }
         ops.sort_by_key(|o| o.op);
         let us = ops
@@ -89,12 +99,22 @@ impl FromStr for Episode {
         if !(from_s >= 0.0 && to_s > from_s && to_s.is_finite()) {
             return Err(bad("the interval must have 0 <= FROM < TO"));
         }
-        if !(slowdown.is_finite() && slowdown > 0.0) {
-            return Err(bad("the slowdown must be a positive factor"));
+        if !(slowdown > 0.0 && slowdown <= MAX_SLOWDOWN) {
+            return Err(bad("the slowdown must be a positive factor, at most 1000"));
         }
         Ok(Episode { element, from_s, to_s, slowdown })
     }
 }
+
+impl std::fmt::Display for Episode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}-{}:{}", self.element, self.from_s, self.to_s, self.slowdown)
+    }
+}
+
+/// The largest slowdown an episode may give: beyond it an element has stopped, which a
+/// pipeline cannot be scored on.
+pub const MAX_SLOWDOWN: f64 = 1_000.0;
 
 /// The slowdown of `element` at `t_s`: the product of the episodes covering it.
 pub fn slowdown_at(episodes: &[Episode], element: usize, t_s: f64) -> f64 {

@@ -178,22 +178,7 @@ pub fn simulate(
     params: &Params,
     seed: u64,
 ) -> Result<Outcome> {
-    if elements == 0 || elements > ops.us.len() {
-        return Err(Error::invalid(
-            "pipeline elements",
-            format!("{elements} elements for {} operators: give 1 to {}", ops.us.len(), ops.us.len()),
-        ));
-    }
-    if let Some(e) = episodes.iter().find(|e| e.element >= elements) {
-        return Err(Error::invalid(
-            "interference episode",
-            format!("element {} of {elements} (they count from 0)", e.element),
-        ));
-    }
-    let usable = params.window > 0 && params.threshold > 0.0 && params.switch_us >= 0.0 && params.switch_us.is_finite();
-    if !usable {
-        return Err(Error::invalid("pipeline params", format!("{params:?}: window >= 1, threshold > 0, switch >= 0")));
-    }
+    validate(ops, elements, duration_s, slo_ms, episodes, params)?;
     let batch_rate = rate_rps / ops.batch as f64;
     let process = ArrivalProcess::Poisson { rate: batch_rate };
     let arrivals = match process.schedule(duration_s, 1, seed, Path::new("."), "pipeline arrivals")? {
@@ -252,6 +237,56 @@ pub fn simulate(
         }
     }
     Ok(outcome(policy, ops.batch, &st, &done_ns, slo_ms, responses))
+}
+
+/// The longest run simulated, s: long enough for any serving question, short enough that its
+/// times in nanoseconds cannot overflow.
+const MAX_DURATION_S: f64 = 3_600.0;
+
+/// Checks what a run is given, naming what is wrong.
+pub fn validate(
+    ops: &Operators,
+    elements: usize,
+    duration_s: f64,
+    slo_ms: f64,
+    episodes: &[Episode],
+    params: &Params,
+) -> Result<()> {
+    if elements == 0 || elements > ops.us.len() {
+        return Err(Error::invalid(
+            "elements",
+            format!("{elements} elements for {} operators: give 1 to {}", ops.us.len(), ops.us.len()),
+        ));
+    }
+    if let Some(e) = episodes.iter().find(|e| e.element >= elements) {
+        return Err(Error::invalid(
+            format!("interference episode `{e}`"),
+            format!("element {} of {elements} elements (they count from 0)", e.element),
+        ));
+    }
+    if !(duration_s > 0.0 && duration_s <= MAX_DURATION_S) {
+        return Err(Error::invalid(
+            "duration_s",
+            format!("{duration_s} s: give more than 0, at most {MAX_DURATION_S}"),
+        ));
+    }
+    if !(slo_ms > 0.0 && slo_ms.is_finite()) {
+        return Err(Error::invalid("slo_ms", format!("{slo_ms} ms: give a positive number")));
+    }
+    let usable = params.window > 0
+        && params.threshold > 0.0
+        && params.threshold.is_finite()
+        && (0.0..=duration_s * 1e6).contains(&params.switch_us);
+    if !usable {
+        let Params { window, threshold, switch_us } = params;
+        return Err(Error::invalid(
+            "window, threshold, switch_us",
+            format!(
+                "{window}, {threshold}, {switch_us}: give window >= 1, threshold > 0, 0 <= switch_us <= the duration in us"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Responds if any element's estimate moved past the threshold since the last response.
@@ -351,7 +386,8 @@ pub fn goodput(
     params: &Params,
     seed: u64,
 ) -> Result<f64> {
-    let capacity = capacity_rps(ops, elements);
+    validate(ops, elements, duration_s, slo_ms, episodes, params)?;
+    let capacity = capacity_rps(ops, elements)?;
     let (mut held, mut missed) = (0.0, capacity);
     while missed - held > capacity * 0.01 {
         let rate = (held + missed) / 2.0;
@@ -367,8 +403,11 @@ pub fn goodput(
 
 /// Requests per second the balanced split serves on unslowed elements: a batch per slowest
 /// stage time.
-pub fn capacity_rps(ops: &Operators, elements: usize) -> f64 {
+pub fn capacity_rps(ops: &Operators, elements: usize) -> Result<f64> {
+    if elements == 0 || elements > ops.us.len() {
+        return Err(Error::invalid("elements", format!("{elements} elements for {} operators", ops.us.len())));
+    }
     let split = Split::balanced(&ops.us, &vec![1.0; elements]);
     let slowest = split.stage_us(&ops.us).into_iter().fold(0.0, f64::max);
-    ops.batch as f64 / (slowest * 1e-6)
+    Ok(ops.batch as f64 / (slowest * 1e-6))
 }
