@@ -279,6 +279,11 @@ pub struct PredictArgs {
     /// Only scenarios whose name contains one of these (case-insensitive), as for `measure`.
     #[arg(long)]
     pub only: Vec<String>,
+    /// Measured datasets with one-stream runs of several models: how much slower a one-stream
+    /// batch runs right after another model's batch, per (model, batch), for the simulator
+    /// (default: not at all; `docs/schedulers.md`).
+    #[arg(long)]
+    pub switch_from: Vec<PathBuf>,
 }
 
 /// What every scheduling command reads.
@@ -293,6 +298,11 @@ pub struct ServingArgs {
     /// The predictor the simulator times batches with (saved by `coloc fit`).
     #[arg(long)]
     pub truth: PathBuf,
+    /// Measured datasets with one-stream runs of several models: how much slower a one-stream
+    /// batch runs right after another model's batch, per (model, batch), for the simulator
+    /// (default: not at all; `docs/schedulers.md`).
+    #[arg(long)]
+    pub switch_from: Vec<PathBuf>,
 }
 
 /// A placement policy of `coloc schedule`.

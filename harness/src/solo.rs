@@ -35,6 +35,34 @@ pub struct SoloProfiles {
     /// Hardware counters from the optional ncu pass.
     #[serde(default)]
     pub counters: Vec<SoloCounterRow>,
+    /// How much slower a one-stream batch runs right after another model's batch; estimated
+    /// from measured runs where given (`coloc_schedulers::switch`), else none.
+    #[serde(skip)]
+    pub switch: SwitchFactors,
+}
+
+/// Per (model, batch): a one-stream batch's GPU time right after another model's batch, over
+/// its solo time (1 where not known).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SwitchFactors(std::collections::BTreeMap<(String, u32), f64>);
+
+impl SwitchFactors {
+    pub fn insert(&mut self, model: &str, batch: u32, factor: f64) {
+        self.0.insert((model.to_string(), batch), factor);
+    }
+
+    pub fn factor(&self, model: &str, batch: u32) -> f64 {
+        self.0.get(&(model.to_string(), batch)).copied().unwrap_or(1.0)
+    }
+
+    /// (model, batch, factor), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u32, f64)> {
+        self.0.iter().map(|((m, b), f)| (m.as_str(), *b, *f))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl SoloProfiles {
@@ -47,6 +75,7 @@ impl SoloProfiles {
             kernels: store::load(dir)?,
             nodes: store::load(dir)?,
             counters: store::load_or_empty(dir)?,
+            switch: SwitchFactors::default(),
         })
     }
 

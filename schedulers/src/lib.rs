@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod placement;
 pub mod policy;
 pub mod sim;
+pub mod switch;
 pub mod workload;
 
 pub use error::{Error, Result};

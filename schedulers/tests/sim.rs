@@ -41,6 +41,76 @@ arrival = { kind = "uniform", rate = 500.0, spread = 0.0 }
 }
 
 #[test]
+fn on_one_stream_a_batch_after_another_models_takes_its_switch_factor_and_after_its_own_not() {
+    let two = suite(
+        r#"
+name = "t"
+[[scenario]]
+name = "turns"
+partition = "time_sliced"
+duration_s = 1.0
+warmup_s = 0.1
+[[scenario.tenant]]
+model = "resnet50"
+batch = 1
+arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
+[[scenario.tenant]]
+model = "bert_base"
+batch = 1
+arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
+"#,
+    );
+    let mut solo = SoloProfiles {
+        models: vec![
+            profile("resnet50", 1, SoloShare::Device, 1000.0),
+            profile("bert_base", 1, SoloShare::Device, 1000.0),
+        ],
+        ..Default::default()
+    };
+    solo.switch.insert("resnet50", 1, 1.2);
+    solo.switch.insert("bert_base", 1, 1.5);
+    let run = slowed(&two, &solo, 0.0).unwrap();
+    // they alternate: every resnet50 batch but the very first follows a bert_base batch
+    let gpu_ms = |tenant: u16| -> Vec<f64> {
+        run.batches.iter().filter(|b| b.tenant == tenant).map(|b| (b.end_ns - b.start_ns) as f64 / 1e6).collect()
+    };
+    assert!(gpu_ms(0).iter().all(|ms| (ms - 1.2).abs() < 1e-6 || (ms - 1.0).abs() < 1e-6));
+    assert!(gpu_ms(0).iter().filter(|ms| (**ms - 1.2).abs() < 1e-6).count() >= gpu_ms(0).len() - 1);
+    assert!(gpu_ms(1).iter().all(|ms| (ms - 1.5).abs() < 1e-6), "{:?}", gpu_ms(1));
+    // bert_base waits for resnet50's 1.2 ms, then takes 1.5 ms
+    assert!((run.tenants[1].p50_ms.unwrap() - 2.710).abs() < 1e-9, "{:?}", run.tenants[1].p50_ms);
+    // alone on the stream a tenant only ever follows itself
+    let one = suite(
+        r#"
+name = "t"
+[[scenario]]
+name = "alone"
+partition = "time_sliced"
+duration_s = 1.0
+warmup_s = 0.1
+[[scenario.tenant]]
+model = "bert_base"
+batch = 1
+arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
+"#,
+    );
+    let run = slowed(&one, &solo, 0.0).unwrap();
+    assert!(run.batches.iter().all(|b| b.end_ns - b.start_ns == 1_000_000));
+}
+
+#[test]
+fn switch_factors_from_a_measured_dataset_find_mobilenet_at_batch_1() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/h200-clockwork");
+    let f = coloc_schedulers::switch::from_dataset(&dir).unwrap();
+    let m = f.factor("mobilenet_v2", 1);
+    assert!((1.08..1.16).contains(&m), "{m}");
+    assert!(f.factor("resnet50", 1) < 1.01 && f.factor("vit_b16", 8) < 1.01);
+    assert!(f.iter().all(|(_, _, x)| x >= 1.0) && f.iter().count() >= 10);
+    // unknown: no factor
+    assert_eq!(f.factor("gpt2_decode", 1), 1.0);
+}
+
+#[test]
 fn co_runners_at_dispatch_slow_a_batch_and_an_overloaded_tenant_misses_its_slo() {
     // two tenants on equal green shares, each batch 1 at 900 req/s, 1 ms solo: alone each
     // would keep up (0.9 busy); beside the other every batch takes 1.5 ms, and queues grow

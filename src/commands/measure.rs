@@ -149,6 +149,8 @@ pub fn run(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
             against: Some(args.out.clone()),
             out: Some(args.out.join("forecast")),
             only: args.only.clone(),
+            // not from this measurement: the forecast would be told what it forecasts
+            switch_from: Vec::new(),
         })?;
     }
     Ok(ExitCode::SUCCESS)

@@ -90,6 +90,23 @@ pub fn worker_command() -> Option<WorkerCommand> {
     std::env::current_exe().ok().map(|program| WorkerCommand { program, args: vec!["__probe-worker".into()] })
 }
 
+/// The one-stream switch factors measured in `datasets` (later ones win), printed.
+pub fn switch_factors(datasets: &[std::path::PathBuf]) -> anyhow::Result<coloc_harness::solo::SwitchFactors> {
+    let mut all = coloc_harness::solo::SwitchFactors::default();
+    for dir in datasets {
+        let found = coloc_schedulers::switch::from_dataset(dir)
+            .with_context(|| format!("one-stream switch factors from {}", dir.display()))?;
+        for (model, batch, factor) in found.iter() {
+            all.insert(model, batch, factor);
+        }
+    }
+    if !all.is_empty() {
+        let listed: Vec<String> = all.iter().map(|(m, b, f)| format!("{m} b{b} x{f:.3}")).collect();
+        eprintln!("one-stream batches after another model's: {}", listed.join(", "));
+    }
+    Ok(all)
+}
+
 pub fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -40,7 +40,8 @@ impl Setup {
         let workload = Workload::load(&args.workload)?;
         let ds = Dataset::open(&args.profiles)?;
         let manifest = ds.manifest()?;
-        let solo = SoloProfiles::load(&args.profiles)?;
+        let mut solo = SoloProfiles::load(&args.profiles)?;
+        solo.switch = super::switch_factors(&args.switch_from)?;
         let menu = Menu::new(&solo, &workload, &manifest.limits)
             .with_context(|| format!("the solo profiles of {}", args.profiles.display()))?;
         for m in &workload.models {

@@ -14,7 +14,8 @@
 //! and notice overheads; closed loops stop sending at the end of the window. Under
 //! time-slicing (one stream), batches run one after another in the order they were launched:
 //! a batch queued behind another starts the harness's measured gap after it ends, and runs for
-//! its solo time: nothing runs beside it, so no predictor is asked.
+//! its solo time, times the profiles' switch factor if another model's batch ran before it:
+//! nothing runs beside it, so no predictor is asked.
 
 mod runtime;
 mod tenant;
@@ -101,6 +102,8 @@ pub fn simulate(
     let one_stream = scenario.partition == PartitionKind::TimeSliced;
     // when the one stream of a time-sliced scenario has run everything launched on it
     let mut stream_free = 0i64;
+    // the tenant whose batch went on the one stream last
+    let mut last_on_stream: Option<u16> = None;
     let mut in_flight: Vec<BatchRow> = Vec::with_capacity(tenants.len());
     let mut now = 0i64;
     loop {
@@ -139,11 +142,20 @@ pub fn simulate(
                     continue;
                 }
             }
-            // on the one stream nothing runs beside a batch: it takes its solo time
-            let gpu_us = if one_stream { query.solo_us } else { truth.predict(&query) };
+            // on the one stream nothing runs beside a batch: it takes its solo time, or longer
+            // right after another model's batch (its weights evicted from the L2)
+            let gpu_us = if !one_stream {
+                truth.predict(&query)
+            } else if last_on_stream.is_some_and(|last| last != tenant) {
+                let me = &tenants[c.index].plan;
+                query.solo_us * inputs.solo.switch.factor(&me.model.name, c.bucket as u32)
+            } else {
+                query.solo_us
+            };
             let gpu_ns = ns(gpu_us).max(1);
             if one_stream {
                 stream_free = start + gpu_ns;
+                last_on_stream = Some(tenant);
             }
             let me = &mut tenants[c.index];
             let requests = match c.taken {
