@@ -10,10 +10,9 @@ use coloc_schedulers::sim::{Costs, Scheduler, simulate};
 use coloc_workloads::scenario::{DeviceLimits, SoloShare};
 use common::{OVERHEADS, Slowdown, inputs, profile, slowed, suite};
 
-#[test]
-fn a_lone_tenant_at_a_constant_rate_sees_exactly_its_dispatch_and_gpu_time() {
-    // batch 1, one request every 2 ms, 1 ms of GPU time: no request ever waits
-    let s = suite(
+/// resnet50 at batch 1 alone on one stream, a request every 2 ms.
+fn alone() -> coloc_workloads::suite::Suite {
+    suite(
         r#"
 name = "t"
 [[scenario]]
@@ -26,7 +25,13 @@ model = "resnet50"
 batch = 1
 arrival = { kind = "uniform", rate = 500.0, spread = 0.0 }
 "#,
-    );
+    )
+}
+
+#[test]
+fn a_lone_tenant_at_a_constant_rate_sees_exactly_its_dispatch_and_gpu_time() {
+    // batch 1, one request every 2 ms, 1 ms of GPU time: no request ever waits
+    let s = alone();
     let solo = SoloProfiles { models: vec![profile("resnet50", 1, SoloShare::Device, 1000.0)], ..Default::default() };
     let run = slowed(&s, &solo, 0.5).unwrap();
     let t = &run.tenants[0];
@@ -40,9 +45,9 @@ arrival = { kind = "uniform", rate = 500.0, spread = 0.0 }
     assert!(run.requests.iter().all(|r| r.latency_ns == Some(1_010_000)));
 }
 
-#[test]
-fn on_one_stream_a_batch_after_another_models_takes_its_switch_factor_and_after_its_own_not() {
-    let two = suite(
+/// resnet50 and bert_base at batch 1 on one stream, arriving together every 5 ms.
+fn turns() -> coloc_workloads::suite::Suite {
+    suite(
         r#"
 name = "t"
 [[scenario]]
@@ -59,7 +64,12 @@ model = "bert_base"
 batch = 1
 arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
 "#,
-    );
+    )
+}
+
+#[test]
+fn on_one_stream_a_batch_after_another_models_takes_its_switch_factor_and_after_its_own_not() {
+    let two = turns();
     let mut solo = SoloProfiles {
         models: vec![
             profile("resnet50", 1, SoloShare::Device, 1000.0),
@@ -80,20 +90,7 @@ arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
     // bert_base waits for resnet50's 1.2 ms, then takes 1.5 ms
     assert!((run.tenants[1].p50_ms.unwrap() - 2.710).abs() < 1e-9, "{:?}", run.tenants[1].p50_ms);
     // alone on the stream a tenant only ever follows itself
-    let one = suite(
-        r#"
-name = "t"
-[[scenario]]
-name = "alone"
-partition = "time_sliced"
-duration_s = 1.0
-warmup_s = 0.1
-[[scenario.tenant]]
-model = "bert_base"
-batch = 1
-arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
-"#,
-    );
+    let one = alone();
     let run = slowed(&one, &solo, 0.0).unwrap();
     assert!(run.batches.iter().all(|b| b.end_ns - b.start_ns == 1_000_000));
 }
@@ -163,24 +160,7 @@ arrival = { kind = "uniform", rate = 900.0, spread = 0.0 }
 fn time_sliced_batches_take_turns_on_the_one_stream() {
     // two tenants arriving together every 5 ms, 1 ms of GPU each: the second in tenant order
     // waits for the first's batch, and neither is slowed by the other while it runs
-    let s = suite(
-        r#"
-name = "t"
-[[scenario]]
-name = "turns"
-partition = "time_sliced"
-duration_s = 1.0
-warmup_s = 0.1
-[[scenario.tenant]]
-model = "resnet50"
-batch = 1
-arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
-[[scenario.tenant]]
-model = "bert_base"
-batch = 1
-arrival = { kind = "uniform", rate = 200.0, spread = 0.0 }
-"#,
-    );
+    let s = turns();
     let solo = SoloProfiles {
         models: vec![
             profile("resnet50", 1, SoloShare::Device, 1000.0),
