@@ -52,6 +52,37 @@ fn the_shipped_suites_validate() {
 }
 
 #[test]
+fn the_state_probe_follows_every_kind_of_run_with_the_reference() {
+    // docs/h200.md: which run before it makes a one-stream run fast
+    let limits = DeviceLimits::h200();
+    let probe = Suite::load(&repo("suites/state-probe.toml"), &limits).unwrap();
+    let runs = coloc_workloads::order::plan_runs(&probe.scenarios, &[], probe.order_seed, probe.reference_every);
+    for p in PartitionKind::ALL {
+        let at: Vec<usize> = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.scenario.partition == p && !r.key().contains("reference"))
+            .map(|(i, _)| i)
+            .collect();
+        let wanted = [
+            PartitionKind::TimeSliced,
+            PartitionKind::Streams,
+            PartitionKind::Green,
+            PartitionKind::Mps,
+            PartitionKind::Processes,
+        ];
+        assert_eq!(at.is_empty(), !wanted.contains(&p), "{p:?}");
+        for i in at {
+            assert!(
+                runs.get(i + 1).is_some_and(|r| r.key().contains("reference")),
+                "{p:?} at {i} has no reference after it"
+            );
+        }
+    }
+    assert!(probe.validate(&limits).unwrap().estimated_seconds < 120.0);
+}
+
+#[test]
 fn the_training_suite_holds_what_the_predictor_splits_need() {
     use std::collections::BTreeSet;
     let limits = DeviceLimits::h200();
