@@ -55,9 +55,10 @@ pub enum Command {
     /// a multiple of time-sharing's, the regret of each predictor's plans; with --measured, the
     /// same plans measured for real (no GPU needed).
     CompareSchedulers(CompareSchedulersArgs),
-    /// ODIN against least-loaded and static scheduling of one model split into pipeline stages
-    /// over equal SM partitions, one of them slowed for a while: latency, SLO attainment and
-    /// goodput of each, simulated from the model's measured solo operator times (no GPU needed).
+    /// ODIN against least-loaded and static scheduling (and an oracle) of one model split into
+    /// pipeline stages over equal SM partitions, one of them slowed for a while: latency, SLO
+    /// attainment and goodput of each, simulated from the model's measured solo operator times
+    /// (no GPU needed).
     Pipeline(PipelineArgs),
     /// Internal: one MPS client of a measured run (job on stdin).
     #[command(name = "__run-worker", hide = true)]

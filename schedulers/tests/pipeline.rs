@@ -89,7 +89,7 @@ fn odin_moves_layers_off_a_slowed_stage() {
 }
 
 #[test]
-fn without_interference_the_three_policies_are_one() {
+fn without_interference_the_policies_are_one() {
     let ops = resnet50_b8_green40();
     let rate = capacity_rps(&ops, 3).unwrap() * 0.5;
     let runs: Vec<Outcome> = Policy::ALL
@@ -130,8 +130,11 @@ fn odin_holds_a_higher_rate_than_least_loaded_and_static_through_an_episode() {
     let ops = resnet50_b8_green40();
     let episode: Episode = "1:1-3:2.09".parse().unwrap();
     let g = |p| goodput(&ops, 3, 4.0, 5.0, &[episode], p, &Params::default(), 5).unwrap();
-    let (st, lls, odin) = (g(Policy::Static), g(Policy::LeastLoaded), g(Policy::Odin));
+    let (st, lls, odin, oracle) = (g(Policy::Static), g(Policy::LeastLoaded), g(Policy::Odin), g(Policy::Oracle));
     assert!(odin > 1.5 * st && odin > lls && lls >= st * 0.95, "static {st}, lls {lls}, odin {odin}");
+    // told each slowdown at once and re-splitting to the best split, the oracle bounds ODIN
+    // (to the search's 1% of capacity), which detects it late and searches locally
+    assert!(oracle >= odin * 0.98 && odin >= oracle * 0.8, "odin {odin}, oracle {oracle}");
     // and below what the pipeline holds with nothing slowed
     assert!(odin < goodput(&ops, 3, 4.0, 5.0, &[], Policy::Odin, &Params::default(), 5).unwrap());
 }

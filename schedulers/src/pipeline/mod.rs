@@ -10,7 +10,9 @@
 //! - least-loaded scheduling (LLS, ODIN's baseline): stages keep their layers, and each is
 //!   placed on the element that is least loaded, given each element's observed slowdown;
 //! - ODIN: layers move between neighbouring stages, away from the slowed stage, until the
-//!   slowest stage (at the observed slowdowns) stops improving.
+//!   slowest stage (at the observed slowdowns) stops improving;
+//! - an oracle, the bound on moving layers: told each slowdown as it starts and ends, it
+//!   re-splits at once to the best split for it.
 //!
 //! Operator times are measured solo profiles at the elements' share ([`Operators`]); a slowdown
 //! is a factor on an element's time over an interval ([`Episode`]). What is not modelled: a

@@ -20,16 +20,20 @@ pub enum Policy {
     LeastLoaded,
     /// ODIN: boundary layers move between neighbouring stages.
     Odin,
+    /// An upper bound for moving layers: told each slowdown as it starts and ends, re-splits at
+    /// once to the best split for it (still pausing the elements it changes).
+    Oracle,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 3] = [Policy::Static, Policy::LeastLoaded, Policy::Odin];
+    pub const ALL: [Policy; 4] = [Policy::Static, Policy::LeastLoaded, Policy::Odin, Policy::Oracle];
 
     pub fn name(self) -> &'static str {
         match self {
             Policy::Static => "static",
             Policy::LeastLoaded => "lls",
             Policy::Odin => "odin",
+            Policy::Oracle => "oracle",
         }
     }
 }
@@ -87,6 +91,8 @@ struct Service {
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
+    /// An episode starts or ends (only the oracle is told).
+    Boundary,
     Arrival(usize),
     Done(usize),
 }
@@ -206,6 +212,12 @@ pub fn simulate(
     for (i, &a) in arrivals.iter().enumerate() {
         st.push(a, Event::Arrival(i));
     }
+    if policy == Policy::Oracle {
+        for e in episodes {
+            st.push((e.from_s * 1e9) as u64, Event::Boundary);
+            st.push((e.to_s * 1e9) as u64, Event::Boundary);
+        }
+    }
     // batches still queued this long after the window are not coming back
     let horizon = ((duration_s * 3.0 + 1.0) * 1e9) as u64;
     let mut done_ns: Vec<Option<u64>> = vec![None; arrivals.len()];
@@ -215,6 +227,14 @@ pub fn simulate(
             break;
         }
         match event {
+            Event::Boundary => {
+                let weights: Vec<f64> = (0..elements).map(|e| slowdown_at(episodes, e, now as f64 / 1e9)).collect();
+                let before = (st.split.clone(), st.element_of.clone());
+                st.split = Split::balanced(&ops.us, &weights);
+                if apply(&mut st, now, before, params) {
+                    responses += 1;
+                }
+            }
             Event::Arrival(item) => st.enqueue(now, item),
             Event::Done(element) => {
                 let Service { item, end_op } = st.busy[element].take().expect("busy");
@@ -224,7 +244,8 @@ pub fn simulate(
                 } else {
                     st.enqueue(now, item);
                 }
-                if policy != Policy::Static && st.fresh[element] >= params.window {
+                let watches = matches!(policy, Policy::LeastLoaded | Policy::Odin);
+                if watches && st.fresh[element] >= params.window {
                     let r = &st.ratios[element];
                     st.estimate[element] = r.iter().sum::<f64>() / r.len() as f64;
                     st.fresh[element] = 0;
@@ -305,7 +326,7 @@ fn respond(st: &mut State, now: u64, policy: Policy, params: &Params) -> bool {
     st.basis = st.estimate.clone();
     let before = (st.split.clone(), st.element_of.clone());
     match policy {
-        Policy::Static => return false,
+        Policy::Static | Policy::Oracle => return false,
         Policy::Odin => {
             let weights: Vec<f64> = st.element_of.iter().map(|&e| st.estimate[e]).collect();
             st.split.odin_moves(st.op_us, &weights);
@@ -326,6 +347,13 @@ fn respond(st: &mut State, now: u64, policy: Policy, params: &Params) -> bool {
             }
         }
     }
+    apply(st, now, before, params)
+}
+
+/// Pauses the elements whose stages changed from `before` and re-queues the waiting batches;
+/// false if nothing changed.
+fn apply(st: &mut State, now: u64, before: (Split, Vec<usize>), params: &Params) -> bool {
+    let elements = st.estimate.len();
     if (st.split.clone(), st.element_of.clone()) == before {
         return false;
     }
