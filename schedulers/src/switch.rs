@@ -39,7 +39,7 @@ pub fn from_dataset(dir: &Path) -> Result<SwitchFactors> {
     for batches in by_run.values_mut() {
         batches.sort_by_key(|b| b.start_ns);
         for w in batches.windows(2).filter(|w| w[0].tenant != w[1].tenant) {
-            let m = model[&(w[1].run.as_str(), w[1].tenant)];
+            let Some(&m) = model.get(&(w[1].run.as_str(), w[1].tenant)) else { continue };
             switched.entry((m, w[1].bucket)).or_default().push((w[1].end_ns - w[1].start_ns) as f64 / 1e3);
         }
     }

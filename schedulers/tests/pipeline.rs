@@ -126,6 +126,18 @@ fn a_slowed_element_odin_recovers_where_static_and_least_loaded_do_not() {
 }
 
 #[test]
+fn the_oracle_re_splits_at_an_episodes_start_and_end_however_they_round() {
+    let ops = resnet50_b8_green40();
+    let rate = capacity_rps(&ops, 3).unwrap() * 0.4;
+    for text in ["1:2.01-3.09:2", "1:0.3-1.7:2.09", "0:1.1-2.9:1.5"] {
+        let e: Episode = text.parse().unwrap();
+        let o = simulate(&ops, 3, rate, 4.0, 5.0, &[e], Policy::Oracle, &Params::default(), 2).unwrap();
+        assert_eq!(o.responses, 2, "{text}: {o:?}");
+        assert_eq!(o.starts, Split::balanced(&ops.us, &[1.0; 3]).starts(), "{text}");
+    }
+}
+
+#[test]
 fn odin_holds_a_higher_rate_than_least_loaded_and_static_through_an_episode() {
     let ops = resnet50_b8_green40();
     let episode: Episode = "1:1-3:2.09".parse().unwrap();

@@ -102,9 +102,14 @@ fn switch_factors_from_a_measured_dataset_find_mobilenet_at_batch_1() {
     let m = f.factor("mobilenet_v2", 1);
     assert!((1.08..1.16).contains(&m), "{m}");
     assert!(f.factor("resnet50", 1) < 1.01 && f.factor("vit_b16", 8) < 1.01);
-    assert!(f.iter().all(|(_, _, x)| x >= 1.0) && f.iter().count() >= 10);
-    // unknown: no factor
-    assert_eq!(f.factor("gpt2_decode", 1), 1.0);
+    assert!(f.iter().count() >= 10);
+    // runs in the state change are left out: in data/h200-transformers 24 of 44 one-stream
+    // tenants ran fast, and mobilenet_v2 b1 after another model is still 1.1x; in
+    // data/h200-plans every one-stream run followed an MPS run, and nothing is left
+    let dir = |name: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../data/h200-{name}"));
+    let m = coloc_schedulers::switch::from_dataset(&dir("transformers")).unwrap().factor("mobilenet_v2", 1);
+    assert!((1.08..1.16).contains(&m), "{m}");
+    assert!(coloc_schedulers::switch::from_dataset(&dir("plans")).unwrap().is_empty());
 }
 
 #[test]

@@ -96,6 +96,13 @@ pub fn switch_factors(datasets: &[std::path::PathBuf]) -> anyhow::Result<coloc_h
     for dir in datasets {
         let found = coloc_schedulers::switch::from_dataset(dir)
             .with_context(|| format!("one-stream switch factors from {}", dir.display()))?;
+        if found.is_empty() {
+            eprintln!(
+                "warning: {} gives no one-stream switch factor (no one-stream run of several models with {} batches after another's, outside the state change of docs/h200.md)",
+                dir.display(),
+                coloc_schedulers::switch::MIN_SWITCHED
+            );
+        }
         for (model, batch, factor) in found.iter() {
             all.insert(model, batch, factor);
         }

@@ -213,9 +213,11 @@ pub fn simulate(
         st.push(a, Event::Arrival(i));
     }
     if policy == Policy::Oracle {
+        // rounded up, so that at the event the episode has started (or ended) for
+        // `slowdown_at` too, which the services read
         for e in episodes {
-            st.push((e.from_s * 1e9) as u64, Event::Boundary);
-            st.push((e.to_s * 1e9) as u64, Event::Boundary);
+            st.push((e.from_s * 1e9).ceil() as u64, Event::Boundary);
+            st.push((e.to_s * 1e9).ceil() as u64, Event::Boundary);
         }
     }
     // batches still queued this long after the window are not coming back
@@ -228,7 +230,8 @@ pub fn simulate(
         }
         match event {
             Event::Boundary => {
-                let weights: Vec<f64> = (0..elements).map(|e| slowdown_at(episodes, e, now as f64 / 1e9)).collect();
+                let at_s = now as f64 / 1e9;
+                let weights: Vec<f64> = st.element_of.iter().map(|&e| slowdown_at(episodes, e, at_s)).collect();
                 let before = (st.split.clone(), st.element_of.clone());
                 st.split = Split::balanced(&ops.us, &weights);
                 if apply(&mut st, now, before, params) {
