@@ -1,7 +1,9 @@
 //! On one stream a tenant's batch runs with nothing beside it, so its GPU time is the graph's
 //! time alone: no faster than the whole-GPU solo profile of the same graph, measured in the same
 //! process by the same clock (stamps), and, for a tenant alone in its run, no slower either.
-//! (A tenant that shares the stream may run slower: the model before it leaves the L2 cold.)
+//! (A tenant that shares the stream may run slower: the model before it leaves the L2 cold, and
+//! its median, over batches after its own and after another model's, can then hide a fast
+//! state: mobilenet_v2 b1 runs 1.12x after another model.)
 //! When they disagree, the baseline every interference figure is divided by is not the state
 //! the runs ran in.
 //!
