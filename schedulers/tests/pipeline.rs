@@ -13,6 +13,17 @@ fn resnet50_b8_green40() -> Operators {
     Operators::from_rows(&rows, "resnet50", 8, SoloShare::Green { sms: 40 }).unwrap()
 }
 
+/// The run of `ops` over `elements` for `duration_s` against a 5 ms SLO, default params.
+fn spec<'a>(
+    ops: &'a Operators,
+    elements: usize,
+    duration_s: f64,
+    episodes: &'a [Episode],
+    seed: u64,
+) -> PipelineSpec<'a> {
+    PipelineSpec { ops, elements, duration_s, slo_ms: 5.0, episodes, params: Params::default(), seed }
+}
+
 /// A small deterministic generator of operator times.
 fn times(seed: u64, n: usize) -> Vec<f64> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -91,11 +102,9 @@ fn odin_moves_layers_off_a_slowed_stage() {
 #[test]
 fn without_interference_the_policies_are_one() {
     let ops = resnet50_b8_green40();
-    let rate = capacity_rps(&ops, 3).unwrap() * 0.5;
-    let runs: Vec<Outcome> = Policy::ALL
-        .iter()
-        .map(|p| simulate(&ops, 3, rate, 3.0, 5.0, &[], *p, &Params::default(), 7).unwrap())
-        .collect();
+    let run = spec(&ops, 3, 3.0, &[], 7).check().unwrap();
+    let rate = run.capacity_rps() * 0.5;
+    let runs: Vec<Outcome> = Policy::ALL.iter().map(|p| simulate(&run, *p, rate).unwrap()).collect();
     for o in &runs {
         assert_eq!(o.responses, 0);
         assert_eq!(
@@ -110,8 +119,10 @@ fn without_interference_the_policies_are_one() {
 fn a_slowed_element_odin_recovers_where_static_and_least_loaded_do_not() {
     let ops = resnet50_b8_green40();
     let episode: Episode = "1:1-4:2.09".parse().unwrap();
-    let rate = capacity_rps(&ops, 3).unwrap() * 0.5;
-    let run = |p| simulate(&ops, 3, rate, 5.0, 5.0, &[episode], p, &Params::default(), 3).unwrap();
+    let episodes = [episode];
+    let pipeline = spec(&ops, 3, 5.0, &episodes, 3).check().unwrap();
+    let rate = pipeline.capacity_rps() * 0.5;
+    let run = |p| simulate(&pipeline, p, rate).unwrap();
     let (st, lls, odin) = (run(Policy::Static), run(Policy::LeastLoaded), run(Policy::Odin));
     // half the capacity, the middle stage 2.09x slower: static's queue grows through the episode
     assert!(st.slo_attainment < 0.75, "{st:?}");
@@ -128,10 +139,10 @@ fn a_slowed_element_odin_recovers_where_static_and_least_loaded_do_not() {
 #[test]
 fn the_oracle_re_splits_at_an_episodes_start_and_end_however_they_round() {
     let ops = resnet50_b8_green40();
-    let rate = capacity_rps(&ops, 3).unwrap() * 0.4;
     for text in ["1:2.01-3.09:2", "1:0.3-1.7:2.09", "0:1.1-2.9:1.5"] {
-        let e: Episode = text.parse().unwrap();
-        let o = simulate(&ops, 3, rate, 4.0, 5.0, &[e], Policy::Oracle, &Params::default(), 2).unwrap();
+        let e: [Episode; 1] = [text.parse().unwrap()];
+        let run = spec(&ops, 3, 4.0, &e, 2).check().unwrap();
+        let o = simulate(&run, Policy::Oracle, run.capacity_rps() * 0.4).unwrap();
         assert_eq!(o.responses, 2, "{text}: {o:?}");
         assert_eq!(o.starts, Split::balanced(&ops.us, &[1.0; 3]).starts(), "{text}");
     }
@@ -141,14 +152,16 @@ fn the_oracle_re_splits_at_an_episodes_start_and_end_however_they_round() {
 fn odin_holds_a_higher_rate_than_least_loaded_and_static_through_an_episode() {
     let ops = resnet50_b8_green40();
     let episode: Episode = "1:1-3:2.09".parse().unwrap();
-    let g = |p| goodput(&ops, 3, 4.0, 5.0, &[episode], p, &Params::default(), 5).unwrap();
+    let episodes = [episode];
+    let run = spec(&ops, 3, 4.0, &episodes, 5).check().unwrap();
+    let g = |p| goodput(&run, p).unwrap();
     let (st, lls, odin, oracle) = (g(Policy::Static), g(Policy::LeastLoaded), g(Policy::Odin), g(Policy::Oracle));
     assert!(odin > 1.5 * st && odin > lls && lls >= st * 0.95, "static {st}, lls {lls}, odin {odin}");
     // told each slowdown at once and re-splitting to the best split, the oracle bounds ODIN
     // (to the search's 1% of capacity), which detects it late and searches locally
     assert!(oracle >= odin * 0.98 && odin >= oracle * 0.8, "odin {odin}, oracle {oracle}");
     // and below what the pipeline holds with nothing slowed
-    assert!(odin < goodput(&ops, 3, 4.0, 5.0, &[], Policy::Odin, &Params::default(), 5).unwrap());
+    assert!(odin < goodput(&spec(&ops, 3, 4.0, &[], 5).check().unwrap(), Policy::Odin).unwrap());
 }
 
 #[test]
@@ -165,17 +178,19 @@ fn bad_episodes_and_elements_are_errors_naming_them() {
     }
     let ops = resnet50_b8_green40();
     let far: Episode = "3:1-2:2".parse().unwrap();
-    let e = simulate(&ops, 3, 1000.0, 1.0, 5.0, &[far], Policy::Odin, &Params::default(), 1).unwrap_err().to_string();
+    let checked = |elements: usize, duration_s: f64, episodes: &[Episode], params: Params| {
+        PipelineSpec { params, ..spec(&ops, elements, duration_s, episodes, 1) }.check().unwrap_err().to_string()
+    };
+    let e = checked(3, 1.0, &[far], Params::default());
     assert!(e.contains("`3:1-2:2`") && e.contains("element 3 of 3"), "{e}");
-    let e = goodput(&ops, 74, 1.0, 5.0, &[], Policy::Odin, &Params::default(), 1).unwrap_err().to_string();
+    let e = checked(74, 1.0, &[], Params::default());
     assert!(e.contains("74 elements for 73 operators"), "{e}");
-    let e = simulate(&ops, 3, 1000.0, 0.0, 5.0, &[], Policy::Odin, &Params::default(), 1).unwrap_err().to_string();
+    let e = checked(3, 0.0, &[], Params::default());
     assert!(e.contains("duration_s"), "{e}");
-    let huge = Params { switch_us: 1e20, ..Params::default() };
-    let e = simulate(&ops, 3, 1000.0, 1.0, 5.0, &[], Policy::Odin, &huge, 1).unwrap_err().to_string();
+    let e = checked(3, 1.0, &[], Params { switch_us: 1e20, ..Params::default() });
     assert!(e.contains("switch_us"), "{e}");
     assert!("1:1-2:1e300".parse::<Episode>().is_err());
-    let e = simulate(&ops, 0, 1000.0, 1.0, 5.0, &[], Policy::Odin, &Params::default(), 1).unwrap_err().to_string();
+    let e = checked(0, 1.0, &[], Params::default());
     assert!(e.contains("0 elements"), "{e}");
     let e = Operators::from_rows(&[], "resnet50", 8, SoloShare::Green { sms: 41 }).unwrap_err().to_string();
     assert!(e.contains("resnet50 b8 at green41"), "{e}");

@@ -5,9 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use coloc_dataset::Dataset;
 use coloc_dataset::solo_rows::SoloOpRow;
-use coloc_schedulers::pipeline::{
-    Episode, Operators, Params, Policy, Split, capacity_rps, goodput, simulate, validate,
-};
+use coloc_schedulers::pipeline::{Episode, Operators, Params, PipelineSpec, Policy, Split, goodput, simulate};
 use coloc_workloads::scenario::SoloShare;
 
 use super::write_json;
@@ -21,8 +19,17 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
     let ops = Operators::from_rows(&rows, &args.model, args.batch, share)?;
     let episodes: Vec<Episode> = args.interference.iter().map(|e| e.parse()).collect::<Result<_, _>>()?;
     let params = Params { window: args.window, threshold: args.threshold, switch_us: args.switch_us };
-    validate(&ops, args.elements, args.duration_s, args.slo_ms, &episodes, &params)?;
-    let capacity = capacity_rps(&ops, args.elements)?;
+    let run = PipelineSpec {
+        ops: &ops,
+        elements: args.elements,
+        duration_s: args.duration_s,
+        slo_ms: args.slo_ms,
+        episodes: &episodes,
+        params,
+        seed: args.seed,
+    }
+    .check()?;
+    let capacity = run.capacity_rps();
     let rate = args.rate.unwrap_or(capacity / 2.0);
     let balanced = Split::balanced(&ops.us, &vec![1.0; args.elements]);
     println!(
@@ -50,8 +57,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
     let mut json = Vec::new();
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     for policy in Policy::ALL {
-        let o =
-            simulate(&ops, args.elements, rate, args.duration_s, args.slo_ms, &episodes, policy, &params, args.seed)?;
+        let o = simulate(&run, policy, rate)?;
         let mut row = vec![
             policy.name().to_string(),
             format!("{:.0}", o.served_rps),
@@ -63,7 +69,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
             format!("{:?}", o.elements),
         ];
         let held = if args.goodput {
-            let g = goodput(&ops, args.elements, args.duration_s, args.slo_ms, &episodes, policy, &params, args.seed)?;
+            let g = goodput(&run, policy)?;
             row.push(format!("{g:.0}"));
             Some(g)
         } else {

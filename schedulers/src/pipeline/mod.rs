@@ -29,7 +29,7 @@ use coloc_workloads::scenario::SoloShare;
 
 use crate::error::{Error, Result};
 
-pub use run::{HELD, Outcome, Params, Policy, capacity_rps, goodput, simulate, validate};
+pub use run::{HELD, Outcome, Params, Pipeline, PipelineSpec, Policy, goodput, simulate};
 pub use split::Split;
 
 /// A model's operators in graph order, each with its solo GPU time on one processing element.

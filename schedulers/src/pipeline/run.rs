@@ -170,21 +170,54 @@ impl State<'_> {
     }
 }
 
-/// Simulates `duration_s` of batches of `ops` arriving at `rate_rps` requests per second over
-/// `elements` elements, slowed as `episodes` say, with `policy` responding.
-#[allow(clippy::too_many_arguments)]
-pub fn simulate(
-    ops: &Operators,
-    elements: usize,
-    rate_rps: f64,
-    duration_s: f64,
-    slo_ms: f64,
-    episodes: &[Episode],
-    policy: Policy,
-    params: &Params,
-    seed: u64,
-) -> Result<Outcome> {
-    validate(ops, elements, duration_s, slo_ms, episodes, params)?;
+/// What a pipeline run is given; [`PipelineSpec::check`] turns it into a [`Pipeline`], the only
+/// way in to [`simulate`] and [`goodput`].
+#[derive(Clone, Copy, Debug)]
+pub struct PipelineSpec<'a> {
+    pub ops: &'a Operators,
+    /// Processing elements, one stage each to start with.
+    pub elements: usize,
+    pub duration_s: f64,
+    /// A batch's latency objective, from its arrival to its last stage's end.
+    pub slo_ms: f64,
+    pub episodes: &'a [Episode],
+    pub params: Params,
+    /// Of the arrivals.
+    pub seed: u64,
+}
+
+impl<'a> PipelineSpec<'a> {
+    /// Checks every input, naming what is wrong.
+    pub fn check(self) -> Result<Pipeline<'a>> {
+        validate(&self)?;
+        Ok(Pipeline(self))
+    }
+}
+
+/// A [`PipelineSpec`] whose inputs were checked.
+#[derive(Clone, Copy, Debug)]
+pub struct Pipeline<'a>(PipelineSpec<'a>);
+
+impl<'a> Pipeline<'a> {
+    pub fn spec(&self) -> &PipelineSpec<'a> {
+        &self.0
+    }
+
+    /// Requests per second the balanced split serves on unslowed elements: a batch per slowest
+    /// stage time.
+    pub fn capacity_rps(&self) -> f64 {
+        let PipelineSpec { ops, elements, .. } = self.0;
+        let split = Split::balanced(&ops.us, &vec![1.0; elements]);
+        let slowest = split.stage_us(&ops.us).into_iter().fold(0.0, f64::max);
+        ops.batch as f64 / (slowest * 1e-6)
+    }
+}
+
+/// Simulates the pipeline's duration of batches arriving at `rate_rps` requests per second,
+/// slowed as its episodes say, with `policy` responding.
+pub fn simulate(run: &Pipeline, policy: Policy, rate_rps: f64) -> Result<Outcome> {
+    let PipelineSpec { ops, elements, duration_s, slo_ms, episodes, params, seed } = run.0;
+    let params = &params;
     let batch_rate = rate_rps / ops.batch as f64;
     let process = ArrivalProcess::Poisson { rate: batch_rate };
     let arrivals = match process.schedule(duration_s, 1, seed, Path::new("."), "pipeline arrivals")? {
@@ -268,14 +301,8 @@ pub fn simulate(
 const MAX_DURATION_S: f64 = 3_600.0;
 
 /// Checks what a run is given, naming what is wrong.
-pub fn validate(
-    ops: &Operators,
-    elements: usize,
-    duration_s: f64,
-    slo_ms: f64,
-    episodes: &[Episode],
-    params: &Params,
-) -> Result<()> {
+fn validate(spec: &PipelineSpec) -> Result<()> {
+    let PipelineSpec { ops, elements, duration_s, slo_ms, episodes, params, .. } = *spec;
     if elements == 0 || elements > ops.us.len() {
         return Err(Error::invalid(
             "elements",
@@ -406,39 +433,16 @@ pub const HELD: f64 = 0.99;
 /// The highest request rate at which `policy` completes [`HELD`] of the batches within the SLO,
 /// by bisection between 0 and the balanced pipeline's capacity without interference, to 1% of
 /// that capacity; 0 where even the lowest rate tried misses.
-#[allow(clippy::too_many_arguments)]
-pub fn goodput(
-    ops: &Operators,
-    elements: usize,
-    duration_s: f64,
-    slo_ms: f64,
-    episodes: &[Episode],
-    policy: Policy,
-    params: &Params,
-    seed: u64,
-) -> Result<f64> {
-    validate(ops, elements, duration_s, slo_ms, episodes, params)?;
-    let capacity = capacity_rps(ops, elements)?;
+pub fn goodput(run: &Pipeline, policy: Policy) -> Result<f64> {
+    let capacity = run.capacity_rps();
     let (mut held, mut missed) = (0.0, capacity);
     while missed - held > capacity * 0.01 {
         let rate = (held + missed) / 2.0;
-        let o = simulate(ops, elements, rate, duration_s, slo_ms, episodes, policy, params, seed)?;
-        if o.slo_attainment >= HELD {
+        if simulate(run, policy, rate)?.slo_attainment >= HELD {
             held = rate;
         } else {
             missed = rate;
         }
     }
     Ok(held)
-}
-
-/// Requests per second the balanced split serves on unslowed elements: a batch per slowest
-/// stage time.
-pub fn capacity_rps(ops: &Operators, elements: usize) -> Result<f64> {
-    if elements == 0 || elements > ops.us.len() {
-        return Err(Error::invalid("elements", format!("{elements} elements for {} operators", ops.us.len())));
-    }
-    let split = Split::balanced(&ops.us, &vec![1.0; elements]);
-    let slowest = split.stage_us(&ops.us).into_iter().fold(0.0, f64::max);
-    Ok(ops.batch as f64 / (slowest * 1e-6))
 }
