@@ -1,7 +1,8 @@
 //! On one stream a batch right after another model's batch runs slower than its solo profile:
 //! the model before it has evicted its weights from the L2 (mobilenet_v2 b1: 1.11-1.12x on four
 //! H200s, 1.00x after its own batch; `docs/schedulers.md`). This estimates that factor per
-//! (model, batch) from a measured dataset's one-stream runs, for the simulator.
+//! (model, batch) from a measured dataset's one-stream runs, for the simulator. Like the
+//! simulator it counts any other tenant's batch before it, as each tenant has its own weights.
 
 use std::collections::BTreeMap;
 use std::path::Path;

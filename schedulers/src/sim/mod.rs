@@ -14,7 +14,7 @@
 //! and notice overheads; closed loops stop sending at the end of the window. Under
 //! time-slicing (one stream), batches run one after another in the order they were launched:
 //! a batch queued behind another starts the harness's measured gap after it ends, and runs for
-//! its solo time, times the profiles' switch factor if another model's batch ran before it:
+//! its solo time, times the profiles' switch factor if another tenant's batch ran before it:
 //! nothing runs beside it, so no predictor is asked.
 
 mod runtime;
@@ -143,7 +143,8 @@ pub fn simulate(
                 }
             }
             // on the one stream nothing runs beside a batch: it takes its solo time, or longer
-            // right after another model's batch (its weights evicted from the L2)
+            // right after another tenant's batch (its weights evicted from the L2; each tenant has
+            // its own, so this holds for two tenants of one model too)
             let gpu_us = if !one_stream {
                 truth.predict(&query)
             } else if last_on_stream.is_some_and(|last| last != tenant) {
