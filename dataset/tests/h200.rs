@@ -27,7 +27,7 @@ fn subset() -> PathBuf {
 /// Every invariant but one holds on a dataset measured before the state change of one-stream
 /// runs was found; that one, `OneStreamAsProfiled`, fails only where the state changed: a
 /// one-stream run right after a run in other processes (MPS clients or plain processes), or the
-/// first run after solo profiles measured in them. Returns the tenants off their profile (run
+/// first run after solo profiles or hardware counters (ncu) measured in them. Returns the tenants off their profile (run
 /// and tenant) and the count of one-stream tenants that agree with it.
 fn holds_but_for_runs_after_other_processes(dir: &Path) -> (Vec<(String, u16)>, usize) {
     let r = check(dir).unwrap();
@@ -38,7 +38,8 @@ fn holds_but_for_runs_after_other_processes(dir: &Path) -> (Vec<(String, u16)>, 
     let t = Tables::load(&ds).unwrap();
     let by_position: BTreeMap<u32, &RunRow> = t.runs.iter().map(|r| (r.position, r)).collect();
     let profiled_elsewhere =
-        t.solo_models.iter().any(|m| matches!(m.share, SoloShare::Mps { .. } | SoloShare::Process));
+        t.solo_models.iter().any(|m| matches!(m.share, SoloShare::Mps { .. } | SoloShare::Process))
+            || dir.join("solo_counters.parquet").exists();
     let tenants = one_stream_tenants(&t);
     let mut off = Vec::new();
     for x in tenants.iter().filter(|x| !x.agrees()) {
@@ -88,6 +89,28 @@ fn every_invariant_holds_on_a_whole_committed_dataset_but_the_run_after_mps_prof
     // the first reference, measured right after the MPS profiles
     let (off, agree) = holds_but_for_runs_after_other_processes(&profiles);
     assert_eq!((off, agree), (vec![("224_reference_resnet50_b8__r1".to_string(), 0)], 2));
+}
+
+#[test]
+fn in_every_committed_dataset_one_stream_tenants_are_off_their_profile_only_after_other_processes() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data");
+    let mut judged = 0;
+    for entry in std::fs::read_dir(&data).unwrap().flatten() {
+        let dir = entry.path();
+        if !dir.join("runs.parquet").exists() {
+            continue;
+        }
+        let (off, agree) = holds_but_for_runs_after_other_processes(&dir);
+        judged += off.len() + agree;
+        // a dataset with nothing measured in other processes has no tenant off its profile
+        let runs: Vec<RunRow> = Dataset::open(&dir).unwrap().load().unwrap();
+        let solo: Vec<SoloModelRow> = Dataset::open(&dir).unwrap().load().unwrap();
+        let elsewhere = runs.iter().any(|r| r.partition.uses_processes())
+            || solo.iter().any(|m| matches!(m.share, SoloShare::Mps { .. } | SoloShare::Process))
+            || dir.join("solo_counters.parquet").exists();
+        assert!(elsewhere || off.is_empty(), "{}: {off:?}", dir.display());
+    }
+    assert!(judged > 500, "{judged} one-stream tenants judged");
 }
 
 #[test]
