@@ -42,22 +42,23 @@ pub struct SoloProfiles {
 }
 
 /// Per (model, batch): a one-stream batch's GPU time right after another model's batch, over
-/// its solo time (1 where not known).
+/// its solo time (1 where not known). Looked up by model name without allocating: the
+/// simulator asks for every one-stream batch.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct SwitchFactors(std::collections::BTreeMap<(String, u32), f64>);
+pub struct SwitchFactors(std::collections::BTreeMap<String, std::collections::BTreeMap<u32, f64>>);
 
 impl SwitchFactors {
     pub fn insert(&mut self, model: &str, batch: u32, factor: f64) {
-        self.0.insert((model.to_string(), batch), factor);
+        self.0.entry(model.to_string()).or_default().insert(batch, factor);
     }
 
     pub fn factor(&self, model: &str, batch: u32) -> f64 {
-        self.0.get(&(model.to_string(), batch)).copied().unwrap_or(1.0)
+        self.0.get(model).and_then(|by_batch| by_batch.get(&batch)).copied().unwrap_or(1.0)
     }
 
     /// (model, batch, factor), in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u32, f64)> {
-        self.0.iter().map(|((m, b), f)| (m.as_str(), *b, *f))
+        self.0.iter().flat_map(|(m, by_batch)| by_batch.iter().map(move |(b, f)| (m.as_str(), *b, *f)))
     }
 
     pub fn is_empty(&self) -> bool {

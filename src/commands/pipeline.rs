@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use coloc_dataset::Dataset;
 use coloc_dataset::solo_rows::SoloOpRow;
-use coloc_schedulers::pipeline::{Episode, Operators, Params, PipelineSpec, Policy, Split, goodput, simulate};
+use coloc_schedulers::pipeline::{Episode, Operators, Params, PipelineSpec, Policy, goodput, simulate};
 use coloc_workloads::scenario::SoloShare;
 
 use super::write_json;
@@ -31,7 +31,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
     .check()?;
     let capacity = run.capacity_rps();
     let rate = args.rate.unwrap_or(capacity / 2.0);
-    let balanced = Split::balanced(&ops.us, &vec![1.0; args.elements]);
+    let balanced = run.balanced();
     println!(
         "{} b{} over {} elements at {}: {} operators, {:.0} us solo; balanced stages {:?} us (first operators {:?}); capacity {:.0} requests/s",
         ops.model,

@@ -203,13 +203,16 @@ impl<'a> Pipeline<'a> {
         &self.0
     }
 
+    /// The split that minimises the slowest stage on solo times: where every policy starts.
+    pub fn balanced(&self) -> Split {
+        Split::balanced(&self.0.ops.us, &vec![1.0; self.0.elements])
+    }
+
     /// Requests per second the balanced split serves on unslowed elements: a batch per slowest
     /// stage time.
     pub fn capacity_rps(&self) -> f64 {
-        let PipelineSpec { ops, elements, .. } = self.0;
-        let split = Split::balanced(&ops.us, &vec![1.0; elements]);
-        let slowest = split.stage_us(&ops.us).into_iter().fold(0.0, f64::max);
-        ops.batch as f64 / (slowest * 1e-6)
+        let slowest = self.balanced().stage_us(&self.0.ops.us).into_iter().fold(0.0, f64::max);
+        self.0.ops.batch as f64 / (slowest * 1e-6)
     }
 }
 
@@ -224,7 +227,7 @@ pub fn simulate(run: &Pipeline, policy: Policy, rate_rps: f64) -> Result<Outcome
         Schedule::Open { arrivals_ns } => arrivals_ns,
         Schedule::Closed { .. } => unreachable!("a Poisson process is open"),
     };
-    let split = Split::balanced(&ops.us, &vec![1.0; elements]);
+    let split = run.balanced();
     let mut st = State {
         op_us: &ops.us,
         episodes,
