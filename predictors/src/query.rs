@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use coloc_dataset::Dataset;
+use coloc_dataset::check::OneStreamTables;
 use coloc_dataset::rows::{AggressorRow, BatchRow, RunRow, Status, TenantRow};
 use coloc_dataset::solo_rows::SoloModelRow;
 use coloc_workloads::scenario::{PartitionKind, SoloShare};
@@ -233,6 +234,10 @@ impl RunFacts {
 pub struct Examples {
     pub runs: Vec<RunFacts>,
     pub items: Vec<Example>,
+    /// VALID runs left out because they ran in a state their solo profiles were not measured
+    /// in (`coloc dataset check`'s one-stream invariant): every interference label of theirs
+    /// would be divided by the wrong baseline.
+    pub off_profile: Vec<String>,
 }
 
 impl Examples {
@@ -269,6 +274,7 @@ impl Examples {
         Examples {
             items: self.items.into_iter().filter(|e| kept.contains(&e.run)).collect(),
             runs: self.runs.into_iter().filter(|r| kept.contains(&r.run)).collect(),
+            off_profile: self.off_profile,
         }
     }
 
@@ -292,6 +298,7 @@ impl Examples {
         for (prefix, tested, ex) in parts {
             let next = shift + ex.items.iter().map(|e| e.position).max().map_or(0, |p| p + 1);
             out.runs.extend(ex.runs.into_iter().map(|r| RunFacts { run: format!("{prefix}{}", r.run), tested, ..r }));
+            out.off_profile.extend(ex.off_profile.into_iter().map(|r| format!("{prefix}{r}")));
             out.items.extend(ex.items.into_iter().map(|e| Example {
                 run: format!("{prefix}{}", e.run),
                 position: e.position + shift,
@@ -305,20 +312,31 @@ impl Examples {
     }
 }
 
-/// One example per measured batch (start in the measured window) of every VALID run. The
-/// co-runners of a query are the other tenants' batches; a run's aggressors are in no query
-/// (see [`RunFacts::aggressors`]). Each tenant has at most one batch in flight, so a batch's
+/// One example per measured batch (start in the measured window) of every VALID run whose
+/// one-stream tenants ran as profiled ([`Examples::off_profile`]). The co-runners of a query
+/// are the other tenants' batches; a run's aggressors are in no query (see
+/// [`RunFacts::aggressors`]). Each tenant has at most one batch in flight, so a batch's
 /// co-runners are among the latest batch each other tenant started before it.
 pub fn examples(ds: &Dataset) -> Result<Examples> {
     let mut runs: Vec<RunRow> = ds.load()?;
     let tenants: Vec<TenantRow> = ds.load()?;
     let aggressors: Vec<AggressorRow> = ds.load_or_empty()?;
     let mut batches: Vec<BatchRow> = ds.load()?;
-    let solo = SoloTimes::from_rows(&ds.load::<SoloModelRow>()?);
+    let solo_rows: Vec<SoloModelRow> = ds.load()?;
+    let solo = SoloTimes::from_rows(&solo_rows);
+    let off_profile = OneStreamTables {
+        runs: &runs,
+        tenants: &tenants,
+        aggressors: &aggressors,
+        batches: &batches,
+        solo_models: &solo_rows,
+    }
+    .off_profile_runs();
     runs.sort_by(|a, b| a.run.cmp(&b.run));
     batches.sort_by(|a, b| (a.run.as_str(), a.start_ns).cmp(&(b.run.as_str(), b.start_ns)));
-    let mut out = Examples::default();
-    for run in runs.iter().filter(|r| r.status == Status::Valid) {
+    let valid_off = runs.iter().filter(|r| r.status == Status::Valid && off_profile.contains(&r.run));
+    let mut out = Examples { off_profile: valid_off.map(|r| r.run.clone()).collect(), ..Examples::default() };
+    for run in runs.iter().filter(|r| r.status == Status::Valid && !off_profile.contains(&r.run)) {
         let of_run: Vec<&TenantRow> = tenants.iter().filter(|t| t.run == run.run).collect();
         let mine: Vec<RunTenant> = of_run.iter().map(|t| RunTenant::from(*t)).collect();
         let mut models: Vec<String> = of_run.iter().map(|t| t.model.clone()).collect();

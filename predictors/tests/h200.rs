@@ -111,3 +111,28 @@ fn in_measurement_order_the_online_model_learns_as_it_goes_and_beats_the_floor()
     assert!(solo.n == calm && online.n == calm && a.iter().all(|e| e.train == 0));
     assert!(online.mape < solo.mape && online.p95_ape < solo.p95_ape, "{a:?}");
 }
+
+#[test]
+fn runs_whose_one_stream_tenants_ran_off_their_profiles_give_no_examples() {
+    let ds = Dataset::open(&dir()).unwrap();
+    let ex = examples(&ds).unwrap();
+    let t = coloc_dataset::check::Tables::load(&ds).unwrap();
+    let off: std::collections::BTreeSet<String> =
+        coloc_dataset::check::one_stream_tenants(&t).into_iter().filter(|x| !x.agrees()).map(|x| x.run).collect();
+    // data/h200: 18 one-stream tenants off their profiles, all VALID runs (docs/h200.md)
+    assert!(off.len() >= 10, "{off:?}");
+    assert_eq!(ex.off_profile.iter().cloned().collect::<std::collections::BTreeSet<_>>(), off);
+    assert!(ex.items.iter().all(|e| !off.contains(&e.run)));
+    assert!(ex.runs.iter().all(|r| !off.contains(&r.run)));
+    // what is left on one stream runs as profiled: alone, the median label is 1 within 3%
+    let mut lone: Vec<f64> = ex
+        .items
+        .iter()
+        .filter(|e| e.query.target.partition == PartitionKind::TimeSliced && !ex.run_of(e).co_located())
+        .map(|e| e.measured_us / e.query.solo_us)
+        .collect();
+    assert!(lone.len() > 1000, "{}", lone.len());
+    lone.sort_by(f64::total_cmp);
+    let median = lone[lone.len() / 2];
+    assert!((median - 1.0).abs() < 0.03, "{median}");
+}

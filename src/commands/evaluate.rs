@@ -118,6 +118,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         ex.len(),
         ex.runs.len()
     );
+    print_off_profile(&ex);
     for split in &splits {
         let entries: Vec<&Entry> = eval.entries.iter().filter(|e| e.split == *split).collect();
         println!("\nsplit: {}", split.label());
@@ -186,6 +187,17 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The runs the examples left out, and why.
+fn print_off_profile(ex: &Examples) {
+    if !ex.off_profile.is_empty() {
+        println!(
+            "left out {} VALID run(s) whose one-stream tenants ran off their solo profiles (`coloc dataset check`, one stream as profiled): {}",
+            ex.off_profile.len(),
+            ex.off_profile.join(", ")
+        );
+    }
+}
+
 /// `coloc fit`: one predictor fitted on every example of a dataset, saved as JSON.
 pub fn fit(args: &FitArgs) -> anyhow::Result<ExitCode> {
     let ds = Dataset::open(&args.dataset)?;
@@ -216,5 +228,6 @@ pub fn fit(args: &FitArgs) -> anyhow::Result<ExitCode> {
         &saved.manifest_sha256[..12],
         args.out.display()
     );
+    print_off_profile(&ex);
     Ok(ExitCode::SUCCESS)
 }

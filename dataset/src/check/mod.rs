@@ -37,7 +37,7 @@ use crate::rows::{AggressorRow, BatchRow, DeviceSampleRow, KernelRow, RequestRow
 use crate::solo_rows::{SoloKernelRow, SoloModelRow, SoloOpRow};
 use crate::{Dataset, Table, progress};
 
-pub use one_stream::{ONE_STREAM_TOLERANCE, OneStreamTenant, one_stream_tenants};
+pub use one_stream::{ONE_STREAM_TOLERANCE, OneStreamTables, OneStreamTenant, one_stream_tenants};
 pub use physics::{CEILING_SLACK, MAX_LAUNCH_GAP_NS};
 
 /// One of the invariants.

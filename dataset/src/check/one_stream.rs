@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use coloc_workloads::scenario::{PartitionKind, SoloShare};
 
 use super::{Finding, Invariant, Problems, Tables};
-use crate::rows::TenantRow;
+use crate::rows::{AggressorRow, BatchRow, RunRow, TenantRow};
+use crate::solo_rows::SoloModelRow;
 
 /// How far a one-stream tenant's median batch time may be from its solo profile: run to run on
 /// one GPU a lone tenant and its profile agree within 1.1% (the H200 datasets without the state
@@ -57,52 +58,86 @@ impl OneStreamTenant {
 /// Every tenant on one stream, per graph size it ran at least [`MIN_BATCHES`] times and that
 /// has a whole-GPU profile.
 pub fn one_stream_tenants(t: &Tables) -> Vec<OneStreamTenant> {
-    // a (model, batch) profiled more than once on the whole GPU (other sequence lengths) is
-    // ambiguous: its tenants are not judged
-    let mut profiles: BTreeMap<(&str, u32), Vec<f64>> = BTreeMap::new();
-    for m in t.solo_models.iter().filter(|m| m.share == SoloShare::Device) {
-        profiles.entry((m.model.as_str(), m.batch)).or_default().push(m.stamped_p50_us);
+    OneStreamTables {
+        runs: &t.runs,
+        tenants: &t.tenants,
+        aggressors: &t.aggressors,
+        batches: &t.batches,
+        solo_models: &t.solo_models,
     }
-    let profile: BTreeMap<(&str, u32), f64> =
-        profiles.into_iter().filter(|(_, v)| v.len() == 1).map(|(k, v)| (k, v[0])).collect();
-    let one_stream: BTreeSet<&str> =
-        t.runs.iter().filter(|r| r.partition == PartitionKind::TimeSliced).map(|r| r.run.as_str()).collect();
-    let with_aggressors: BTreeSet<&str> = t.aggressors.iter().map(|a| a.run.as_str()).collect();
-    let mut tenants_of: BTreeMap<&str, Vec<&TenantRow>> = BTreeMap::new();
-    for x in &t.tenants {
-        tenants_of.entry(x.run.as_str()).or_default().push(x);
+    .tenants()
+}
+
+/// The tables the one-stream judgement reads, borrowed: a reader that has not loaded every
+/// table of a dataset (the predictors' examples) judges with what it has.
+#[derive(Clone, Copy, Debug)]
+pub struct OneStreamTables<'a> {
+    pub runs: &'a [RunRow],
+    pub tenants: &'a [TenantRow],
+    pub aggressors: &'a [AggressorRow],
+    pub batches: &'a [BatchRow],
+    pub solo_models: &'a [SoloModelRow],
+}
+
+impl OneStreamTables<'_> {
+    /// The runs in a state their solo profiles were not measured in: a one-stream tenant of
+    /// theirs disagrees with its profile (see [`OneStreamTenant::agrees`]). The state is the
+    /// process's, so every batch of such a run is in it.
+    pub fn off_profile_runs(&self) -> BTreeSet<String> {
+        self.tenants().into_iter().filter(|x| !x.agrees()).map(|x| x.run).collect()
     }
-    // (run, tenant) -> (model, alone)
-    let on_one_stream: BTreeMap<(&str, u16), (&str, bool)> = tenants_of
-        .iter()
-        .filter(|(run, _)| one_stream.contains(*run) && !with_aggressors.contains(*run))
-        .flat_map(|(run, xs)| xs.iter().map(move |x| ((*run, x.tenant), (x.model.as_str(), xs.len() == 1))))
-        .collect();
-    let mut times: BTreeMap<(&str, u16, u16), Vec<i64>> = BTreeMap::new();
-    for b in t.batches.iter().filter(|b| b.start_ns >= 0 && on_one_stream.contains_key(&(b.run.as_str(), b.tenant))) {
-        times.entry((b.run.as_str(), b.tenant, b.bucket)).or_default().push(b.end_ns - b.start_ns);
-    }
-    let mut out = Vec::new();
-    for ((run, tenant, bucket), mut ns) in times {
-        let (model, alone) = on_one_stream[&(run, tenant)];
-        let Some(&profiled_us) = profile.get(&(model, bucket as u32)) else { continue };
-        if ns.len() < MIN_BATCHES {
-            continue;
+
+    /// Every tenant on one stream, as [`one_stream_tenants`].
+    pub fn tenants(&self) -> Vec<OneStreamTenant> {
+        let t = self;
+        // a (model, batch) profiled more than once on the whole GPU (other sequence lengths) is
+        // ambiguous: its tenants are not judged
+        let mut profiles: BTreeMap<(&str, u32), Vec<f64>> = BTreeMap::new();
+        for m in t.solo_models.iter().filter(|m| m.share == SoloShare::Device) {
+            profiles.entry((m.model.as_str(), m.batch)).or_default().push(m.stamped_p50_us);
         }
-        let mid = ns.len() / 2;
-        let median_us = *ns.select_nth_unstable(mid).1 as f64 / 1e3;
-        out.push(OneStreamTenant {
-            run: run.to_string(),
-            tenant,
-            model: model.to_string(),
-            bucket,
-            alone,
-            batches: ns.len(),
-            median_us,
-            profiled_us,
-        });
+        let profile: BTreeMap<(&str, u32), f64> =
+            profiles.into_iter().filter(|(_, v)| v.len() == 1).map(|(k, v)| (k, v[0])).collect();
+        let one_stream: BTreeSet<&str> =
+            t.runs.iter().filter(|r| r.partition == PartitionKind::TimeSliced).map(|r| r.run.as_str()).collect();
+        let with_aggressors: BTreeSet<&str> = t.aggressors.iter().map(|a| a.run.as_str()).collect();
+        let mut tenants_of: BTreeMap<&str, Vec<&TenantRow>> = BTreeMap::new();
+        for x in t.tenants {
+            tenants_of.entry(x.run.as_str()).or_default().push(x);
+        }
+        // (run, tenant) -> (model, alone)
+        let on_one_stream: BTreeMap<(&str, u16), (&str, bool)> = tenants_of
+            .iter()
+            .filter(|(run, _)| one_stream.contains(*run) && !with_aggressors.contains(*run))
+            .flat_map(|(run, xs)| xs.iter().map(move |x| ((*run, x.tenant), (x.model.as_str(), xs.len() == 1))))
+            .collect();
+        let mut times: BTreeMap<(&str, u16, u16), Vec<i64>> = BTreeMap::new();
+        for b in t.batches.iter().filter(|b| b.start_ns >= 0 && on_one_stream.contains_key(&(b.run.as_str(), b.tenant)))
+        {
+            times.entry((b.run.as_str(), b.tenant, b.bucket)).or_default().push(b.end_ns - b.start_ns);
+        }
+        let mut out = Vec::new();
+        for ((run, tenant, bucket), mut ns) in times {
+            let (model, alone) = on_one_stream[&(run, tenant)];
+            let Some(&profiled_us) = profile.get(&(model, bucket as u32)) else { continue };
+            if ns.len() < MIN_BATCHES {
+                continue;
+            }
+            let mid = ns.len() / 2;
+            let median_us = *ns.select_nth_unstable(mid).1 as f64 / 1e3;
+            out.push(OneStreamTenant {
+                run: run.to_string(),
+                tenant,
+                model: model.to_string(),
+                bucket,
+                alone,
+                batches: ns.len(),
+                median_us,
+                profiled_us,
+            });
+        }
+        out
     }
-    out
 }
 
 pub fn one_stream_as_profiled(t: &Tables) -> Finding {
