@@ -282,7 +282,8 @@ pub struct PredictArgs {
     pub only: Vec<String>,
     /// Measured datasets with one-stream runs of several models: how much slower a one-stream
     /// batch runs right after another model's batch, per (model, batch), for the simulator
-    /// (default: not at all; `docs/schedulers.md`).
+    /// (default: the switch profile measured beside the solo profiles, where the dataset has
+    /// one; else not at all; `docs/schedulers.md`).
     #[arg(long)]
     pub switch_from: Vec<PathBuf>,
 }
@@ -301,7 +302,8 @@ pub struct ServingArgs {
     pub truth: PathBuf,
     /// Measured datasets with one-stream runs of several models: how much slower a one-stream
     /// batch runs right after another model's batch, per (model, batch), for the simulator
-    /// (default: not at all; `docs/schedulers.md`).
+    /// (default: the switch profile measured beside the solo profiles, where the dataset has
+    /// one; else not at all; `docs/schedulers.md`).
     #[arg(long)]
     pub switch_from: Vec<PathBuf>,
 }

@@ -75,6 +75,12 @@ impl Dataset {
         store::load(&self.dir)
     }
 
+    /// Every row of table `T`, or none where the table was not written: for a table added after
+    /// some datasets were measured, where no rows and no table mean different things.
+    pub fn load_if_present<T: Table>(&self) -> Result<Option<Vec<T>>> {
+        store::load_if_present(&self.dir)
+    }
+
     /// Every row of table `T`, none if the table was not written (no counters without `--ncu`).
     pub fn load_or_empty<T: Table>(&self) -> Result<Vec<T>> {
         store::load_or_empty(&self.dir)

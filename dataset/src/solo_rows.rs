@@ -116,3 +116,29 @@ table! {
         pub value: f64,
     }
 }
+
+table! {
+    /// One (model, batch) on one stream of the whole GPU, replayed right after its own replay
+    /// and right after another model's, interleaved, each replay awaited as a tenant awaits its
+    /// batch. Both times are stamped spans (first kernel in to last out), microseconds.
+    pub struct SoloSwitchRow in "solo_switch" {
+        pub model: String,
+        pub batch: u32,
+        /// The model replayed just before, at its batch.
+        pub after_model: String,
+        pub after_batch: u32,
+        /// Timed replays of each kind.
+        pub replays: u32,
+        /// Median right after its own replay: the solo profile measured again.
+        pub after_self_us: f64,
+        /// Median right after `after_model`'s replay.
+        pub after_other_us: f64,
+    }
+}
+
+impl SoloSwitchRow {
+    /// After the other model, over after its own.
+    pub fn factor(&self) -> f64 {
+        self.after_other_us / self.after_self_us
+    }
+}

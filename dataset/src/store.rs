@@ -31,6 +31,11 @@ pub fn load<T: Table>(dir: &Path) -> Result<Vec<T>> {
     T::from_frame(&df).map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))
 }
 
+/// Like [`load`], but a table that is not there reads as none.
+pub fn load_if_present<T: Table>(dir: &Path) -> Result<Option<Vec<T>>> {
+    table_path::<T>(dir).exists().then(|| load(dir)).transpose()
+}
+
 /// Like [`load`], but a table that is not there reads as no rows.
 pub fn load_or_empty<T: Table>(dir: &Path) -> Result<Vec<T>> {
     if table_path::<T>(dir).exists() { load(dir) } else { Ok(Vec::new()) }

@@ -346,6 +346,12 @@ fn a_one_stream_tenant_faster_than_its_solo_profile_is_caught_and_a_slower_one_o
                 .filter(|k| k.share == SoloShare::Device)
                 .for_each(|k| k.time_us = k.time_us.map(|t| t * factor))
         });
+        // measured beside the profiles, in their state
+        s.edit::<SoloSwitchRow>(|rows| {
+            rows.iter_mut().for_each(|r| {
+                (r.after_self_us, r.after_other_us) = (r.after_self_us * factor, r.after_other_us * factor)
+            })
+        });
     };
     // the pair's two repetitions on one stream instead of green contexts: co-located there
     let on_one_stream = |s: &Synthetic| {
@@ -388,4 +394,44 @@ fn a_one_stream_tenant_faster_than_its_solo_profile_is_caught_and_a_slower_one_o
         assert!(problems_of(&s, Invariant::OneStreamAsProfiled).is_empty(), "{factor}");
         assert_eq!(finding(&s).checked, 4);
     }
+}
+
+#[test]
+fn a_switch_profile_off_its_solo_profile_or_faster_after_another_model_is_caught() {
+    let switched = |name: &str, edit: &dyn Fn(&mut SoloSwitchRow)| {
+        let s = build(name);
+        s.edit::<SoloSwitchRow>(|rows| rows.iter_mut().for_each(edit));
+        s
+    };
+    // after its own replay 5% over the profile: not the state the profile was measured in
+    let s = switched("switch-off", &|r| {
+        r.after_self_us *= 1.05;
+        r.after_other_us *= 1.05;
+    });
+    let p = problems_of(&s, Invariant::SwitchAsProfiled);
+    assert!(p.len() == 1 && p[0].contains("disagree with the solo profile") && p[0].contains("(1.050x)"), "{p:?}");
+    assert!(p[0].contains("tiny b4 after other b1"), "{p:?}");
+    // 10% faster after another model than after its own
+    let s = switched("switch-faster", &|r| r.after_other_us = r.after_self_us * 0.9);
+    let p = problems_of(&s, Invariant::SwitchAsProfiled);
+    assert!(p.len() == 1 && p[0].contains("faster after another model") && p[0].contains("(0.900x)"), "{p:?}");
+    // a model with no whole-GPU profile
+    let s = switched("switch-unprofiled", &|r| r.model = "nameless".into());
+    let p = problems_of(&s, Invariant::SwitchAsProfiled);
+    assert!(p.len() == 1 && p[0].contains("without one whole-GPU solo profile"), "{p:?}");
+    // 2% off either way is noise, and slower after another model is what the profile measures
+    for (name, by) in [("switch-noise", 1.02), ("switch-noise-2", 0.98)] {
+        let s = switched(name, &|r| {
+            r.after_self_us *= by;
+            r.after_other_us = r.after_self_us * 1.3;
+        });
+        assert!(problems_of(&s, Invariant::SwitchAsProfiled).is_empty(), "{by}");
+    }
+    // measured before switch profiles: not checked, and said so
+    let s = build("switch-absent");
+    std::fs::remove_file(s.dir.join("solo_switch.parquet")).unwrap();
+    let r = check(&s.dir).unwrap();
+    let f = r.findings.iter().find(|f| f.invariant == Invariant::SwitchAsProfiled).unwrap();
+    assert!(f.checked == 0 && f.problems.is_empty() && f.skipped.as_deref().unwrap().contains("no solo_switch table"));
+    assert!(!r.table_rows.contains_key("solo_switch"));
 }

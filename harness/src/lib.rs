@@ -22,6 +22,7 @@ pub mod settle;
 pub mod solo;
 pub mod space_time;
 pub mod summary;
+pub mod switch;
 pub mod tenant;
 pub mod validity;
 pub mod worker;

@@ -317,6 +317,8 @@ fn profile_all(
                 for t in &targets {
                     all.extend(crate::solo::profile(lib, &ctx, device.info().sm_count, ceilings, t)?);
                 }
+                progress.phase(&format!("  switch profile of {} whole-GPU profile(s)", targets.len()));
+                all.switches = crate::switch::profile(lib, &ctx, &targets)?;
             }
             SoloShare::Green { sms } => {
                 let split = SmSplit::new(&device, None)?;
@@ -391,6 +393,9 @@ pub fn write_solo(dir: &std::path::Path, solo: &SoloProfiles) -> Result<()> {
     store::save(dir, &solo.ops)?;
     store::save(dir, &solo.kernels)?;
     store::save(dir, &solo.nodes)?;
+    // written even empty: a suite with one model on the whole GPU has no switch to profile,
+    // which is not the same as a dataset measured before switch profiles
+    store::save(dir, &solo.switches)?;
     if !solo.counters.is_empty() {
         store::save(dir, &solo.counters)?;
     }

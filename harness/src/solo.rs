@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use coloc_dataset::solo_rows::{SoloCounterRow, SoloKernelRow, SoloModelRow, SoloNodeRow, SoloOpRow};
+use coloc_dataset::solo_rows::{SoloCounterRow, SoloKernelRow, SoloModelRow, SoloNodeRow, SoloOpRow, SoloSwitchRow};
 use coloc_kernels::ceilings::Ceilings;
 use coloc_kernels::gpu::{Event, ExecContext, Graph, KernelLibrary, StreamLibraries};
 use coloc_kernels::ops::{LaunchEnv, LaunchSpec, Launcher, OpSpec};
@@ -35,8 +35,13 @@ pub struct SoloProfiles {
     /// Hardware counters from the optional ncu pass.
     #[serde(default)]
     pub counters: Vec<SoloCounterRow>,
-    /// How much slower a one-stream batch runs right after another model's batch; estimated
-    /// from measured runs where given (`coloc_schedulers::switch`), else none.
+    /// The switch profile (`crate::switch`): each whole-GPU (model, batch) right after its
+    /// own replay and right after another model's.
+    #[serde(default)]
+    pub switches: Vec<SoloSwitchRow>,
+    /// How much slower a one-stream batch runs right after another model's batch, as the
+    /// simulator applies it: from the switch profile, or estimated from measured runs where
+    /// asked (`coloc_schedulers::switch`), else none.
     #[serde(skip)]
     pub switch: SwitchFactors,
 }
@@ -64,6 +69,21 @@ impl SwitchFactors {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Per (model, batch) of a switch profile: the median over the models before it of the
+    /// time after that model over the time after its own, and no less than 1 (a batch does not
+    /// gain from another model's running first; below 1 is noise).
+    pub fn from_switch_profile(rows: &[SoloSwitchRow]) -> SwitchFactors {
+        let mut by: std::collections::BTreeMap<(&str, u32), Vec<f64>> = std::collections::BTreeMap::new();
+        for r in rows {
+            by.entry((r.model.as_str(), r.batch)).or_default().push(r.factor());
+        }
+        let mut out = SwitchFactors::default();
+        for ((model, batch), factors) in by {
+            out.insert(model, batch, median_of(&factors).max(1.0));
+        }
+        out
+    }
 }
 
 impl SoloProfiles {
@@ -76,8 +96,16 @@ impl SoloProfiles {
             kernels: store::load(dir)?,
             nodes: store::load(dir)?,
             counters: store::load_or_empty(dir)?,
+            switches: store::load_or_empty(dir)?,
             switch: SwitchFactors::default(),
-        })
+        }
+        .with_measured_switches())
+    }
+
+    /// [`SoloProfiles::switch`] from the switch profile.
+    pub fn with_measured_switches(mut self) -> SoloProfiles {
+        self.switch = SwitchFactors::from_switch_profile(&self.switches);
+        self
     }
 
     pub fn find(&self, model: &str, batch: usize, share: SoloShare) -> Option<&SoloModelRow> {
@@ -90,6 +118,7 @@ impl SoloProfiles {
         self.kernels.extend(other.kernels);
         self.nodes.extend(other.nodes);
         self.counters.extend(other.counters);
+        self.switches.extend(other.switches);
     }
 }
 
@@ -275,6 +304,53 @@ pub fn profile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn switched(model: &str, batch: u32, after: &str, factor: f64) -> SoloSwitchRow {
+        SoloSwitchRow {
+            model: model.into(),
+            batch,
+            after_model: after.into(),
+            after_batch: 8,
+            replays: 20,
+            after_self_us: 100.0,
+            after_other_us: 100.0 * factor,
+        }
+    }
+
+    #[test]
+    fn a_switch_factor_is_the_median_over_the_models_before_and_never_below_one() {
+        let rows = [
+            switched("mobilenet_v2", 1, "resnet50", 1.12),
+            switched("mobilenet_v2", 1, "bert_base", 1.10),
+            switched("mobilenet_v2", 1, "vgg16", 1.30),
+            switched("mobilenet_v2", 2, "resnet50", 1.03),
+            switched("resnet50", 8, "mobilenet_v2", 0.99),
+        ];
+        let f = SwitchFactors::from_switch_profile(&rows);
+        assert!((f.factor("mobilenet_v2", 1) - 1.12).abs() < 1e-9, "{f:?}");
+        assert!((f.factor("mobilenet_v2", 2) - 1.03).abs() < 1e-9);
+        assert_eq!(f.factor("resnet50", 8), 1.0);
+        assert_eq!(f.factor("bert_base", 1), 1.0, "not profiled: no factor");
+        assert_eq!(f.iter().count(), 3);
+    }
+
+    #[test]
+    fn profiles_loaded_from_a_dataset_carry_its_switch_profile_and_none_without_one() {
+        use coloc_dataset::store;
+        let dir = std::env::temp_dir().join(format!("coloc-switch-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        store::save::<SoloModelRow>(&dir, &[]).unwrap();
+        store::save::<SoloOpRow>(&dir, &[]).unwrap();
+        store::save::<SoloKernelRow>(&dir, &[]).unwrap();
+        store::save::<SoloNodeRow>(&dir, &[]).unwrap();
+        assert!(SoloProfiles::load(&dir).unwrap().switch.is_empty(), "measured before switch profiles");
+        store::save(&dir, &[switched("mobilenet_v2", 1, "resnet50", 1.11)]).unwrap();
+        let loaded = SoloProfiles::load(&dir).unwrap();
+        assert_eq!(loaded.switches.len(), 1);
+        assert!((loaded.switch.factor("mobilenet_v2", 1) - 1.11).abs() < 1e-9);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     use coloc_kernels::id::{KernelId, KernelSymbol};
     use coloc_kernels::ops::Cost;
     use coloc_kernels::types::DType;

@@ -149,7 +149,8 @@ pub fn run(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
             against: Some(args.out.clone()),
             out: Some(args.out.join("forecast")),
             only: args.only.clone(),
-            // not from this measurement: the forecast would be told what it forecasts
+            // not from this measurement's runs: the forecast would be told what it forecasts
+            // (the switch profile, measured beside the solo profiles, it does use)
             switch_from: Vec::new(),
         })?;
     }

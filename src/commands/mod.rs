@@ -90,8 +90,23 @@ pub fn worker_command() -> Option<WorkerCommand> {
     std::env::current_exe().ok().map(|program| WorkerCommand { program, args: vec!["__probe-worker".into()] })
 }
 
+/// The simulator's one-stream switch factors: estimated from the runs of `datasets` where
+/// given (later ones win), else the switch profile measured beside `solo`; printed.
+pub fn take_switch_factors(
+    solo: &mut coloc_harness::solo::SoloProfiles,
+    datasets: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
+    if !datasets.is_empty() {
+        solo.switch = switch_factors(datasets)?;
+    } else if !solo.switch.is_empty() {
+        let listed: Vec<String> = solo.switch.iter().map(|(m, b, f)| format!("{m} b{b} x{f:.3}")).collect();
+        eprintln!("one-stream batches after another model's (the switch profile): {}", listed.join(", "));
+    }
+    Ok(())
+}
+
 /// The one-stream switch factors measured in `datasets` (later ones win), printed.
-pub fn switch_factors(datasets: &[std::path::PathBuf]) -> anyhow::Result<coloc_harness::solo::SwitchFactors> {
+fn switch_factors(datasets: &[std::path::PathBuf]) -> anyhow::Result<coloc_harness::solo::SwitchFactors> {
     let mut all = coloc_harness::solo::SwitchFactors::default();
     for dir in datasets {
         let found = coloc_schedulers::switch::from_dataset(dir)

@@ -83,7 +83,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
     let profiles = Dataset::open(profiles_dir)?;
     let manifest = profiles.manifest()?;
     let mut solo = SoloProfiles::load(profiles_dir)?;
-    solo.switch = super::switch_factors(&args.switch_from)?;
+    super::take_switch_factors(&mut solo, &args.switch_from)?;
     let suite = Suite::load(&args.suite, &manifest.limits)?;
     let saved = SavedPredictor::load(&args.predictor)?;
     let overheads = Costs::of(&manifest.harness_overhead);

@@ -41,7 +41,7 @@ impl Setup {
         let ds = Dataset::open(&args.profiles)?;
         let manifest = ds.manifest()?;
         let mut solo = SoloProfiles::load(&args.profiles)?;
-        solo.switch = super::switch_factors(&args.switch_from)?;
+        super::take_switch_factors(&mut solo, &args.switch_from)?;
         let menu = Menu::new(&solo, &workload, &manifest.limits)
             .with_context(|| format!("the solo profiles of {}", args.profiles.display()))?;
         for m in &workload.models {

@@ -16,13 +16,16 @@
 //!   SMs;
 //! - queues: no VALID run has a queue that grew or built up;
 //! - one stream as profiled: no tenant on one stream runs its batches faster than its whole-GPU
-//!   solo profile, and a lone one no slower (within 3%).
+//!   solo profile, and a lone one no slower (within 3%);
+//! - switch as profiled: the switch profile's replays after their own agree with the solo
+//!   profile, and none runs faster after another model (within 3%).
 
 mod arrivals;
 mod one_stream;
 mod physics;
 mod runs;
 mod shares;
+mod switch;
 mod times;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,11 +37,12 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::rows::{AggressorRow, BatchRow, DeviceSampleRow, KernelRow, RequestRow, RunRow, Status, TenantRow};
-use crate::solo_rows::{SoloKernelRow, SoloModelRow, SoloOpRow};
+use crate::solo_rows::{SoloKernelRow, SoloModelRow, SoloOpRow, SoloSwitchRow};
 use crate::{Dataset, Table, progress};
 
 pub use one_stream::{ONE_STREAM_TOLERANCE, OneStreamTables, OneStreamTenant, one_stream_tenants};
 pub use physics::{CEILING_SLACK, MAX_LAUNCH_GAP_NS};
+pub use switch::SWITCH_TOLERANCE;
 
 /// One of the invariants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -53,6 +57,7 @@ pub enum Invariant {
     SoloAtShare,
     StableQueues,
     OneStreamAsProfiled,
+    SwitchAsProfiled,
 }
 
 impl Invariant {
@@ -68,6 +73,9 @@ impl Invariant {
             Invariant::StableQueues => "no VALID run with a growing queue",
             Invariant::OneStreamAsProfiled => {
                 "no one-stream tenant faster than its solo profile, no lone one slower (3%)"
+            }
+            Invariant::SwitchAsProfiled => {
+                "switch profile: after its own as profiled, not faster after another model (3%)"
             }
         }
     }
@@ -164,6 +172,8 @@ pub struct Tables {
     pub solo_models: Vec<SoloModelRow>,
     pub solo_ops: Vec<SoloOpRow>,
     pub solo_kernels: Vec<SoloKernelRow>,
+    /// None where the dataset was measured before the harness measured switches.
+    pub solo_switch: Option<Vec<SoloSwitchRow>>,
 }
 
 impl Tables {
@@ -181,11 +191,12 @@ impl Tables {
             solo_models: ds.load()?,
             solo_ops: ds.load()?,
             solo_kernels: ds.load()?,
+            solo_switch: ds.load_if_present()?,
         })
     }
 
     fn rows(&self) -> BTreeMap<String, usize> {
-        BTreeMap::from([
+        let mut rows = BTreeMap::from([
             ("runs".into(), self.runs.len()),
             ("tenants".into(), self.tenants.len()),
             ("aggressors".into(), self.aggressors.len()),
@@ -196,7 +207,11 @@ impl Tables {
             ("solo_models".into(), self.solo_models.len()),
             ("solo_ops".into(), self.solo_ops.len()),
             ("solo_kernels".into(), self.solo_kernels.len()),
-        ])
+        ]);
+        if let Some(switches) = &self.solo_switch {
+            rows.insert("solo_switch".into(), switches.len());
+        }
+        rows
     }
 
     /// Runs judged VALID.
@@ -255,6 +270,17 @@ pub fn check(dir: &Path) -> Result<Report> {
         judge(Invariant::SoloAtShare, &|| shares::solo_at_share(&t)),
         judge(Invariant::StableQueues, &|| times::stable_queues(&t, &dropping)),
         judge(Invariant::OneStreamAsProfiled, &|| one_stream::one_stream_as_profiled(&t)),
+        match &t.solo_switch {
+            Some(rows) if rows.is_empty() => Finding {
+                skipped: Some("no switch profile: fewer than two models on the whole GPU".into()),
+                ..Finding::new(Invariant::SwitchAsProfiled, 0, Vec::new())
+            },
+            Some(rows) => switch::switch_as_profiled(&t.solo_models, rows),
+            None => Finding {
+                skipped: Some("no solo_switch table: measured before the harness measured switch profiles".into()),
+                ..Finding::new(Invariant::SwitchAsProfiled, 0, Vec::new())
+            },
+        },
     ];
     Ok(report)
 }

@@ -404,6 +404,18 @@ pub fn build(name: &str) -> Synthetic {
     store::save(&dir, &models).unwrap();
     store::save(&dir, &ops).unwrap();
     store::save(&dir, &kernels).unwrap();
+    // the switch profile: tiny after its own as profiled, 5% slower after another model's
+    let profiled = models[0].stamped_p50_us;
+    let switch = SoloSwitchRow {
+        model: "tiny".into(),
+        batch: 4,
+        after_model: "other".into(),
+        after_batch: 1,
+        replays: 20,
+        after_self_us: profiled,
+        after_other_us: profiled * 1.05,
+    };
+    store::save(&dir, &[switch]).unwrap();
     let (mut runs, mut tenants, mut requests, mut batches, mut krows) = (vec![], vec![], vec![], vec![], vec![]);
     let window_ns = 1_000_000_000;
     for (position, p) in planned.iter().enumerate() {
