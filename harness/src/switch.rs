@@ -31,7 +31,12 @@ const WARMUP: usize = 3;
 /// The switch profile of every whole-GPU target against every target of another model; none
 /// where the targets hold fewer than two models.
 pub fn profile(lib: &Arc<KernelLibrary>, ctx: &ExecContext, targets: &[SoloTarget]) -> Result<Vec<SoloSwitchRow>> {
-    let targets: Vec<&SoloTarget> = targets.iter().filter(|t| t.share == SoloShare::Device).collect();
+    let whole: Vec<&SoloTarget> = targets.iter().filter(|t| t.share == SoloShare::Device).collect();
+    // a (model, batch) profiled at several shapes (sequence lengths) is ambiguous in a row keyed
+    // by (model, batch), as it is to the simulator: left out
+    let key = |t: &SoloTarget| (t.spec.name.clone(), t.options.batch);
+    let targets: Vec<&SoloTarget> =
+        whole.iter().copied().filter(|t| whole.iter().filter(|u| key(u) == key(t)).count() == 1).collect();
     let pairs: Vec<(usize, usize)> = (0..targets.len())
         .flat_map(|a| (0..targets.len()).map(move |b| (a, b)))
         .filter(|&(a, b)| targets[a].spec.name != targets[b].spec.name)
