@@ -178,9 +178,19 @@ pub fn measure(
         progress.phase(&format!("resuming: {} of {} runs already done", done.len(), runs.len()));
         (solo, done, m.harness_overhead)
     } else {
-        progress.phase("measuring the device's ceilings");
         let ctx = ExecContext::primary(device);
-        let ceilings = ceilings::measure(lib, &ctx, false)?;
+        // in a process of their own where coloc can start one: a process that measured them
+        // replays library kernels 5-9% slower from then on (docs/h200.md)
+        let ceilings = match opts.worker.as_ref() {
+            Some(worker) => {
+                progress.phase("measuring the device's ceilings (in a process of their own)");
+                crate::worker::ceilings_in_client(worker)?
+            }
+            None => {
+                progress.phase("measuring the device's ceilings (in this process: no worker executable)");
+                ceilings::measure(lib, &ctx, false)?
+            }
+        };
         progress.phase("measuring the harness overhead (null workload) and checking the clock map");
         let overhead = overhead::measure(lib, &ceilings)?;
         let started = unix_now();

@@ -48,6 +48,10 @@ pub enum WorkerJob {
         targets: Vec<SoloTarget>,
         ceilings: Box<coloc_kernels::ceilings::Ceilings>,
     },
+    /// The device's ceilings, measured where they cannot change the measuring process: a
+    /// process that measured them replays the library kernels of its models 5-9% slower until
+    /// it exits (`docs/h200.md`, "The reference's two speeds").
+    Ceilings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -261,16 +265,33 @@ pub fn solo_in_client(
     targets: Vec<SoloTarget>,
     ceilings: &coloc_kernels::ceilings::Ceilings,
 ) -> Result<SoloProfiles> {
-    let dir = std::env::temp_dir().join(format!("coloc-solo-{}-{}", std::process::id(), mono_ns()));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let job = WorkerJob::Solo { targets, ceilings: Box::new(ceilings.clone()) };
+    one_job(clients, worker, percent, ("solo profile", "profiles"), job)
+}
+
+/// The device's ceilings, measured in a plain process of their own (see [`WorkerJob::Ceilings`]).
+pub fn ceilings_in_client(worker: &WorkerCommand) -> Result<coloc_kernels::ceilings::Ceilings> {
+    one_job(&Clients::Plain, worker, None, ("ceilings", "ceilings"), WorkerJob::Ceilings)
+}
+
+/// Runs `job` in one client and reads back what it wrote: (who it is, what it writes).
+fn one_job<T: serde::de::DeserializeOwned>(
+    clients: &Clients,
+    worker: &WorkerCommand,
+    percent: Option<u32>,
+    (who, what): (&str, &str),
+    job: WorkerJob,
+) -> Result<T> {
+    let dir =
+        std::env::temp_dir().join(format!("coloc-{}-{}-{}", who.replace(' ', "-"), std::process::id(), mono_ns()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let result = (|| {
-        let (mut started, rx) = start(clients, worker, vec![("solo profile".into(), percent, job)], &dir)?;
+        let (mut started, rx) = start(clients, worker, vec![(who.into(), percent, job)], &dir)?;
         await_all(&mut started, &rx, clients, "done")?;
         let c = &mut started[0];
         let _ = c.child.wait();
-        let text = std::fs::read_to_string(&c.output).map_err(|_| failure(c, clients, "wrote no profiles"))?;
-        serde_json::from_str(&text).map_err(|e| Error::invalid("solo profile client", format!("bad profiles: {e}")))
+        let text = std::fs::read_to_string(&c.output).map_err(|_| failure(c, clients, &format!("wrote no {what}")))?;
+        serde_json::from_str(&text).map_err(|e| Error::invalid(format!("{who} client"), format!("bad {what}: {e}")))
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -316,6 +337,10 @@ pub fn worker_main(input: Box<dyn BufRead + Send>, output: Box<dyn Write + Send>
         write_result(&request.output, &all)?;
         return say(&mut *output, "done");
     }
+    if let WorkerJob::Ceilings = &request.job {
+        write_result(&request.output, &coloc_kernels::ceilings::measure(&lib, &ctx, false)?)?;
+        return say(&mut *output, "done");
+    }
     let stream = Arc::new(ctx.new_stream(0)?);
     enum Runner {
         T(Box<TenantRunner>),
@@ -324,7 +349,7 @@ pub fn worker_main(input: Box<dyn BufRead + Send>, output: Box<dyn Write + Send>
     let mut runner = match request.job.clone() {
         WorkerJob::Tenant(p) => Runner::T(Box::new(TenantRunner::prepare(&lib, stream.clone(), p, sms)?)),
         WorkerJob::Aggressor(p) => Runner::A(Box::new(AggressorRunner::prepare(&lib, stream.clone(), p, sms)?)),
-        WorkerJob::Solo { .. } => unreachable!("handled above"),
+        WorkerJob::Solo { .. } | WorkerJob::Ceilings => unreachable!("handled above"),
     };
     let before = calibrate(&lib, &stream, CALIBRATION_PINGS)?;
     say(&mut *output, &format!("ready {sms}"))?;
