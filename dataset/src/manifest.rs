@@ -89,11 +89,25 @@ pub struct Manifest {
     pub green_contexts: GreenSupport,
     pub limits: DeviceLimits,
     pub ceilings: Ceilings,
+    /// Where the ceilings were measured; none in datasets measured before this was recorded,
+    /// all of which measured them in the measuring process.
+    #[serde(default)]
+    pub ceilings_measured: Option<CeilingsMeasured>,
     pub harness_overhead: HarnessOverhead,
     pub suite: SuiteInfo,
     /// Tables `coloc dataset slim` left out of this copy (none in a dataset as measured).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped_tables: Vec<DroppedTable>,
+}
+
+/// Where a measurement took the device's ceilings. A process that measured them replays
+/// library kernels 6-9% slower from then on (`docs/h200.md`), so in the measuring process its
+/// solo profiles and one-stream runs ran in that state, but for the runs after other processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CeilingsMeasured {
+    InTheMeasuringProcess,
+    InAProcessOfTheirOwn,
 }
 
 /// A table a slim copy of a dataset does not hold.

@@ -377,6 +377,14 @@ fn a_one_stream_tenant_faster_than_its_solo_profile_is_caught_and_a_slower_one_o
     assert!(p[0].starts_with("8 one-stream tenant(s) faster than their solo profile"), "{p:?}");
     assert!(p[0].contains("(tiny b4)") && p[0].contains("(0.920x)"), "{p:?}");
     assert_eq!(finding(&s).checked, 8);
+    // measured before the ceilings had a process of their own: the cause and the fix, told
+    let path = s.dir.join(coloc_dataset::MANIFEST);
+    let mut m: coloc_dataset::manifest::Manifest = store::load_json(&path).unwrap();
+    m.ceilings_measured = None;
+    store::save_json(&path, &m).unwrap();
+    let p = problems_of(&s, Invariant::OneStreamAsProfiled);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[1].contains("ceilings were measured in the measuring process") && p[1].contains("339daee"), "{p:?}");
     // 5% slower: a lone tenant is off its profile, a co-located one may be (a cold L2)
     let s = build("one-stream-slower");
     on_one_stream(&s);

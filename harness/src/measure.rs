@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use coloc_dataset::manifest::{Manifest, SuiteInfo, ToolInfo};
+use coloc_dataset::manifest::{CeilingsMeasured, Manifest, SuiteInfo, ToolInfo};
 use coloc_dataset::rows::{RunRow, Status};
 use coloc_dataset::{MANIFEST, SCENARIOS, SUITE, progress, store};
 use coloc_kernels::ceilings::{self, Ceilings};
@@ -181,14 +181,14 @@ pub fn measure(
         let ctx = ExecContext::primary(device);
         // in a process of their own where coloc can start one: a process that measured them
         // replays library kernels 5-9% slower from then on (docs/h200.md)
-        let ceilings = match opts.worker.as_ref() {
+        let (ceilings, ceilings_measured) = match opts.worker.as_ref() {
             Some(worker) => {
                 progress.phase("measuring the device's ceilings (in a process of their own)");
-                crate::worker::ceilings_in_client(worker)?
+                (crate::worker::ceilings_in_client(worker)?, CeilingsMeasured::InAProcessOfTheirOwn)
             }
             None => {
                 progress.phase("measuring the device's ceilings (in this process: no worker executable)");
-                ceilings::measure(lib, &ctx, false)?
+                (ceilings::measure(lib, &ctx, false)?, CeilingsMeasured::InTheMeasuringProcess)
             }
         };
         progress.phase("measuring the harness overhead (null workload) and checking the clock map");
@@ -212,6 +212,7 @@ pub fn measure(
             green_contexts: green::support(device),
             limits: limits.clone(),
             ceilings: ceilings.clone(),
+            ceilings_measured: Some(ceilings_measured),
             harness_overhead: overhead.clone(),
             suite: SuiteInfo {
                 name: suite.name.clone(),

@@ -269,7 +269,7 @@ pub fn check(dir: &Path) -> Result<Report> {
         judge(Invariant::DistinctArrivals, &|| arrivals::distinct(&t)),
         judge(Invariant::SoloAtShare, &|| shares::solo_at_share(&t)),
         judge(Invariant::StableQueues, &|| times::stable_queues(&t, &dropping)),
-        judge(Invariant::OneStreamAsProfiled, &|| one_stream::one_stream_as_profiled(&t)),
+        judge(Invariant::OneStreamAsProfiled, &|| one_stream::one_stream_as_profiled(&t, manifest.ceilings_measured)),
         match &t.solo_switch {
             Some(rows) if rows.is_empty() => Finding {
                 skipped: Some("no switch profile: fewer than two models on the whole GPU".into()),

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use coloc_dataset::clock::{ClockCheck, ClockMap};
-use coloc_dataset::manifest::{HarnessOverhead, Manifest, SuiteInfo, ToolInfo};
+use coloc_dataset::manifest::{CeilingsMeasured, HarnessOverhead, Manifest, SuiteInfo, ToolInfo};
 use coloc_dataset::rows::*;
 use coloc_dataset::solo_rows::*;
 use coloc_dataset::{MANIFEST, SCENARIOS, progress, store};
@@ -121,6 +121,7 @@ fn manifest(runs: usize, suite: &Suite) -> Manifest {
         },
         limits: DeviceLimits::h200(),
         ceilings: ceilings(),
+        ceilings_measured: Some(CeilingsMeasured::InAProcessOfTheirOwn),
         harness_overhead: HarnessOverhead {
             requests: 2000,
             rate_rps: 1000.0,
