@@ -283,7 +283,8 @@ pub struct PredictArgs {
     /// Measured datasets with one-stream runs of several models: how much slower a one-stream
     /// batch runs right after another model's batch, per (model, batch), for the simulator
     /// (default: the switch profile measured beside the solo profiles, where the dataset has
-    /// one; else not at all; `docs/schedulers.md`).
+    /// one; else not at all). Given, these replace the profile's factors altogether
+    /// (`docs/schedulers.md`).
     #[arg(long)]
     pub switch_from: Vec<PathBuf>,
 }
@@ -303,7 +304,8 @@ pub struct ServingArgs {
     /// Measured datasets with one-stream runs of several models: how much slower a one-stream
     /// batch runs right after another model's batch, per (model, batch), for the simulator
     /// (default: the switch profile measured beside the solo profiles, where the dataset has
-    /// one; else not at all; `docs/schedulers.md`).
+    /// one; else not at all). Given, these replace the profile's factors altogether
+    /// (`docs/schedulers.md`).
     #[arg(long)]
     pub switch_from: Vec<PathBuf>,
 }

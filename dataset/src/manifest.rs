@@ -89,8 +89,8 @@ pub struct Manifest {
     pub green_contexts: GreenSupport,
     pub limits: DeviceLimits,
     pub ceilings: Ceilings,
-    /// Where the ceilings were measured; none in datasets measured before this was recorded,
-    /// all of which measured them in the measuring process.
+    /// Where the ceilings were measured; none in datasets measured before this was recorded
+    /// (812a8c3), all of which that were committed measured them in the measuring process.
     #[serde(default)]
     pub ceilings_measured: Option<CeilingsMeasured>,
     pub harness_overhead: HarnessOverhead,

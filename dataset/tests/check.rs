@@ -384,7 +384,11 @@ fn a_one_stream_tenant_faster_than_its_solo_profile_is_caught_and_a_slower_one_o
     store::save_json(&path, &m).unwrap();
     let p = problems_of(&s, Invariant::OneStreamAsProfiled);
     assert_eq!(p.len(), 2, "{p:?}");
-    assert!(p[1].contains("ceilings were measured in the measuring process") && p[1].contains("339daee"), "{p:?}");
+    assert!(p[1].contains("predates the manifest's record") && p[1].contains("812a8c3"), "{p:?}");
+    m.ceilings_measured = Some(coloc_dataset::manifest::CeilingsMeasured::InTheMeasuringProcess);
+    store::save_json(&path, &m).unwrap();
+    let p = problems_of(&s, Invariant::OneStreamAsProfiled);
+    assert!(p.len() == 2 && p[1].contains("no worker executable"), "{p:?}");
     // 5% slower: a lone tenant is off its profile, a co-located one may be (a cold L2)
     let s = build("one-stream-slower");
     on_one_stream(&s);
@@ -395,6 +399,12 @@ fn a_one_stream_tenant_faster_than_its_solo_profile_is_caught_and_a_slower_one_o
         "{p:?}"
     );
     assert!(!p[0].contains("pair"), "{p:?}");
+    // slower is not what the ceilings' state does: no hint, whatever the manifest says
+    let path = s.dir.join(coloc_dataset::MANIFEST);
+    let mut m: coloc_dataset::manifest::Manifest = store::load_json(&path).unwrap();
+    m.ceilings_measured = None;
+    store::save_json(&path, &m).unwrap();
+    assert_eq!(problems_of(&s, Invariant::OneStreamAsProfiled).len(), 1);
     // 2% either way is run-to-run noise; tenants in green contexts are not on one stream
     for (name, factor) in [("one-stream-noise", 1.02), ("one-stream-noise-2", 0.98)] {
         let s = build(name);
@@ -435,6 +445,13 @@ fn a_switch_profile_off_its_solo_profile_or_faster_after_another_model_is_caught
         });
         assert!(problems_of(&s, Invariant::SwitchAsProfiled).is_empty(), "{by}");
     }
+    // an empty switch profile (one model on the whole GPU): not checked, and said so
+    let s = switched("switch-empty", &|_| {});
+    s.edit::<SoloSwitchRow>(|rows| rows.clear());
+    let r = check(&s.dir).unwrap();
+    let f = r.findings.iter().find(|f| f.invariant == Invariant::SwitchAsProfiled).unwrap();
+    assert!(f.checked == 0 && f.skipped.as_deref().unwrap().contains("empty switch profile"), "{f:?}");
+    assert_eq!(r.table_rows.get("solo_switch"), Some(&0));
     // measured before switch profiles: not checked, and said so
     let s = build("switch-absent");
     std::fs::remove_file(s.dir.join("solo_switch.parquet")).unwrap();

@@ -64,7 +64,7 @@ fn every_invariant_holds_on_the_committed_dataset_but_runs_after_other_processes
     }
     // committed slim: what can be checked holds (but for the runs below), the rest is skipped
     assert!(r.consolidated);
-    // three for the tables a slim copy drops, one for the switch profile it predates
+    // four for the tables a slim copy drops, one for the switch profile it predates
     assert_eq!(r.findings.iter().filter(|f| f.skipped.is_some()).count(), 5);
     let switch = r.findings.iter().find(|f| f.invariant == Invariant::SwitchAsProfiled).unwrap();
     assert!(switch.skipped.as_deref().unwrap().contains("no solo_switch table"), "{switch:?}");

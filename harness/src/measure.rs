@@ -180,7 +180,7 @@ pub fn measure(
     } else {
         let ctx = ExecContext::primary(device);
         // in a process of their own where coloc can start one: a process that measured them
-        // replays library kernels 5-9% slower from then on (docs/h200.md)
+        // replays library kernels 6-9% slower from then on (docs/h200.md)
         let (ceilings, ceilings_measured) = match opts.worker.as_ref() {
             Some(worker) => {
                 progress.phase("measuring the device's ceilings (in a process of their own)");
@@ -330,6 +330,8 @@ fn profile_all(
                 }
                 progress.phase(&format!("  switch profile of {} whole-GPU profile(s)", targets.len()));
                 all.switches = crate::switch::profile(lib, &ctx, &targets)?;
+                // as a resumed measurement loads them
+                all = all.with_measured_switches();
             }
             SoloShare::Green { sms } => {
                 let split = SmSplit::new(&device, None)?;

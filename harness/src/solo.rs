@@ -70,8 +70,8 @@ impl SwitchFactors {
         self.0.is_empty()
     }
 
-    /// Per (model, batch) of a switch profile: the median over the models before it of the
-    /// time after that model over the time after its own, and no less than 1 (a batch does not
+    /// Per (model, batch) of a switch profile: the median over the (model, batch)s replayed
+    /// before it of the time after that one over the time after its own, and no less than 1 (a batch does not
     /// gain from another model's running first; below 1 is noise).
     pub fn from_switch_profile(rows: &[SoloSwitchRow]) -> SwitchFactors {
         let mut by: std::collections::BTreeMap<(&str, u32), Vec<f64>> = std::collections::BTreeMap::new();

@@ -6,7 +6,7 @@
 //!
 //! Every whole-GPU (model, batch) of a suite is replayed, in the process and on the context of
 //! its solo profile, right after its own replays (as its solo profile replays back to back) and
-//! right after each other model's, the two interleaved so that any drift of the GPU falls on
+//! right after each other (model, batch)'s, the two interleaved so that any drift of the GPU falls on
 //! both alike. Each replay is launched as a
 //! tenant launches a batch (fresh inputs, stamps reset, the graph) and awaited before the next,
 //! as the solo profile's are; its time is the stamped span, first kernel in to last out.
@@ -33,8 +33,8 @@ const WARMUP: usize = 3;
 /// on the replay after a single own replay that followed bert_base's).
 const OWN_BEFORE: usize = 2;
 
-/// The switch profile of every whole-GPU target against every target of another model; none
-/// where the targets hold fewer than two models.
+/// The switch profile of every whole-GPU target against every other one (the same model at
+/// another batch included: each has weights of its own); none where there are fewer than two.
 pub fn profile(lib: &Arc<KernelLibrary>, ctx: &ExecContext, targets: &[SoloTarget]) -> Result<Vec<SoloSwitchRow>> {
     let whole: Vec<&SoloTarget> = targets.iter().filter(|t| t.share == SoloShare::Device).collect();
     // a (model, batch) profiled at several shapes (sequence lengths) is ambiguous in a row keyed
@@ -44,7 +44,8 @@ pub fn profile(lib: &Arc<KernelLibrary>, ctx: &ExecContext, targets: &[SoloTarge
         whole.iter().copied().filter(|t| whole.iter().filter(|u| key(u) == key(t)).count() == 1).collect();
     let pairs: Vec<(usize, usize)> = (0..targets.len())
         .flat_map(|a| (0..targets.len()).map(move |b| (a, b)))
-        .filter(|&(a, b)| targets[a].spec.name != targets[b].spec.name)
+        // the same model at another batch is another instance with weights of its own
+        .filter(|&(a, b)| a != b)
         .collect();
     if pairs.is_empty() {
         return Ok(Vec::new());

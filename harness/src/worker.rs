@@ -1,4 +1,4 @@
-//! Tenants, aggressors and solo profiles in processes of their own: MPS clients (under a
+//! Tenants, aggressors, solo profiles and the device's ceilings in processes of their own: MPS clients (under a
 //! private MPS daemon) or plain processes (the driver time-slices their contexts). coloc runs
 //! itself as each client (hidden command `__run-worker`) and talks to it over its standard
 //! streams, one line per message:
@@ -49,7 +49,7 @@ pub enum WorkerJob {
         ceilings: Box<coloc_kernels::ceilings::Ceilings>,
     },
     /// The device's ceilings, measured where they cannot change the measuring process: a
-    /// process that measured them replays the library kernels of its models 5-9% slower until
+    /// process that measured them replays the library kernels of its models 6-9% slower until
     /// it exits (`docs/h200.md`, "The reference's two speeds").
     Ceilings,
 }

@@ -119,8 +119,9 @@ fn runs_whose_one_stream_tenants_ran_off_their_profiles_give_no_examples() {
     let t = coloc_dataset::check::Tables::load(&ds).unwrap();
     let off: std::collections::BTreeSet<String> =
         coloc_dataset::check::one_stream_tenants(&t).into_iter().filter(|x| !x.agrees()).map(|x| x.run).collect();
-    // data/h200: 18 one-stream tenants off their profiles, all VALID runs (docs/h200.md)
-    assert!(off.len() >= 10, "{off:?}");
+    // data/h200: 18 one-stream tenants off their profiles in 10 VALID runs (docs/predictors.md)
+    assert_eq!(off.len(), 10, "{off:?}");
+    assert_eq!(ex.runs.len(), 82);
     assert_eq!(ex.off_profile.iter().cloned().collect::<std::collections::BTreeSet<_>>(), off);
     assert!(ex.items.iter().all(|e| !off.contains(&e.run)));
     assert!(ex.runs.iter().all(|r| !off.contains(&r.run)));

@@ -141,6 +141,9 @@ impl Problems {
     pub(crate) fn new(what: &'static str) -> Problems {
         Problems { examples: Vec::new(), count: 0, what }
     }
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
     pub(crate) fn push(&mut self, example: impl FnOnce() -> String) {
         self.count += 1;
         if self.examples.len() < EXAMPLES {
@@ -272,7 +275,9 @@ pub fn check(dir: &Path) -> Result<Report> {
         judge(Invariant::OneStreamAsProfiled, &|| one_stream::one_stream_as_profiled(&t, manifest.ceilings_measured)),
         match &t.solo_switch {
             Some(rows) if rows.is_empty() => Finding {
-                skipped: Some("no switch profile: fewer than two models on the whole GPU".into()),
+                skipped: Some(
+                    "an empty switch profile: fewer than two unambiguous (model, batch)s on the whole GPU".into(),
+                ),
                 ..Finding::new(Invariant::SwitchAsProfiled, 0, Vec::new())
             },
             Some(rows) => switch::switch_as_profiled(&t.solo_models, rows),

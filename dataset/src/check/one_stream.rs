@@ -165,13 +165,18 @@ pub fn one_stream_as_profiled(t: &Tables, ceilings: Option<CeilingsMeasured>) ->
         if x.ratio() < 1.0 { faster.push(line) } else { slower.push(line) }
     }
     let mut problems = Vec::new();
+    // the known cause explains tenants faster than their profile, not slower ones
+    let hint = (faster.count() > 0).then_some(ceilings).and_then(|where_| match where_ {
+        None => Some(
+            "this dataset predates the manifest's record of where the ceilings were measured; every such dataset measured them in the measuring process, which leaves its profiles and one-stream runs slow but for the runs after other processes (docs/h200.md): measure again with coloc 812a8c3 or later, or leave these runs out (the predictors do)",
+        ),
+        Some(CeilingsMeasured::InTheMeasuringProcess) => Some(
+            "the ceilings were measured in the measuring process (it had no worker executable), which leaves its profiles and one-stream runs slow but for the runs after other processes (docs/h200.md): run `coloc measure` as the coloc executable, which measures them in a process of their own",
+        ),
+        Some(CeilingsMeasured::InAProcessOfTheirOwn) => None,
+    });
     faster.into_lines(&mut problems);
     slower.into_lines(&mut problems);
-    if !problems.is_empty() && ceilings != Some(CeilingsMeasured::InAProcessOfTheirOwn) {
-        problems.push(
-            "the ceilings were measured in the measuring process, which leaves its profiles and one-stream runs in a slow state but for the runs after other processes (docs/h200.md): measure again with coloc 339daee or later, or leave these runs out (the predictors do)"
-                .into(),
-        );
-    }
+    problems.extend(hint.map(String::from));
     Finding::new(Invariant::OneStreamAsProfiled, tenants.len(), problems)
 }
