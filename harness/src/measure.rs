@@ -328,7 +328,12 @@ fn profile_all(
                 for t in &targets {
                     all.extend(crate::solo::profile(lib, &ctx, device.info().sm_count, ceilings, t)?);
                 }
-                progress.phase(&format!("  switch profile of {} whole-GPU profile(s)", targets.len()));
+                let pairs = targets.len() * targets.len().saturating_sub(1);
+                progress.phase(&format!(
+                    "  switch profile of {} whole-GPU profile(s): {pairs} ordered pairs, {} replays each",
+                    targets.len(),
+                    crate::switch::REPLAYS_PER_PAIR
+                ));
                 all.switches = crate::switch::profile(lib, &ctx, &targets)?;
                 // as a resumed measurement loads them
                 all = all.with_measured_switches();

@@ -32,6 +32,8 @@ const WARMUP: usize = 3;
 /// state of back-to-back replays (on an H100, mobilenet_v2 b1 ran 3.5% over its solo profile
 /// on the replay after a single own replay that followed bert_base's).
 const OWN_BEFORE: usize = 2;
+/// Replays per ordered pair, timed or not: what the profile's time grows with.
+pub const REPLAYS_PER_PAIR: usize = REPLAYS * (OWN_BEFORE + 1 + 2);
 
 /// The switch profile of every whole-GPU target against every other one (the same model at
 /// another batch included: each has weights of its own); none where there are fewer than two.
