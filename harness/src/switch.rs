@@ -41,7 +41,9 @@ pub fn profile(lib: &Arc<KernelLibrary>, ctx: &ExecContext, targets: &[SoloTarge
     let whole: Vec<&SoloTarget> = targets.iter().filter(|t| t.share == SoloShare::Device).collect();
     // a (model, batch) profiled at several shapes (sequence lengths) is ambiguous in a row keyed
     // by (model, batch), as it is to the simulator: left out
-    let key = |t: &SoloTarget| (t.spec.name.clone(), t.options.batch);
+    fn key(t: &SoloTarget) -> (&str, usize) {
+        (t.spec.name.as_str(), t.options.batch)
+    }
     let targets: Vec<&SoloTarget> =
         whole.iter().copied().filter(|t| whole.iter().filter(|u| key(u) == key(t)).count() == 1).collect();
     let pairs: Vec<(usize, usize)> = (0..targets.len())

@@ -98,6 +98,11 @@ impl Finding {
     pub(crate) fn new(invariant: Invariant, checked: usize, problems: Vec<String>) -> Finding {
         Finding { invariant, checked, problems, skipped: None }
     }
+
+    /// Not checked, for this reason.
+    pub(crate) fn skipped(invariant: Invariant, why: impl Into<String>) -> Finding {
+        Finding { skipped: Some(why.into()), ..Finding::new(invariant, 0, Vec::new()) }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -257,10 +262,9 @@ pub fn check(dir: &Path) -> Result<Report> {
         _ => None,
     };
     let judge = |invariant: Invariant, run: &dyn Fn() -> Finding| match needs(invariant) {
-        Some(table) if manifest.dropped(table) => Finding {
-            skipped: Some(format!("needs the {table} table, which this slim copy does not hold")),
-            ..Finding::new(invariant, 0, Vec::new())
-        },
+        Some(table) if manifest.dropped(table) => {
+            Finding::skipped(invariant, format!("needs the {table} table, which this slim copy does not hold"))
+        }
         _ => run(),
     };
     report.findings = vec![
@@ -273,19 +277,7 @@ pub fn check(dir: &Path) -> Result<Report> {
         judge(Invariant::SoloAtShare, &|| shares::solo_at_share(&t)),
         judge(Invariant::StableQueues, &|| times::stable_queues(&t, &dropping)),
         judge(Invariant::OneStreamAsProfiled, &|| one_stream::one_stream_as_profiled(&t, manifest.ceilings_measured)),
-        match &t.solo_switch {
-            Some(rows) if rows.is_empty() => Finding {
-                skipped: Some(
-                    "an empty switch profile: fewer than two unambiguous (model, batch)s on the whole GPU".into(),
-                ),
-                ..Finding::new(Invariant::SwitchAsProfiled, 0, Vec::new())
-            },
-            Some(rows) => switch::switch_as_profiled(&t.solo_models, rows),
-            None => Finding {
-                skipped: Some("no solo_switch table: measured before the harness measured switch profiles".into()),
-                ..Finding::new(Invariant::SwitchAsProfiled, 0, Vec::new())
-            },
-        },
+        switch::switch_as_profiled(&t.solo_models, t.solo_switch.as_deref()),
     ];
     Ok(report)
 }

@@ -90,20 +90,12 @@ impl OneStreamTables<'_> {
 
     /// Every tenant on one stream, as [`one_stream_tenants`].
     pub fn tenants(&self) -> Vec<OneStreamTenant> {
-        let t = self;
-        // a (model, batch) profiled more than once on the whole GPU (other sequence lengths) is
-        // ambiguous: its tenants are not judged
-        let mut profiles: BTreeMap<(&str, u32), Vec<f64>> = BTreeMap::new();
-        for m in t.solo_models.iter().filter(|m| m.share == SoloShare::Device) {
-            profiles.entry((m.model.as_str(), m.batch)).or_default().push(m.stamped_p50_us);
-        }
-        let profile: BTreeMap<(&str, u32), f64> =
-            profiles.into_iter().filter(|(_, v)| v.len() == 1).map(|(k, v)| (k, v[0])).collect();
+        let profile = whole_gpu_profiles(self.solo_models);
         let one_stream: BTreeSet<&str> =
-            t.runs.iter().filter(|r| r.partition == PartitionKind::TimeSliced).map(|r| r.run.as_str()).collect();
-        let with_aggressors: BTreeSet<&str> = t.aggressors.iter().map(|a| a.run.as_str()).collect();
+            self.runs.iter().filter(|r| r.partition == PartitionKind::TimeSliced).map(|r| r.run.as_str()).collect();
+        let with_aggressors: BTreeSet<&str> = self.aggressors.iter().map(|a| a.run.as_str()).collect();
         let mut tenants_of: BTreeMap<&str, Vec<&TenantRow>> = BTreeMap::new();
-        for x in t.tenants {
+        for x in self.tenants {
             tenants_of.entry(x.run.as_str()).or_default().push(x);
         }
         // (run, tenant) -> (model, alone)
@@ -113,7 +105,8 @@ impl OneStreamTables<'_> {
             .flat_map(|(run, xs)| xs.iter().map(move |x| ((*run, x.tenant), (x.model.as_str(), xs.len() == 1))))
             .collect();
         let mut times: BTreeMap<(&str, u16, u16), Vec<i64>> = BTreeMap::new();
-        for b in t.batches.iter().filter(|b| b.start_ns >= 0 && on_one_stream.contains_key(&(b.run.as_str(), b.tenant)))
+        for b in
+            self.batches.iter().filter(|b| b.start_ns >= 0 && on_one_stream.contains_key(&(b.run.as_str(), b.tenant)))
         {
             times.entry((b.run.as_str(), b.tenant, b.bucket)).or_default().push(b.end_ns - b.start_ns);
         }
@@ -139,6 +132,17 @@ impl OneStreamTables<'_> {
         }
         out
     }
+}
+
+/// Per (model, batch), the stamped replay time of its one whole-GPU solo profile. A (model,
+/// batch) profiled more than once on the whole GPU (other sequence lengths) is ambiguous and
+/// left out: nothing is judged against it.
+pub(super) fn whole_gpu_profiles(models: &[SoloModelRow]) -> BTreeMap<(&str, u32), f64> {
+    let mut profiles: BTreeMap<(&str, u32), Vec<f64>> = BTreeMap::new();
+    for m in models.iter().filter(|m| m.share == SoloShare::Device) {
+        profiles.entry((m.model.as_str(), m.batch)).or_default().push(m.stamped_p50_us);
+    }
+    profiles.into_iter().filter(|(_, v)| v.len() == 1).map(|(k, v)| (k, v[0])).collect()
 }
 
 /// `ceilings`: where the dataset's ceilings were measured (none: before that was recorded, in

@@ -4,10 +4,7 @@
 //! must agree; and a batch does not run faster for having another model's batch before it (its
 //! own weights are then the ones evicted from L2, not the other's).
 
-use std::collections::BTreeMap;
-
-use coloc_workloads::scenario::SoloShare;
-
+use super::one_stream::whole_gpu_profiles;
 use super::{Finding, Invariant, Problems};
 use crate::solo_rows::{SoloModelRow, SoloSwitchRow};
 
@@ -16,11 +13,24 @@ use crate::solo_rows::{SoloModelRow, SoloSwitchRow};
 /// (the one-stream invariant's tolerance).
 pub const SWITCH_TOLERANCE: f64 = super::ONE_STREAM_TOLERANCE;
 
-pub fn switch_as_profiled(models: &[SoloModelRow], switches: &[SoloSwitchRow]) -> Finding {
-    let mut profiles: BTreeMap<(&str, u32), Vec<f64>> = BTreeMap::new();
-    for m in models.iter().filter(|m| m.share == SoloShare::Device) {
-        profiles.entry((m.model.as_str(), m.batch)).or_default().push(m.stamped_p50_us);
-    }
+/// `switches`: none where the dataset predates the table.
+pub fn switch_as_profiled(models: &[SoloModelRow], switches: Option<&[SoloSwitchRow]>) -> Finding {
+    let switches = match switches {
+        None => {
+            return Finding::skipped(
+                Invariant::SwitchAsProfiled,
+                "no solo_switch table: measured before the harness measured switch profiles",
+            );
+        }
+        Some([]) => {
+            return Finding::skipped(
+                Invariant::SwitchAsProfiled,
+                "an empty switch profile: fewer than two unambiguous (model, batch)s on the whole GPU",
+            );
+        }
+        Some(rows) => rows,
+    };
+    let profiles = whole_gpu_profiles(models);
     let mut unprofiled = Problems::new("switch-profile row(s) of a (model, batch) without one whole-GPU solo profile");
     let mut off = Problems::new(
         "switch-profile row(s) whose replays after their own disagree with the solo profile by more than 3%",
@@ -30,8 +40,8 @@ pub fn switch_as_profiled(models: &[SoloModelRow], switches: &[SoloSwitchRow]) -
     debug_assert_eq!(SWITCH_TOLERANCE, 0.03, "the problems above say 3%");
     for s in switches {
         let name = || format!("{} b{} after {} b{}", s.model, s.batch, s.after_model, s.after_batch);
-        match profiles.get(&(s.model.as_str(), s.batch)).map(Vec::as_slice) {
-            Some(&[profiled_us]) => {
+        match profiles.get(&(s.model.as_str(), s.batch)) {
+            Some(&profiled_us) => {
                 let r = s.after_self_us / profiled_us;
                 if (r - 1.0).abs() > SWITCH_TOLERANCE {
                     off.push(|| {
