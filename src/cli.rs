@@ -539,6 +539,34 @@ pub struct PipelineArgs {
     /// Also write the outcomes as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Measure on the GPU instead of reading --profiles: each element a green context of --sms
+    /// SMs, the stages CUDA graphs on them, the stressor of --stress switched on in one
+    /// element, every policy on the same arrivals; the same pipeline is simulated from the
+    /// measured profiles beside it. Writes measurement.json, batches.csv and verdict.txt to
+    /// this directory.
+    #[arg(long)]
+    pub measure: Option<PathBuf>,
+    /// With --measure: SMs of each element.
+    #[arg(long, default_value_t = 40)]
+    pub sms: u32,
+    /// With --measure: ELEMENT:FROM-TO, the stressor's episode, seconds of the window.
+    #[arg(long, default_value = "1:2-4")]
+    pub stress: String,
+    /// With --measure: the stressor (fma, stream, l2, smem, chase), in the element's green
+    /// context on a stream of its own.
+    #[arg(long, default_value = "fma")]
+    pub stressor: String,
+    /// With --measure: of a full-device stressor grid.
+    #[arg(long, default_value_t = 1.0)]
+    pub intensity: f64,
+    /// With --measure and no --rate: the rate as a share of the measured capacity.
+    #[arg(long, default_value_t = 0.5)]
+    pub load: f64,
+    /// With --measure: solo replays per element for the operator profiles.
+    #[arg(long, default_value_t = 50)]
+    pub replays: usize,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,6 +5,7 @@
 //! from the launches around it (see `coloc_kernels::ops`). A model whose first launch is a
 //! cuBLAS call gets an entry stamp before it, so that its start is known too.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use coloc_kernels::gpu::memory::download_async;
@@ -102,18 +103,39 @@ impl ModelInstance {
     }
 
     /// Captures the stamped operator sequence as a CUDA graph for replay on `env.stream`'s
-    /// context. A cuBLAS call first in the model is bracketed (it has no launch before it).
+    /// context.
     pub fn capture(&mut self, env: &LaunchEnv) -> Result<()> {
-        let first_is_library = self.launches.first().is_some_and(|(_, l)| l.is_library());
+        self.exec = Some(self.capture_ops(env, 0..self.graph.ops.len())?);
+        Ok(())
+    }
+
+    /// Captures operators `ops` (stamped) as a graph of their own, for replay on `env.stream`'s
+    /// context: a pipeline stage. A cuBLAS call first in the range is bracketed (it has no
+    /// launch of its own before it); the instance's whole-model graph is untouched.
+    pub fn capture_ops(&self, env: &LaunchEnv, ops: Range<usize>) -> Result<GraphExec> {
+        let first_is_library = self.launches.get(self.first_slot[ops.start]).is_some_and(|(_, l)| l.is_library());
         let bracketed = LaunchEnv { bracket_library_calls: true, ..*env };
+        let start = ops.start;
         let graph = Graph::capture(env.stream, |_| {
-            (0..self.graph.ops.len()).try_for_each(|i| {
-                let env = if i == 0 && first_is_library { &bracketed } else { env };
+            ops.clone().try_for_each(|i| {
+                let env = if i == start && first_is_library { &bracketed } else { env };
                 self.launch_op(env, i, true)
             })
         })?;
-        self.exec = Some(graph.instantiate()?);
+        Ok(graph.instantiate()?)
+    }
+
+    /// Zeroes the stamp slots on `stream` (before a replay made of stage graphs).
+    pub fn reset_stamps(&self, stream: &Stream) -> Result<()> {
+        self.stamps.reset(stream)?;
         Ok(())
+    }
+
+    /// The span of operators `ops` in one replay's stamps: the first's first launch in to the
+    /// last's last launch out.
+    pub fn ops_span(&self, stamps: &[Stamp], ops: Range<usize>) -> Stamp {
+        let end = self.first_slot.get(ops.end).copied().unwrap_or(self.launches.len());
+        span_of(&stamps[self.first_slot[ops.start]..end])
     }
 
     /// Zeroes the stamp slots and replays the captured graph on `stream`.

@@ -5,6 +5,8 @@ pub enum Error {
     #[error(transparent)]
     Harness(#[from] coloc_harness::Error),
     #[error(transparent)]
+    Kernels(#[from] coloc_kernels::Error),
+    #[error(transparent)]
     Predictors(#[from] coloc_predictors::Error),
     #[error(transparent)]
     Dataset(#[from] coloc_dataset::error::Error),

@@ -9,6 +9,7 @@ mod models;
 mod pairs;
 mod partitions;
 mod pipeline;
+mod pipeline_measured;
 mod predict;
 mod schedule;
 mod suite;

@@ -13,6 +13,9 @@ use crate::cli::PipelineArgs;
 use crate::table::Table;
 
 pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.measure {
+        return super::pipeline_measured::run(args, dir);
+    }
     let share = SoloShare::parse(&args.share)
         .with_context(|| format!("--share {}: not a share label (device, green40, mps43, process)", args.share))?;
     let rows: Vec<SoloOpRow> = Dataset::open(&args.profiles)?.load()?;

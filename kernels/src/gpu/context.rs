@@ -137,6 +137,12 @@ impl Stream {
         cu!(cuStreamSynchronize(self.raw))
     }
 
+    /// Work queued on this stream from now on waits until `event`'s last record has completed
+    /// (the event may belong to another context of the same device).
+    pub fn wait_for(&self, event: &super::Event) -> Result<()> {
+        cu!(cuStreamWaitEvent(self.raw, event.raw(), 0))
+    }
+
     /// True when all work queued so far has finished.
     pub fn is_idle(&self) -> Result<bool> {
         let r = unsafe { sys::cuStreamQuery(self.raw) };

@@ -22,6 +22,10 @@ impl Event {
         Ok(Event { raw })
     }
 
+    pub(crate) fn raw(&self) -> sys::CUevent {
+        self.raw
+    }
+
     pub fn record(&self, stream: &Stream) -> Result<()> {
         stream.context().bind()?;
         cu!(cuEventRecord(self.raw, stream.raw()))

@@ -19,6 +19,8 @@
 //! slowdown that depends on which layers a stage holds (one factor per element), and batching
 //! (each item is a formed batch, arriving as a Poisson process).
 
+mod control;
+pub mod measured;
 mod run;
 mod split;
 
@@ -29,6 +31,7 @@ use coloc_workloads::scenario::SoloShare;
 
 use crate::error::{Error, Result};
 
+pub use control::{Controller, Layout};
 pub use run::{HELD, Outcome, Params, Pipeline, PipelineSpec, Policy, goodput, simulate};
 pub use split::Split;
 

@@ -7,16 +7,20 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::path::Path;
 
 use coloc_workloads::arrival::{ArrivalProcess, Schedule};
+use serde::Serialize;
 
+use super::control::{Controller, Layout};
 use super::{Episode, Operators, Split, slowdown_at};
 use crate::error::{Error, Result};
 
 /// How a pipeline responds to a slowed element.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// The split balanced on solo times, never changed.
     Static,
     /// Least-loaded scheduling: stages keep their layers and move to the least loaded element.
+    #[serde(rename = "lls")]
     LeastLoaded,
     /// ODIN: boundary layers move between neighbouring stages.
     Odin,
@@ -56,7 +60,7 @@ impl Default for Params {
 }
 
 /// What one policy made of one run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Outcome {
     pub policy: Policy,
     /// Batches that arrived in the window, and those of them that completed.
@@ -100,21 +104,12 @@ enum Event {
 struct State<'a> {
     op_us: &'a [f64],
     episodes: &'a [Episode],
-    split: Split,
-    element_of: Vec<usize>,
+    control: Controller,
     /// Per stage: queued items with the time they were queued.
     queues: Vec<VecDeque<(u64, usize)>>,
     busy: Vec<Option<Service>>,
     paused_until: Vec<u64>,
     items: Vec<Item>,
-    /// Per element: observed over solo time of its last services, and the count since its
-    /// last estimate.
-    ratios: Vec<VecDeque<f64>>,
-    window: usize,
-    fresh: Vec<usize>,
-    estimate: Vec<f64>,
-    /// The estimates the current split and placement were made for.
-    basis: Vec<f64>,
     events: BinaryHeap<Reverse<(u64, u64, Event)>>,
     seq: u64,
 }
@@ -126,9 +121,9 @@ impl State<'_> {
     }
 
     fn enqueue(&mut self, now: u64, item: usize) {
-        let stage = self.split.stage_of(self.items[item].next_op);
+        let stage = self.control.layout().split.stage_of(self.items[item].next_op);
         self.queues[stage].push_back((now, item));
-        self.start(now, self.element_of[stage]);
+        self.start(now, self.control.layout().element_of[stage]);
     }
 
     /// Starts the element's oldest queued item among its stages, if it is idle.
@@ -137,26 +132,21 @@ impl State<'_> {
             return;
         }
         let stage = (0..self.queues.len())
-            .filter(|&s| self.element_of[s] == element)
+            .filter(|&s| self.control.layout().element_of[s] == element)
             .filter_map(|s| self.queues[s].front().map(|(t, _)| (*t, s)))
             .min()
             .map(|(_, s)| s);
         let Some(stage) = stage else { return };
         let (_, item) = self.queues[stage].pop_front().expect("non-empty");
         let begin = now.max(self.paused_until[element]);
-        let end_op = self.split.range(stage).end;
+        let end_op = self.control.layout().split.range(stage).end;
         let solo_us: f64 = self.op_us[self.items[item].next_op..end_op].iter().sum();
         let slow = slowdown_at(self.episodes, element, begin as f64 / 1e9);
         self.busy[element] = Some(Service { item, end_op });
         let took = (solo_us * slow * 1e3).round() as u64;
         self.push(begin + took, Event::Done(element));
         // what the element's timing shows: this service against its solo time
-        let ratios = &mut self.ratios[element];
-        ratios.push_back(took as f64 / (solo_us * 1e3));
-        if ratios.len() > self.window {
-            ratios.pop_front();
-        }
-        self.fresh[element] += 1;
+        self.control.observe(element, took as f64 / (solo_us * 1e3));
     }
 
     /// Re-queues every waiting item into the stage that now holds its next operator.
@@ -164,7 +154,7 @@ impl State<'_> {
         let mut waiting: Vec<(u64, usize)> = self.queues.iter_mut().flat_map(|q| q.drain(..)).collect();
         waiting.sort();
         for (t, item) in waiting {
-            let stage = self.split.stage_of(self.items[item].next_op);
+            let stage = self.control.layout().split.stage_of(self.items[item].next_op);
             self.queues[stage].push_back((t, item));
         }
     }
@@ -227,23 +217,16 @@ pub fn simulate(run: &Pipeline, policy: Policy, rate_rps: f64) -> Result<Outcome
         Schedule::Open { arrivals_ns } => arrivals_ns,
         Schedule::Closed { .. } => unreachable!("a Poisson process is open"),
     };
-    let split = run.balanced();
     let mut st = State {
         op_us: &ops.us,
         episodes,
-        element_of: (0..elements).collect(),
+        control: Controller::new(policy, *params, &ops.us, elements),
         queues: vec![VecDeque::new(); elements],
         busy: (0..elements).map(|_| None).collect(),
         paused_until: vec![0; elements],
         items: arrivals.iter().map(|&a| Item { arrival_ns: a, next_op: 0 }).collect(),
-        ratios: vec![VecDeque::new(); elements],
-        window: params.window,
-        fresh: vec![0; elements],
-        estimate: vec![1.0; elements],
-        basis: vec![1.0; elements],
         events: BinaryHeap::new(),
         seq: 0,
-        split,
     };
     for (i, &a) in arrivals.iter().enumerate() {
         st.push(a, Event::Arrival(i));
@@ -267,10 +250,8 @@ pub fn simulate(run: &Pipeline, policy: Policy, rate_rps: f64) -> Result<Outcome
         match event {
             Event::Boundary => {
                 let at_s = now as f64 / 1e9;
-                let weights: Vec<f64> = st.element_of.iter().map(|&e| slowdown_at(episodes, e, at_s)).collect();
-                let before = (st.split.clone(), st.element_of.clone());
-                st.split = Split::balanced(&ops.us, &weights);
-                if apply(&mut st, now, before, params) {
+                if let Some(before) = st.control.resplit(|e| slowdown_at(episodes, e, at_s)) {
+                    apply(&mut st, now, &before, params);
                     responses += 1;
                 }
             }
@@ -283,14 +264,11 @@ pub fn simulate(run: &Pipeline, policy: Policy, rate_rps: f64) -> Result<Outcome
                 } else {
                     st.enqueue(now, item);
                 }
-                let watches = matches!(policy, Policy::LeastLoaded | Policy::Odin);
-                if watches && st.fresh[element] >= params.window {
-                    let r = &st.ratios[element];
-                    st.estimate[element] = r.iter().sum::<f64>() / r.len() as f64;
-                    st.fresh[element] = 0;
-                    if respond(&mut st, now, policy, params) {
-                        responses += 1;
-                    }
+                // an element that runs no stage is judged by its load as the system sees it
+                let at_s = now as f64 / 1e9;
+                if let Some(before) = st.control.after_service(element, |e| slowdown_at(episodes, e, at_s)) {
+                    apply(&mut st, now, &before, params);
+                    responses += 1;
                 }
                 st.start(now, element);
             }
@@ -343,90 +321,60 @@ fn validate(spec: &PipelineSpec) -> Result<()> {
     Ok(())
 }
 
-/// Responds if any element's estimate moved past the threshold since the last response.
-fn respond(st: &mut State, now: u64, policy: Policy, params: &Params) -> bool {
-    let elements = st.estimate.len();
-    // an element that runs no stage is judged by its load as the system sees it
-    for e in 0..elements {
-        if !st.element_of.contains(&e) {
-            st.estimate[e] = slowdown_at(st.episodes, e, now as f64 / 1e9);
-        }
-    }
-    let moved = (0..elements).any(|e| (st.estimate[e] / st.basis[e] - 1.0).abs() > params.threshold);
-    if !moved {
-        return false;
-    }
-    st.basis = st.estimate.clone();
-    let before = (st.split.clone(), st.element_of.clone());
-    match policy {
-        Policy::Static | Policy::Oracle => return false,
-        Policy::Odin => {
-            let weights: Vec<f64> = st.element_of.iter().map(|&e| st.estimate[e]).collect();
-            st.split.odin_moves(st.op_us, &weights);
-        }
-        Policy::LeastLoaded => {
-            let stage_us = st.split.stage_us(st.op_us);
-            let mut order: Vec<usize> = (0..stage_us.len()).collect();
-            order.sort_by(|a, b| stage_us[*b].total_cmp(&stage_us[*a]).then(a.cmp(b)));
-            let mut load = vec![0.0; elements];
-            for s in order {
-                let e = (0..elements)
-                    .min_by(|&x, &y| {
-                        (load[x] + stage_us[s] * st.estimate[x]).total_cmp(&(load[y] + stage_us[s] * st.estimate[y]))
-                    })
-                    .expect("elements");
-                load[e] += stage_us[s] * st.estimate[e];
-                st.element_of[s] = e;
-            }
-        }
-    }
-    apply(st, now, before, params)
-}
-
-/// Pauses the elements whose stages changed from `before` and re-queues the waiting batches;
-/// false if nothing changed.
-fn apply(st: &mut State, now: u64, before: (Split, Vec<usize>), params: &Params) -> bool {
-    let elements = st.estimate.len();
-    if (st.split.clone(), st.element_of.clone()) == before {
-        return false;
-    }
+/// Pauses the elements whose stages changed from `before` and re-queues the waiting batches.
+fn apply(st: &mut State, now: u64, before: &Layout, params: &Params) {
     let pause = now + (params.switch_us * 1e3) as u64;
-    for s in 0..st.split.stages() {
-        if st.split.range(s) != before.0.range(s) || st.element_of[s] != before.1[s] {
-            let e = st.element_of[s];
-            st.paused_until[e] = st.paused_until[e].max(pause);
-        }
+    let layout = st.control.layout().clone();
+    for s in layout.changed_stages(before) {
+        let e = layout.element_of[s];
+        st.paused_until[e] = st.paused_until[e].max(pause);
     }
     st.requeue();
-    for e in 0..elements {
+    for e in 0..st.busy.len() {
         st.start(now, e);
     }
-    true
 }
 
 fn outcome(policy: Policy, batch: u32, st: &State, done_ns: &[Option<u64>], slo_ms: f64, responses: usize) -> Outcome {
-    let arrived = done_ns.len();
-    let mut latency_ms: Vec<f64> =
-        st.items.iter().zip(done_ns).filter_map(|(i, d)| d.map(|d| (d - i.arrival_ns) as f64 / 1e6)).collect();
-    latency_ms.sort_by(f64::total_cmp);
-    let completed = latency_ms.len();
-    // a quantile among all arrived batches, the missing ones last
-    let quantile = |q: f64| {
-        let rank = ((q * arrived as f64).ceil() as usize).max(1) - 1;
-        latency_ms.get(rank).copied()
-    };
-    let last_ns = done_ns.iter().flatten().max().copied().unwrap_or(0).max(1);
-    Outcome {
-        policy,
-        arrived,
-        completed,
-        served_rps: completed as f64 * batch as f64 / (last_ns as f64 / 1e9),
-        p50_ms: quantile(0.5),
-        p99_ms: quantile(0.99),
-        slo_attainment: latency_ms.iter().filter(|l| **l <= slo_ms).count() as f64 / arrived.max(1) as f64,
-        responses,
-        starts: st.split.starts().to_vec(),
-        elements: st.element_of.clone(),
+    let latency_ms: Vec<Option<f64>> =
+        st.items.iter().zip(done_ns).map(|(i, d)| d.map(|d| (d - i.arrival_ns) as f64 / 1e6)).collect();
+    let last_s = done_ns.iter().flatten().max().copied().unwrap_or(0).max(1) as f64 / 1e9;
+    Outcome::of(policy, batch as usize, &latency_ms, last_s, slo_ms, responses, st.control.layout())
+}
+
+impl Outcome {
+    /// From each arrived batch's latency (None: it did not complete), the time of the last
+    /// completion from the start, s, and the layout at the end.
+    pub fn of(
+        policy: Policy,
+        batch: usize,
+        latency_ms: &[Option<f64>],
+        last_done_s: f64,
+        slo_ms: f64,
+        responses: usize,
+        layout: &Layout,
+    ) -> Outcome {
+        let arrived = latency_ms.len();
+        let mut done: Vec<f64> = latency_ms.iter().flatten().copied().collect();
+        done.sort_by(f64::total_cmp);
+        let completed = done.len();
+        // a quantile among all arrived batches, the missing ones last
+        let quantile = |q: f64| {
+            let rank = ((q * arrived as f64).ceil() as usize).max(1) - 1;
+            done.get(rank).copied()
+        };
+        Outcome {
+            policy,
+            arrived,
+            completed,
+            served_rps: completed as f64 * batch as f64 / last_done_s.max(1e-9),
+            p50_ms: quantile(0.5),
+            p99_ms: quantile(0.99),
+            slo_attainment: done.iter().filter(|l| **l <= slo_ms).count() as f64 / arrived.max(1) as f64,
+            responses,
+            starts: layout.split.starts().to_vec(),
+            elements: layout.element_of.clone(),
+        }
     }
 }
 

@@ -1,0 +1,173 @@
+//! Whether a measured pipeline can be believed: every figure against what physics allows (a
+//! stage cannot start before the stage it depends on has ended, nor run much faster than it
+//! does alone on the same SMs; elements of equal SMs run the model alike; a stressor cannot
+//! speed a model up) and against an independent timer (the host saw each batch dispatched
+//! before its first stage started and completed after its last stage ended, on one clock).
+
+use serde::Serialize;
+
+use super::{MeasuredPipeline, MeasuredRun};
+
+/// Largest clock-map uncertainty a run may have, ns: beyond it the host and GPU times of a
+/// batch cannot be compared at the scale of a stage.
+pub const MAX_CLOCK_UNCERTAINTY_NS: i64 = 20_000;
+/// How far the elements' solo spans may differ from their median (equal SMs, same model).
+pub const ELEMENT_SPREAD: f64 = 0.05;
+/// A stage may not run faster than this share of its solo time on its element.
+pub const FASTEST_STAGE: f64 = 0.8;
+/// How near the stressor's stamped launches must come to its episode's ends, ns.
+pub const STRESS_EDGE_NS: i64 = 5_000_000;
+/// A stressed model may not be faster than this share of its solo span.
+pub const STRESSED_AT_LEAST: f64 = 0.97;
+
+/// VALID, or INVALID with each reason.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Verdict {
+    pub problems: Vec<String>,
+}
+
+impl Verdict {
+    pub fn is_valid(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_valid() {
+            return write!(f, "VALID");
+        }
+        write!(f, "INVALID: {}", self.problems.join("; "))
+    }
+}
+
+/// Judges the profiles and every run.
+pub fn judge(m: &MeasuredPipeline) -> Verdict {
+    let mut problems = Vec::new();
+    let spans: Vec<f64> = m.profiles.iter().map(|p| p.span_us).collect();
+    let median = coloc_kernels::stats::median_of(&spans);
+    for p in &m.profiles {
+        if (p.span_us / median - 1.0).abs() > ELEMENT_SPREAD {
+            problems.push(format!(
+                "element {} ({} SMs) runs the model in {:.1} us alone, {:.1}% from the elements' median {:.1} us: elements of equal SMs must agree within {:.0}% (another process on the GPU?)",
+                p.element,
+                p.granted_sms,
+                p.span_us,
+                100.0 * (p.span_us / median - 1.0),
+                median,
+                100.0 * ELEMENT_SPREAD
+            ));
+        }
+    }
+    if let Some(solo) = m.profiles.iter().find(|p| p.element == m.stressed.element) {
+        if m.stressed.span_us < STRESSED_AT_LEAST * solo.span_us {
+            problems.push(format!(
+                "element {} runs the model in {:.1} us beside the stressor and {:.1} us alone: a stressor cannot make it faster",
+                solo.element, m.stressed.span_us, solo.span_us
+            ));
+        }
+    }
+    for run in &m.runs {
+        judge_run(m, run, &mut problems);
+    }
+    Verdict { problems }
+}
+
+fn judge_run(m: &MeasuredPipeline, run: &MeasuredRun, problems: &mut Vec<String>) {
+    let name = run.policy.name();
+    let u = run.clock.uncertainty_ns;
+    if u > MAX_CLOCK_UNCERTAINTY_NS {
+        problems.push(format!(
+            "{name}: the clock map is uncertain by {:.1} us (at most {:.0} us): calibrate again on an idle GPU",
+            u as f64 / 1e3,
+            MAX_CLOCK_UNCERTAINTY_NS as f64 / 1e3
+        ));
+    }
+    let (mut unstamped, mut overlapping, mut too_fast, mut before_dispatch, mut after_notice, mut disorder) =
+        (0, 0, 0, 0, 0, 0);
+    let mut first: Option<String> = None;
+    let mut note = |what: String| {
+        if first.is_none() {
+            first = Some(what);
+        }
+    };
+    for b in &run.batches {
+        if b.layout >= run.layouts.len() {
+            problems.push(format!("{name}: batch {} names layout {} of {}", b.batch, b.layout, run.layouts.len()));
+            continue;
+        }
+        let (Some(dispatch), Some(noticed), Some(done)) = (b.dispatch_ns, b.noticed_ns, b.done_ns) else { continue };
+        if !(b.arrival_ns <= dispatch && dispatch <= noticed) {
+            disorder += 1;
+            note(format!(
+                "batch {} arrived at {} ns, dispatched at {dispatch} ns, noticed at {noticed} ns",
+                b.batch, b.arrival_ns
+            ));
+        }
+        let mut previous_end: Option<u64> = None;
+        for (j, s) in b.stages.iter().enumerate() {
+            let (Some(start), Some(end)) = (s.start_gpu_ns, s.end_gpu_ns) else {
+                unstamped += 1;
+                note(format!("batch {} stage {j} has no stamps", b.batch));
+                continue;
+            };
+            if end < start {
+                unstamped += 1;
+                note(format!("batch {} stage {j} ends before it starts", b.batch));
+                continue;
+            }
+            if previous_end.is_some_and(|p| start < p) {
+                overlapping += 1;
+                note(format!("batch {} stage {j} starts before stage {} ends", b.batch, j - 1));
+            }
+            previous_end = Some(end);
+            let span_us = (end - start) as f64 / 1e3;
+            if span_us < FASTEST_STAGE * s.solo_us {
+                too_fast += 1;
+                note(format!(
+                    "batch {} stage {j} took {span_us:.1} us on element {}, {:.0}% of its solo {:.1} us",
+                    b.batch,
+                    s.element,
+                    100.0 * span_us / s.solo_us,
+                    s.solo_us
+                ));
+            }
+            if j == 0 && run.clock.to_host(start) - run.window_start_host_ns < dispatch - u {
+                before_dispatch += 1;
+                note(format!("batch {} started on the GPU before the host dispatched it", b.batch));
+            }
+        }
+        if done > noticed + u {
+            after_notice += 1;
+            note(format!("batch {} ended on the GPU {} ns after the host saw it complete", b.batch, done - noticed));
+        }
+    }
+    let counts = [
+        (unstamped, "stages without usable stamps"),
+        (overlapping, "stages that start before the stage they depend on ends"),
+        (too_fast, "stages faster than 80% of their solo time on the same SMs"),
+        (before_dispatch, "batches started on the GPU before the host dispatched them"),
+        (after_notice, "batches ended on the GPU after the host saw them complete"),
+        (disorder, "batches whose arrival, dispatch and completion are out of order"),
+    ];
+    for (n, what) in counts {
+        if n > 0 {
+            problems.push(format!("{name}: {n} {what} (first: {})", first.clone().unwrap_or_default()));
+        }
+    }
+    let from = (m.stress.from_s * 1e9) as i64;
+    let to = (m.stress.to_s * 1e9) as i64;
+    let covered = match (run.stressor_first_start_ns, run.stressor_last_end_ns) {
+        (Some(a), Some(z)) => a <= from + STRESS_EDGE_NS && z >= to - STRESS_EDGE_NS,
+        _ => false,
+    };
+    if !covered {
+        problems.push(format!(
+            "{name}: the stressor's {} launches span {:?}..{:?} ns, not its episode {from}..{to} ns (within {} ms)",
+            run.stressor_launches,
+            run.stressor_first_start_ns,
+            run.stressor_last_end_ns,
+            STRESS_EDGE_NS / 1_000_000
+        ));
+    }
+}
