@@ -216,8 +216,8 @@ pub fn measure(lib: &Arc<KernelLibrary>, plan: &MeasurePlan) -> Result<MeasuredP
     };
     let granted = rig.elements[stressed_element].granted_sms;
     let solo_span_ns = (profiles[stressed_element].span_us * 1e3) as i64;
-    // long enough for every stressed replay at up to 10x its solo time
-    let stress_for_ns = 200_000_000 + 10 * solo_span_ns * spec.replays as i64;
+    // long enough for every stressed replay at up to 30x its solo time
+    let stress_for_ns = 200_000_000 + 30 * solo_span_ns * spec.replays as i64;
     let mut aggressor = AggressorRunner::prepare(lib, agg_stream.clone(), agg_plan(0, stress_for_ns), granted)?;
     let start = mono_ns() + 20_000_000;
     let (stressed_runs, agg_out) = std::thread::scope(|s| {
@@ -230,7 +230,7 @@ pub fn measure(lib: &Arc<KernelLibrary>, plan: &MeasurePlan) -> Result<MeasuredP
             if mono_ns() > start + stress_for_ns {
                 return Err(Error::invalid(
                     "the stressed profile",
-                    "its replays outlasted the stressor: the model ran more than 10x slower beside it",
+                    "its replays outlasted the stressor: the model ran more than 30x slower beside it",
                 ));
             }
             Ok(runs)
