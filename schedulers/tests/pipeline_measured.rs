@@ -159,6 +159,40 @@ fn a_batch_started_before_it_was_dispatched_is_invalid() {
 }
 
 #[test]
+fn a_batch_left_on_the_gpu_or_noticed_without_its_stages_is_invalid() {
+    let mut m = measured();
+    m.runs[0].batches[99].noticed_ns = None;
+    m.runs[0].batches[99].done_ns = None;
+    let p = problems_of(&m);
+    assert!(p.contains("static: 1 batches still on the GPU when the run ended"), "{p}");
+    let mut m = measured();
+    m.runs[1].batches[5].stages.clear();
+    m.runs[1].batches[5].done_ns = None;
+    let p = problems_of(&m);
+    assert!(p.contains("odin: 1 stages without usable stamps (first: batch 5 was noticed without its stages)"), "{p}");
+    // a batch never dispatched (the run ended first) is an outcome, not a fault
+    let mut m = measured();
+    let b = &mut m.runs[1].batches[99];
+    (b.dispatch_ns, b.noticed_ns, b.done_ns) = (None, None, None);
+    b.stages.clear();
+    assert!(judge(&m).is_valid(), "{}", judge(&m));
+}
+
+#[test]
+fn each_kind_of_problem_names_its_own_first_case() {
+    let mut m = measured();
+    m.runs[0].batches[2].stages[1].end_gpu_ns = None;
+    let s = &mut m.runs[0].batches[8].stages;
+    s[1].start_gpu_ns = Some(s[0].end_gpu_ns.unwrap() - 50_000);
+    let p = problems_of(&m);
+    assert!(p.contains("static: 1 stages without usable stamps (first: batch 2 stage 1 has no stamps)"), "{p}");
+    assert!(
+        p.contains("static: 1 stages that start before the stage they depend on ends (first: batch 8 stage 1"),
+        "{p}"
+    );
+}
+
+#[test]
 fn an_uncertain_clock_and_unstamped_stages_are_invalid() {
     let mut m = measured();
     m.runs[0].clock.uncertainty_ns = 25_000;
@@ -232,9 +266,12 @@ fn what_a_measurement_is_asked_is_checked_naming_the_input() {
     assert!(err(MeasureSpec { rate_rps: Some(-1.0), ..spec() }).starts_with("rate: -1"));
     assert!(err(MeasureSpec { replays: 2, ..spec() }).starts_with("replays: 2"));
     assert!(err(MeasureSpec { duration_s: 100.0, ..spec() }).starts_with("duration_s: 100"));
-    for (text, why) in
-        [("1-2-4", "two fields"), ("x:2-4", "not a number"), ("1:4-2", "0 <= FROM < TO"), ("1:2", "FROM-TO")]
-    {
+    for (text, why) in [
+        ("1-2-4", "two fields"),
+        ("x:2-4", "not a number"),
+        ("1:4-2", "0 <= FROM < TO"),
+        ("1:2", "the interval is not FROM-TO"),
+    ] {
         let e = text.parse::<StressEpisode>().unwrap_err().to_string();
         assert!(e.contains(&format!("stress episode `{text}`")) && e.contains(why), "{text}: {e}");
     }

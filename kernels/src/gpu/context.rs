@@ -140,6 +140,7 @@ impl Stream {
     /// Work queued on this stream from now on waits until `event`'s last record has completed
     /// (the event may belong to another context of the same device).
     pub fn wait_for(&self, event: &super::Event) -> Result<()> {
+        self.ctx.bind()?;
         cu!(cuStreamWaitEvent(self.raw, event.raw(), 0))
     }
 

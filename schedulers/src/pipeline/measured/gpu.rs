@@ -33,9 +33,9 @@ struct Element {
 }
 
 /// Everything a run needs on the device, kept across the policies' runs.
+/// Fields drop in order: the graphs and events made in the elements' contexts go before them.
 struct Rig<'a> {
     lib: &'a Arc<KernelLibrary>,
-    elements: Vec<Element>,
     slots: Vec<ModelInstance>,
     /// Per slot and element: recorded after the slot's stage on that element (created in the
     /// element's context, where it is recorded).
@@ -46,6 +46,7 @@ struct Rig<'a> {
     readback: PinnedBuffer,
     stamp_bytes: usize,
     slot_launches: usize,
+    elements: Vec<Element>,
 }
 
 impl Rig<'_> {
@@ -409,7 +410,8 @@ impl Run<'_, '_> {
                         free.push(f.slot);
                     }
                     if let Some((before, estimates)) = changed {
-                        let from_layout = layouts.iter().position(|l| *l == before).expect("a layout it had");
+                        debug_assert!(layouts.last() == Some(&before), "a response changes the current layout");
+                        let from_layout = layouts.len() - 1;
                         let t0 = mono_ns();
                         let graphs_captured = self.rig.ensure(control.layout())?;
                         let capture_ms = (mono_ns() - t0) as f64 / 1e6;
@@ -426,8 +428,9 @@ impl Run<'_, '_> {
                     while !queue.is_empty() && !free.is_empty() {
                         let (batch, slot) = (queue.pop_front().expect("queued"), free.pop().expect("free"));
                         let layout = layouts.len() - 1;
-                        self.rig.dispatch(slot, &layouts[layout])?;
+                        // before the launches: the first stage may start before they return
                         rows[batch].dispatch_ns = Some(mono_ns() - window_start);
+                        self.rig.dispatch(slot, &layouts[layout])?;
                         rows[batch].layout = layout;
                         inflight.push_back(InFlight { batch, slot, layout });
                     }

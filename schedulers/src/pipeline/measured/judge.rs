@@ -83,77 +83,81 @@ fn judge_run(m: &MeasuredPipeline, run: &MeasuredRun, problems: &mut Vec<String>
             MAX_CLOCK_UNCERTAINTY_NS as f64 / 1e3
         ));
     }
-    let (mut unstamped, mut overlapping, mut too_fast, mut before_dispatch, mut after_notice, mut disorder) =
-        (0, 0, 0, 0, 0, 0);
-    let mut first: Option<String> = None;
-    let mut note = |what: String| {
-        if first.is_none() {
-            first = Some(what);
-        }
+    // per kind of problem: how many, and the first one's details
+    let mut found: Vec<(&str, usize, String)> = Vec::new();
+    let mut note = |kind: &'static str, what: String| match found.iter_mut().find(|(k, _, _)| *k == kind) {
+        Some((_, n, _)) => *n += 1,
+        None => found.push((kind, 1, what)),
     };
+    const UNSTAMPED: &str = "stages without usable stamps";
+    const OVERLAPPING: &str = "stages that start before the stage they depend on ends";
+    const TOO_FAST: &str = "stages faster than 80% of their solo time on the same SMs";
+    const BEFORE_DISPATCH: &str = "batches started on the GPU before the host dispatched them";
+    const AFTER_NOTICE: &str = "batches ended on the GPU after the host saw them complete";
+    const DISORDER: &str = "batches whose arrival, dispatch and completion are out of order";
+    const STUCK: &str = "batches still on the GPU when the run ended (10 s after its window)";
     for b in &run.batches {
         if b.layout >= run.layouts.len() {
             problems.push(format!("{name}: batch {} names layout {} of {}", b.batch, b.layout, run.layouts.len()));
             continue;
         }
-        let (Some(dispatch), Some(noticed), Some(done)) = (b.dispatch_ns, b.noticed_ns, b.done_ns) else { continue };
+        let Some(dispatch) = b.dispatch_ns else { continue };
+        let Some(noticed) = b.noticed_ns else {
+            note(STUCK, format!("batch {} dispatched at {dispatch} ns", b.batch));
+            continue;
+        };
         if !(b.arrival_ns <= dispatch && dispatch <= noticed) {
-            disorder += 1;
-            note(format!(
-                "batch {} arrived at {} ns, dispatched at {dispatch} ns, noticed at {noticed} ns",
-                b.batch, b.arrival_ns
-            ));
+            note(
+                DISORDER,
+                format!(
+                    "batch {} arrived at {} ns, dispatched at {dispatch} ns, noticed at {noticed} ns",
+                    b.batch, b.arrival_ns
+                ),
+            );
         }
         let mut previous_end: Option<u64> = None;
         for (j, s) in b.stages.iter().enumerate() {
             let (Some(start), Some(end)) = (s.start_gpu_ns, s.end_gpu_ns) else {
-                unstamped += 1;
-                note(format!("batch {} stage {j} has no stamps", b.batch));
+                note(UNSTAMPED, format!("batch {} stage {j} has no stamps", b.batch));
                 continue;
             };
             if end < start {
-                unstamped += 1;
-                note(format!("batch {} stage {j} ends before it starts", b.batch));
+                note(UNSTAMPED, format!("batch {} stage {j} ends before it starts", b.batch));
                 continue;
             }
             if previous_end.is_some_and(|p| start < p) {
-                overlapping += 1;
-                note(format!("batch {} stage {j} starts before stage {} ends", b.batch, j - 1));
+                note(OVERLAPPING, format!("batch {} stage {j} starts before stage {} ends", b.batch, j - 1));
             }
             previous_end = Some(end);
             let span_us = (end - start) as f64 / 1e3;
             if span_us < FASTEST_STAGE * s.solo_us {
-                too_fast += 1;
-                note(format!(
-                    "batch {} stage {j} took {span_us:.1} us on element {}, {:.0}% of its solo {:.1} us",
-                    b.batch,
-                    s.element,
-                    100.0 * span_us / s.solo_us,
-                    s.solo_us
-                ));
+                note(
+                    TOO_FAST,
+                    format!(
+                        "batch {} stage {j} took {span_us:.1} us on element {}, {:.0}% of its solo {:.1} us",
+                        b.batch,
+                        s.element,
+                        100.0 * span_us / s.solo_us,
+                        s.solo_us
+                    ),
+                );
             }
             if j == 0 && run.clock.to_host(start) - run.window_start_host_ns < dispatch - u {
-                before_dispatch += 1;
-                note(format!("batch {} started on the GPU before the host dispatched it", b.batch));
+                note(BEFORE_DISPATCH, format!("batch {} started on the GPU before the host dispatched it", b.batch));
             }
         }
-        if done > noticed + u {
-            after_notice += 1;
-            note(format!("batch {} ended on the GPU {} ns after the host saw it complete", b.batch, done - noticed));
+        match b.done_ns {
+            None if b.stages.is_empty() => note(UNSTAMPED, format!("batch {} was noticed without its stages", b.batch)),
+            None => {}
+            Some(done) if done > noticed + u => note(
+                AFTER_NOTICE,
+                format!("batch {} ended on the GPU {} ns after the host saw it complete", b.batch, done - noticed),
+            ),
+            Some(_) => {}
         }
     }
-    let counts = [
-        (unstamped, "stages without usable stamps"),
-        (overlapping, "stages that start before the stage they depend on ends"),
-        (too_fast, "stages faster than 80% of their solo time on the same SMs"),
-        (before_dispatch, "batches started on the GPU before the host dispatched them"),
-        (after_notice, "batches ended on the GPU after the host saw them complete"),
-        (disorder, "batches whose arrival, dispatch and completion are out of order"),
-    ];
-    for (n, what) in counts {
-        if n > 0 {
-            problems.push(format!("{name}: {n} {what} (first: {})", first.clone().unwrap_or_default()));
-        }
+    for (what, n, first) in found {
+        problems.push(format!("{name}: {n} {what} (first: {first})"));
     }
     let from = (m.stress.from_s * 1e9) as i64;
     let to = (m.stress.to_s * 1e9) as i64;
