@@ -10,6 +10,6 @@ mkdir -p /tmp/pipe
 $C -V > /tmp/pipe/version.txt
 nvidia-smi --query-gpu=name,uuid --format=csv > /tmp/pipe/gpu.txt
 timeout 240 $C pipeline resnet50 --batch 8 --elements 3 --sms 40 --duration-s 4 --stress 1:1-3 \
-  --stressor fma --measure /tmp/pipe/odin > /tmp/pipe/odin.txt 2>&1
+  --stressor fma --intensity 0.1 --measure /tmp/pipe/odin > /tmp/pipe/odin.txt 2>&1
 echo "rc=$?" >> /tmp/pipe/odin.txt
 cd /tmp && tar czf $OUT/pipe.tgz pipe && ls -la $OUT

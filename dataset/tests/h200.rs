@@ -319,3 +319,39 @@ fn on_the_h100_probe_the_state_change_follows_other_processes_and_a_cold_switch_
     );
     assert!(f.problems[0].contains("mobilenet_v2 b1 after bert_base b1") && f.problems[0].contains("(1.035x)"));
 }
+
+#[test]
+fn on_the_second_h100_probe_ceilings_apart_do_not_end_the_two_speeds_and_the_switch_profile_agrees() {
+    // data/h200-checks/harness/state-probe-h100-2: coloc ae2dab3, the ceilings measured in a
+    // process of their own (339daee) and two own replays before each switch-profile one (cd91530)
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/h200-checks/harness/state-probe-h100-2");
+    let kinds = base.join("kinds");
+    let m = Dataset::open(&kinds).unwrap().manifest().unwrap();
+    assert_eq!(m.ceilings_measured, Some(coloc_dataset::manifest::CeilingsMeasured::InAProcessOfTheirOwn));
+    // still: the reference off its profile (0.91x) first, after the MPS pair and after the
+    // processes pair, and as profiled after the solo run, the green pair and the streams pair
+    let (off, agree) = holds_but_for_runs_after_other_processes(&kinds);
+    assert_eq!((off.len(), agree), (3, 4), "{off:?}");
+    let off_runs: BTreeSet<&str> = off.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        off_runs,
+        BTreeSet::from([
+            "005_reference_resnet50_b1__r1",
+            "005_reference_resnet50_b1__r4",
+            "005_reference_resnet50_b1__r5"
+        ])
+    );
+    // the switch profile after its own is the profile, and the whole switch probe holds
+    let r = check(&base.join("switch")).unwrap();
+    let f = r.findings.iter().find(|f| f.invariant == Invariant::SwitchAsProfiled).unwrap();
+    assert_eq!((f.checked, f.problems.len()), (6, 0), "{:?}", f.problems);
+    assert!(r.findings.iter().all(|f| f.problems.is_empty()), "{:?}", r.findings);
+    let t = Tables::load(&Dataset::open(&base.join("switch")).unwrap()).unwrap();
+    let switch = t.solo_switch.unwrap();
+    let mobilenet: Vec<&SoloSwitchRow> = switch.iter().filter(|s| s.model == "mobilenet_v2").collect();
+    assert_eq!(mobilenet.len(), 2);
+    for s in mobilenet {
+        let factor = s.after_other_us / s.after_self_us;
+        assert!((1.08..1.12).contains(&factor), "{s:?}: {factor}");
+    }
+}

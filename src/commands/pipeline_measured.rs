@@ -92,7 +92,7 @@ pub fn run(args: &PipelineArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_json(&dir.join("measurement.json"), &m)?;
     write_json(&dir.join("simulated.json"), &simulated)?;
-    let csv: String = m.runs.iter().map(batches_csv).collect();
+    let csv = batches_csv(&m.runs);
     std::fs::write(dir.join("batches.csv"), csv)
         .with_context(|| format!("writing {}", dir.join("batches.csv").display()))?;
     std::fs::write(dir.join("verdict.txt"), format!("{verdict}\n"))

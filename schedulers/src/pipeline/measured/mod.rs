@@ -276,14 +276,15 @@ pub struct ParamsRow {
     pub threshold: f64,
 }
 
-/// The batches of a run as CSV (one row per batch and stage), for a reader with polars.
-pub fn batches_csv(run: &MeasuredRun) -> String {
+/// The batches of the runs as one CSV table (a row per run, batch and stage), for a reader
+/// with polars.
+pub fn batches_csv(runs: &[MeasuredRun]) -> String {
     let mut out = String::from(
         "policy,batch,arrival_ns,dispatch_ns,noticed_ns,done_ns,layout,stage,element,start_gpu_ns,end_gpu_ns,solo_us\n",
     );
     let opt = |v: Option<i64>| v.map_or(String::new(), |v| v.to_string());
     let optu = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
-    for b in &run.batches {
+    for (run, b) in runs.iter().flat_map(|r| r.batches.iter().map(move |b| (r, b))) {
         for (j, s) in b.stages.iter().enumerate() {
             out.push_str(&format!(
                 "{},{},{},{},{},{},{},{},{},{},{},{:.3}\n",
