@@ -172,10 +172,10 @@ pub fn one_stream_as_profiled(t: &Tables, ceilings: Option<CeilingsMeasured>) ->
     // the known cause explains tenants faster than their profile, not slower ones
     let hint = (faster.count() > 0).then_some(ceilings).and_then(|where_| match where_ {
         None => Some(
-            "this dataset predates the manifest's record of where the ceilings were measured; every such dataset measured them in the measuring process, which leaves its profiles and one-stream runs slow but for the runs after other processes (docs/h200.md): measure again with coloc 812a8c3 or later, or leave these runs out (the predictors do)",
+            "this dataset predates the manifest's record of where the ceilings were measured (coloc 812a8c3); every such dataset measured them in the measuring process, one way into the state that leaves its profiles and one-stream runs slow but for the runs after other processes; measuring them apart does not end that state (docs/h200.md), so leave these runs out (the predictors do)",
         ),
         Some(CeilingsMeasured::InTheMeasuringProcess) => Some(
-            "the ceilings were measured in the measuring process (it had no worker executable), which leaves its profiles and one-stream runs slow but for the runs after other processes (docs/h200.md): run `coloc measure` as the coloc executable, which measures them in a process of their own",
+            "the ceilings were measured in the measuring process (it had no worker executable), one way into the state that leaves its profiles and one-stream runs slow but for the runs after other processes (docs/h200.md; measuring them apart does not end it): leave these runs out (the predictors do)",
         ),
         Some(CeilingsMeasured::InAProcessOfTheirOwn) => None,
     });
