@@ -139,14 +139,10 @@ impl Rig<'_> {
     /// Captures `layout`'s graphs on slot 0 only (the profiles replay slot 0).
     fn ensure_one(&mut self, layout: &Layout) -> Result<()> {
         let (e, r) = (layout.element_of[0], layout.split.range(0));
-        if let std::collections::hash_map::Entry::Vacant(v) = self.graphs.entry((0, e, r.start, r.end)) {
-            let env = LaunchEnv {
-                lib: self.lib,
-                stream: &self.elements[e].stream,
-                libs: Some(&self.elements[e].libs),
-                bracket_library_calls: false,
-            };
-            v.insert(self.slots[0].capture_ops(&env, r)?);
+        let key = (0, e, r.start, r.end);
+        if !self.graphs.contains_key(&key) {
+            let exec = self.slots[0].capture_ops(&self.env(e), r)?;
+            self.graphs.insert(key, exec);
         }
         Ok(())
     }
@@ -372,12 +368,13 @@ impl Run<'_, '_> {
                         let truth = |e: usize| if on && e == stress.element { stressed_slowdown } else { 1.0 };
                         changed = control.resplit(truth).map(|b| (b, (0..spec.elements).map(truth).collect()));
                     }
-                    while changed.is_none()
-                        && inflight.front().is_some_and(|f| self.rig.done(f.slot, &layouts[f.layout]).unwrap_or(true))
-                    {
+                    while changed.is_none() {
+                        let Some(f) = inflight.front() else { break };
+                        if !self.rig.done(f.slot, &layouts[f.layout])? {
+                            break;
+                        }
                         let f = inflight.pop_front().expect("front");
                         let layout = &layouts[f.layout];
-                        self.rig.done(f.slot, layout)?;
                         let noticed = mono_ns() - window_start;
                         let stamps = self.rig.stamps(f.slot);
                         let inst = &self.rig.slots[f.slot];
