@@ -97,18 +97,24 @@ impl FromStr for Episode {
         let parts: Vec<&str> = s.split(':').collect();
         let [element, span, slowdown] = parts[..] else { return Err(bad("three fields separated by `:`")) };
         let element = element.trim().parse().map_err(|_| bad("the element is not a number"))?;
-        let (from, to) = span.split_once('-').ok_or_else(|| bad("the interval is not FROM-TO"))?;
-        let from_s: f64 = from.trim().parse().map_err(|_| bad("FROM is not a number"))?;
-        let to_s: f64 = to.trim().parse().map_err(|_| bad("TO is not a number"))?;
+        let (from_s, to_s) = interval(span, &bad)?;
         let slowdown: f64 = slowdown.trim().parse().map_err(|_| bad("the slowdown is not a number"))?;
-        if !(from_s >= 0.0 && to_s > from_s && to_s.is_finite()) {
-            return Err(bad("the interval must have 0 <= FROM < TO"));
-        }
         if !(slowdown > 0.0 && slowdown <= MAX_SLOWDOWN) {
             return Err(bad("the slowdown must be a positive factor, at most 1000"));
         }
         Ok(Episode { element, from_s, to_s, slowdown })
     }
+}
+
+/// `FROM-TO` in seconds, 0 <= FROM < TO; `bad` words the error.
+fn interval(span: &str, bad: &dyn Fn(&str) -> Error) -> Result<(f64, f64)> {
+    let (from, to) = span.split_once('-').ok_or_else(|| bad("the interval is not FROM-TO"))?;
+    let from_s: f64 = from.trim().parse().map_err(|_| bad("FROM is not a number"))?;
+    let to_s: f64 = to.trim().parse().map_err(|_| bad("TO is not a number"))?;
+    if !(from_s >= 0.0 && to_s > from_s && to_s.is_finite()) {
+        return Err(bad("the interval must have 0 <= FROM < TO"));
+    }
+    Ok((from_s, to_s))
 }
 
 impl std::fmt::Display for Episode {

@@ -59,6 +59,24 @@ impl Default for Params {
     }
 }
 
+impl Params {
+    /// Checks the parameters of a run of `duration_s`, naming what is wrong.
+    pub fn check(&self, duration_s: f64) -> Result<()> {
+        let Params { window, threshold, switch_us } = *self;
+        let usable =
+            window > 0 && threshold > 0.0 && threshold.is_finite() && (0.0..=duration_s * 1e6).contains(&switch_us);
+        if !usable {
+            return Err(Error::invalid(
+                "window, threshold, switch_us",
+                format!(
+                    "{window}, {threshold}, {switch_us}: give window >= 1, threshold > 0, 0 <= switch_us <= the duration in us"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What one policy made of one run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Outcome {
@@ -305,19 +323,7 @@ fn validate(spec: &PipelineSpec) -> Result<()> {
     if !(slo_ms > 0.0 && slo_ms.is_finite()) {
         return Err(Error::invalid("slo_ms", format!("{slo_ms} ms: give a positive number")));
     }
-    let usable = params.window > 0
-        && params.threshold > 0.0
-        && params.threshold.is_finite()
-        && (0.0..=duration_s * 1e6).contains(&params.switch_us);
-    if !usable {
-        let Params { window, threshold, switch_us } = params;
-        return Err(Error::invalid(
-            "window, threshold, switch_us",
-            format!(
-                "{window}, {threshold}, {switch_us}: give window >= 1, threshold > 0, 0 <= switch_us <= the duration in us"
-            ),
-        ));
-    }
+    params.check(duration_s)?;
     Ok(())
 }
 

@@ -252,11 +252,14 @@ pub fn measure(lib: &Arc<KernelLibrary>, plan: &MeasurePlan) -> Result<MeasuredP
         Schedule::Open { arrivals_ns } => arrivals_ns,
         Schedule::Closed { .. } => unreachable!("a Poisson process is open"),
     };
-    let from_ns = (spec.stress.from_s * 1e9) as i64;
-    let to_ns = (spec.stress.to_s * 1e9) as i64;
     let mut runs = Vec::new();
     for &policy in &spec.policies {
-        aggressor = AggressorRunner::prepare(lib, agg_stream.clone(), agg_plan(from_ns, to_ns), granted)?;
+        aggressor = AggressorRunner::prepare(
+            lib,
+            agg_stream.clone(),
+            agg_plan(spec.stress.from_ns(), spec.stress.to_ns()),
+            granted,
+        )?;
         let per_element: Vec<&[f64]> = profiles.iter().map(|p| p.op_us.as_slice()).collect();
         let run = Run { plan, rig: &mut rig, op_us: &op_us, per_element: &per_element, stressed_slowdown };
         runs.push(run.go(policy, rate_rps, &arrivals, &mut aggressor)?);
@@ -347,7 +350,7 @@ impl Run<'_, '_> {
         let mut next = 0;
         // the oracle is told the episode's start and end
         let mut boundaries: VecDeque<(i64, bool)> = if policy == Policy::Oracle {
-            VecDeque::from([(stress_ns(stress.from_s), true), (stress_ns(stress.to_s), false)])
+            VecDeque::from([(stress.from_ns(), true), (stress.to_ns(), false)])
         } else {
             VecDeque::new()
         };
@@ -479,8 +482,4 @@ impl Run<'_, '_> {
             stressor_last_end_ns,
         })
     }
-}
-
-fn stress_ns(s: f64) -> i64 {
-    (s * 1e9) as i64
 }

@@ -159,8 +159,7 @@ fn judge_run(m: &MeasuredPipeline, run: &MeasuredRun, problems: &mut Vec<String>
     for (what, n, first) in found {
         problems.push(format!("{name}: {n} {what} (first: {first})"));
     }
-    let from = (m.stress.from_s * 1e9) as i64;
-    let to = (m.stress.to_s * 1e9) as i64;
+    let (from, to) = (m.stress.from_ns(), m.stress.to_ns());
     let covered = match (run.stressor_first_start_ns, run.stressor_last_end_ns) {
         (Some(a), Some(z)) => a <= from + STRESS_EDGE_NS && z >= to - STRESS_EDGE_NS,
         _ => false,

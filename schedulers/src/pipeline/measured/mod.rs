@@ -42,17 +42,21 @@ impl FromStr for StressEpisode {
         };
         let (element, span) = s.split_once(':').ok_or_else(|| bad("two fields separated by `:`"))?;
         let element = element.trim().parse().map_err(|_| bad("the element is not a number"))?;
-        let (from, to) = span.split_once('-').ok_or_else(|| bad("the interval is not FROM-TO"))?;
-        let from_s: f64 = from.trim().parse().map_err(|_| bad("FROM is not a number"))?;
-        let to_s: f64 = to.trim().parse().map_err(|_| bad("TO is not a number"))?;
-        if !(from_s >= 0.0 && to_s > from_s && to_s.is_finite()) {
-            return Err(bad("the interval must have 0 <= FROM < TO"));
-        }
+        let (from_s, to_s) = super::interval(span, &bad)?;
         Ok(StressEpisode { element, from_s, to_s })
     }
 }
 
 impl StressEpisode {
+    /// Its start and end, ns from the window's start.
+    pub fn from_ns(&self) -> i64 {
+        (self.from_s * 1e9) as i64
+    }
+
+    pub fn to_ns(&self) -> i64 {
+        (self.to_s * 1e9) as i64
+    }
+
     /// Whether the stressor is on at `t_s` of the window.
     pub fn active(&self, element: usize, t_s: f64) -> bool {
         element == self.element && self.from_s <= t_s && t_s < self.to_s
@@ -148,13 +152,7 @@ impl MeasureSpec {
         if self.replays < 5 {
             return Err(Error::invalid("replays", format!("{}: give 5 or more", self.replays)));
         }
-        let Params { window, threshold, switch_us } = self.params;
-        if window == 0 || !positive(threshold) || !(switch_us >= 0.0 && switch_us.is_finite()) {
-            return Err(Error::invalid(
-                "window, threshold, switch_us",
-                format!("{window}, {threshold}, {switch_us}: give window >= 1, threshold > 0, switch_us >= 0"),
-            ));
-        }
+        self.params.check(self.duration_s)?;
         Ok(MeasurePlan(self))
     }
 }
