@@ -40,7 +40,8 @@ pub fn run(args: &PipelineArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     }
     .check()?;
     let gpu = open_gpu(&args.gpu)?;
-    let m = measure(&gpu.lib, &plan)?;
+    let measured = measure(&gpu.lib, &plan)?;
+    let m = measured.pipeline;
     let verdict = judge(&m);
     print_profiles(&m);
     let simulated = simulate_alike(&m, params)?;
@@ -97,6 +98,13 @@ pub fn run(args: &PipelineArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("writing {}", dir.join("batches.csv").display()))?;
     std::fs::write(dir.join("verdict.txt"), format!("{verdict}\n"))
         .with_context(|| format!("writing {}", dir.join("verdict.txt").display()))?;
+    if let Some(e) = measured.stopped {
+        return Err(anyhow::Error::new(e).context(format!(
+            "the measurement stopped after {} of its runs (kept in {})",
+            m.runs.len(),
+            dir.display()
+        )));
+    }
     Ok(if verdict.is_valid() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

@@ -19,7 +19,8 @@ use coloc_workloads::arrival::{ArrivalProcess, Schedule};
 use coloc_workloads::graph::{BuildOptions, ModelGraph};
 
 use super::{
-    BatchRow, LayoutRow, MeasurePlan, MeasuredPipeline, MeasuredRun, ParamsRow, Profile, ResponseRow, StageTiming,
+    BatchRow, LayoutRow, MeasurePlan, Measured, MeasuredPipeline, MeasuredRun, ParamsRow, Profile, ResponseRow,
+    StageTiming,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::{Controller, Layout, Outcome, Policy, Split};
@@ -155,8 +156,9 @@ fn profile(element: usize, granted_sms: u32, stressed: bool, runs: &[Vec<f64>]) 
     Profile { element, granted_sms, stressed, replays: runs.len(), op_us, span_us: median_of(&spans) }
 }
 
-/// Runs the measurement: profiles, then each policy on the same arrivals.
-pub fn measure(lib: &Arc<KernelLibrary>, plan: &MeasurePlan) -> Result<MeasuredPipeline> {
+/// Runs the measurement: profiles, then each policy on the same arrivals. A policy's run that
+/// fails stops it; what was measured before is returned with the error.
+pub fn measure(lib: &Arc<KernelLibrary>, plan: &MeasurePlan) -> Result<Measured> {
     let spec = plan.spec();
     let device = lib.device().clone();
     let info = device.info().clone();
@@ -253,18 +255,29 @@ pub fn measure(lib: &Arc<KernelLibrary>, plan: &MeasurePlan) -> Result<MeasuredP
         Schedule::Closed { .. } => unreachable!("a Poisson process is open"),
     };
     let mut runs = Vec::new();
+    // a policy's run that fails ends the measurement but keeps the runs before it
+    let mut stopped = None;
     for &policy in &spec.policies {
-        aggressor = AggressorRunner::prepare(
-            lib,
-            agg_stream.clone(),
-            agg_plan(spec.stress.from_ns(), spec.stress.to_ns()),
-            granted,
-        )?;
-        let per_element: Vec<&[f64]> = profiles.iter().map(|p| p.op_us.as_slice()).collect();
-        let run = Run { plan, rig: &mut rig, op_us: &op_us, per_element: &per_element, stressed_slowdown };
-        runs.push(run.go(policy, rate_rps, &arrivals, &mut aggressor)?);
+        let mut one = || -> Result<MeasuredRun> {
+            let mut aggressor = AggressorRunner::prepare(
+                lib,
+                agg_stream.clone(),
+                agg_plan(spec.stress.from_ns(), spec.stress.to_ns()),
+                granted,
+            )?;
+            let per_element: Vec<&[f64]> = profiles.iter().map(|p| p.op_us.as_slice()).collect();
+            let run = Run { plan, rig: &mut rig, op_us: &op_us, per_element: &per_element, stressed_slowdown };
+            run.go(policy, rate_rps, &arrivals, &mut aggressor)
+        };
+        match one() {
+            Ok(run) => runs.push(run),
+            Err(e) => {
+                stopped = Some(e);
+                break;
+            }
+        }
     }
-    Ok(MeasuredPipeline {
+    let pipeline = MeasuredPipeline {
         model: spec.model.name.clone(),
         batch: spec.batch,
         elements: spec.elements,
@@ -284,7 +297,8 @@ pub fn measure(lib: &Arc<KernelLibrary>, plan: &MeasurePlan) -> Result<MeasuredP
         stressed_slowdown,
         capacity_rps,
         runs,
-    })
+    };
+    Ok(Measured { pipeline, stopped })
 }
 
 /// One policy's run over the rig.

@@ -268,6 +268,13 @@ pub struct MeasuredPipeline {
     pub runs: Vec<MeasuredRun>,
 }
 
+/// A measurement and, if a policy's run failed, why it stopped there (the runs before it kept).
+#[derive(Debug)]
+pub struct Measured {
+    pub pipeline: MeasuredPipeline,
+    pub stopped: Option<Error>,
+}
+
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct ParamsRow {
     pub window: usize,
