@@ -491,6 +491,27 @@ pub enum FirstStep {
     GreenContext,
     /// Measure the device's ceilings (large cuBLAS GEMMs, copies, L2 sweeps).
     Ceilings,
+    /// Only the ceilings' copies (two 2 GiB buffers).
+    CeilingsCopies,
+    /// Only the ceilings' FMA stressor.
+    CeilingsFma,
+    /// Only the ceilings' wgmma probes.
+    CeilingsTensorProbes,
+    /// Only the ceilings' cuBLAS GEMMs (bf16 4096-12288, tf32 and f32 8192).
+    CeilingsGemms,
+    /// Only the ceilings' L2 sweeps.
+    CeilingsL2,
+    /// Open NVML, read its settings and a sample, and the MIG state (the manifest's start).
+    Nvml,
+    /// Read the NVRTC, cuBLAS and cuDNN versions (the manifest's libraries).
+    Libraries,
+    /// Measure the harness overhead (null workload through the serving loop, clock check).
+    Overhead,
+    /// Calibrate the host/GPU clock map once.
+    Calibrate,
+    /// Profile every model and batch of the run on the whole GPU, as `coloc measure`'s solo
+    /// profiles do, and print their times (the same process then times them again).
+    Profile,
 }
 
 #[derive(Args, Debug)]

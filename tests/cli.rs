@@ -22,6 +22,7 @@ fn gpu_commands_without_a_usable_gpu_fail_with_one_line() {
         vec!["partitions", "scaling"],
         vec!["partitions", "priority"],
         vec!["pipeline", "resnet50", "--measure", "target/never-written"],
+        vec!["models", "run", "resnet50", "--first", "ceilings-gemms,nvml,overhead,profile"],
     ] {
         let out = coloc(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -19,7 +19,8 @@ use crate::ops::{ComputeUnit, Cost, Gemm, LaunchEnv, Op, OpSpec, StampSlots, Str
 use crate::stats::median_of;
 use crate::timing::event_times_ms;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `Default` is nothing measured: every ceiling zero, which bounds nothing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ceilings {
     /// Device-to-device copy through the driver, bytes read plus written, GB/s (1e9).
     pub copy_gbps: f64,
@@ -136,6 +137,54 @@ fn l2_rate(device: &Arc<Device>, ctx: &ExecContext, env: &LaunchEnv, l2_bytes: u
 
 fn square(s: usize, precision: GemmPrecision) -> Op {
     Op::Gemm(Gemm { m: s, n: s, k: s, batch: 1, precision, b_transposed: false })
+}
+
+/// One part of [`measure`] on its own, at its full size: to find which part changes the time
+/// of library kernels in the process that ran it (docs/h200.md, "The reference's two speeds").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Two 2 GiB buffers, one device-to-device copy between them.
+    Copies,
+    /// The f32 FMA stressor on every SM.
+    Fma,
+    /// The wgmma probes (Hopper only; nothing elsewhere).
+    TensorProbes,
+    /// cuBLAS square GEMMs: bf16 at every size `measure` tries, tf32 and f32 at 8192.
+    CublasGemms,
+    /// The L2 stressor on half the L2.
+    L2,
+}
+
+/// Runs one part of [`measure`] as it runs there and returns its rate (GB/s or TFLOP/s; `None`
+/// for a part this chip does not have).
+pub fn measure_part(lib: &KernelLibrary, ctx: &ExecContext, part: Part) -> Result<Option<f64>> {
+    let device = ctx.device().clone();
+    let stream = ctx.new_stream(0)?;
+    let libs = StreamLibraries::new(&stream)?;
+    let env = LaunchEnv { lib, stream: &stream, libs: Some(&libs), bracket_library_calls: false };
+    let (reps, sms) = (10, device.info().sm_count);
+    Ok(match part {
+        Part::Copies => Some(copy_rate(&device, ctx, &stream, reps)?.0),
+        Part::Fma => {
+            let fma = Stressor::full_device(StressorKind::Fma { iters: 100_000 }, sms);
+            Some(op_rate(&device, ctx, &env, Op::Stressor(fma), reps)?)
+        }
+        Part::TensorProbes if device.info().compute_capability == (9, 0) => {
+            tensor_probe(lib, &device, ctx, &stream, KernelId::TensorPeakTf32, reps)?;
+            Some(tensor_probe(lib, &device, ctx, &stream, KernelId::TensorPeakBf16, reps)?)
+        }
+        Part::TensorProbes => None,
+        Part::CublasGemms => {
+            let mut best: f64 = 0.0;
+            for s in [4096, 8192, 12288] {
+                best = best.max(op_rate(&device, ctx, &env, square(s, GemmPrecision::Bf16), reps)?);
+            }
+            op_rate(&device, ctx, &env, square(8192, GemmPrecision::Tf32), reps)?;
+            op_rate(&device, ctx, &env, square(8192, GemmPrecision::F32), reps)?;
+            Some(best)
+        }
+        Part::L2 => Some(l2_rate(&device, ctx, &env, device.info().l2_bytes, reps)?),
+    })
 }
 
 /// Median TFLOP/s of an operator on random inputs.

@@ -295,6 +295,75 @@ impl RunResult {
     }
 }
 
+/// Does one of the things `coloc measure` does in its process before its solo profiles, and
+/// says what it did.
+fn first_step(gpu: &super::Gpu, step: FirstStep, specs: &[ModelSpec], args: &RunModelsArgs) -> anyhow::Result<String> {
+    use coloc_kernels::ceilings::{self, Ceilings, Part};
+    let ctx = ExecContext::primary(&gpu.device);
+    let part = |part: Part| -> anyhow::Result<String> {
+        let rate = ceilings::measure_part(&gpu.lib, &ctx, part)?;
+        Ok(format!("ceilings part {part:?}: {}", rate.map_or("not on this chip".into(), |r| format!("{r:.1}"))))
+    };
+    Ok(match step {
+        FirstStep::GreenContext => {
+            let support = coloc_kernels::partition::green::support(&gpu.device);
+            format!("green contexts {}", if support.usable { "created" } else { "unusable" })
+        }
+        FirstStep::Ceilings => {
+            ceilings::measure(&gpu.lib, &ctx, false)?;
+            "ceilings measured".into()
+        }
+        FirstStep::CeilingsCopies => part(Part::Copies)?,
+        FirstStep::CeilingsFma => part(Part::Fma)?,
+        FirstStep::CeilingsTensorProbes => part(Part::TensorProbes)?,
+        FirstStep::CeilingsGemms => part(Part::CublasGemms)?,
+        FirstStep::CeilingsL2 => part(Part::L2)?,
+        FirstStep::Nvml => {
+            let nvml = coloc_kernels::nvml::NvmlDevice::open(&gpu.device.info().uuid).map_err(anyhow::Error::msg)?;
+            let (_, sample) = (nvml.settings(), nvml.sample());
+            let mig = coloc_kernels::partition::mig::status(Some(&nvml));
+            format!("NVML opened ({sample:?}; MIG {mig:?})")
+        }
+        FirstStep::Libraries => {
+            let stream = ctx.new_stream(0)?;
+            let (major, minor) = coloc_kernels::gpu::nvrtc::version()?;
+            let blas = coloc_kernels::gpu::Blas::new(&stream)?.version()?;
+            let dnn = coloc_kernels::gpu::Dnn::version().ok();
+            format!("library versions read (NVRTC {major}.{minor}, cuBLAS {blas}, cuDNN {dnn:?})")
+        }
+        FirstStep::Overhead => {
+            let o = coloc_harness::overhead::measure(&gpu.lib, &Ceilings::default())?;
+            format!("harness overhead measured ({} requests, latency {:.1} us)", o.requests, o.latency_us)
+        }
+        FirstStep::Calibrate => {
+            let stream = ctx.new_stream(0)?;
+            coloc_harness::clock::calibrate(&gpu.lib, &stream, coloc_harness::clock::CALIBRATION_PINGS)?;
+            "clock map calibrated".into()
+        }
+        FirstStep::Profile => {
+            let mut said = Vec::new();
+            for spec in specs {
+                for &batch in &args.batch {
+                    let target = coloc_harness::solo::SoloTarget {
+                        spec: spec.clone(),
+                        options: options(batch, &args.shape),
+                        share: coloc_workloads::scenario::SoloShare::Device,
+                    };
+                    let sms = gpu.device.info().sm_count;
+                    let p = coloc_harness::solo::profile(&gpu.lib, &ctx, sms, &Ceilings::default(), &target)?;
+                    for m in &p.models {
+                        said.push(format!(
+                            "{} b{}: stamped {:.1} us, replay {:.1} us",
+                            m.model, m.batch, m.stamped_p50_us, m.latency_p50_us
+                        ));
+                    }
+                }
+            }
+            format!("solo profiles on the whole GPU: {}", said.join("; "))
+        }
+    })
+}
+
 pub fn run(args: &RunModelsArgs) -> anyhow::Result<ExitCode> {
     let names: Vec<String> =
         if args.models.is_empty() { BUILTIN.iter().map(|(n, _)| n.to_string()).collect() } else { args.models.clone() };
@@ -302,17 +371,7 @@ pub fn run(args: &RunModelsArgs) -> anyhow::Result<ExitCode> {
         names.iter().map(|n| ModelSpec::resolve(n, Path::new(".")).map(|(s, _)| s)).collect::<Result<_, _>>()?;
     let gpu = open_gpu(&args.gpu)?;
     for step in &args.first {
-        match step {
-            FirstStep::GreenContext => {
-                let support = coloc_kernels::partition::green::support(&gpu.device);
-                println!("first: green contexts {}", if support.usable { "created" } else { "unusable" });
-            }
-            FirstStep::Ceilings => {
-                let ctx = coloc_kernels::gpu::ExecContext::primary(&gpu.device);
-                coloc_kernels::ceilings::measure(&gpu.lib, &ctx, false)?;
-                println!("first: ceilings measured");
-            }
-        }
+        println!("first: {}", first_step(&gpu, *step, &specs, args)?);
     }
     let timer = Timer::new(&gpu)?;
     let mut results = Vec::new();
