@@ -563,7 +563,7 @@ pub struct PipelineArgs {
     /// Measure on the GPU instead of reading --profiles: each element a green context of --sms
     /// SMs, the stages CUDA graphs on them, the stressor of --stress switched on in one
     /// element, every policy on the same arrivals; the same pipeline is simulated from the
-    /// measured profiles beside it. Writes measurement.json, batches.csv and verdict.txt to
+    /// measured profiles beside it. Writes measurement.json, simulated.json, batches.csv, unstressed.csv and verdict.txt to
     /// this directory.
     #[arg(long)]
     pub measure: Option<PathBuf>,

@@ -94,7 +94,19 @@ fn measured() -> MeasuredPipeline {
         op_us: vec![300.0, 300.0],
         stressed_slowdown: 1_200.0 / 610.0,
         capacity_rps: 26_000.0,
+        unstressed: unstressed(),
+        basis: vec![1.0, 1.0],
         runs: vec![run(Policy::Static), run(Policy::Odin)],
+    }
+}
+
+/// The balanced pipeline without the stressor.
+fn unstressed() -> MeasuredRun {
+    MeasuredRun {
+        stressor_launches: 0,
+        stressor_first_start_ns: None,
+        stressor_last_end_ns: None,
+        ..run(Policy::Static)
     }
 }
 
@@ -279,4 +291,41 @@ fn what_a_measurement_is_asked_is_checked_naming_the_input() {
     }
     let e: StressEpisode = "2:1.5-3".parse().unwrap();
     assert!(e.active(2, 1.5) && e.active(2, 2.9) && !e.active(2, 3.0) && !e.active(1, 2.0));
+}
+
+#[test]
+fn the_basis_is_each_elements_median_time_over_solo_in_the_unstressed_pipeline() {
+    let mut u = unstressed();
+    // element 1's stages 1.2x their solo time in 60 of 100 batches, element 0's at solo
+    for b in u.batches.iter_mut().take(60) {
+        let s = &mut b.stages[1];
+        s.end_gpu_ns = Some(s.start_gpu_ns.unwrap() + 360_000);
+    }
+    let basis = basis_of(&u, 2).unwrap();
+    assert!((basis[0] - 1.0).abs() < 1e-9, "{basis:?}");
+    assert!((basis[1] - 1.2).abs() < 1e-9, "{basis:?}");
+    let e = basis_of(&u, 3).unwrap_err().to_string();
+    assert!(e.contains("element 2 ran no stamped stage"), "{e}");
+}
+
+#[test]
+fn a_basis_beyond_what_neighbours_can_do_or_a_stressor_in_the_unstressed_run_is_invalid() {
+    let mut m = measured();
+    m.basis[1] = 1.6;
+    assert!(problems_of(&m).contains("element 1 ran its stages at 1.600x their solo time in the unstressed pipeline"));
+    let mut m = measured();
+    m.basis[0] = 0.7;
+    assert!(problems_of(&m).contains("element 0 ran its stages at 0.700x"));
+    let mut m = measured();
+    m.basis.pop();
+    assert!(problems_of(&m).contains("the basis has 1 elements, the pipeline 2"));
+    let mut m = measured();
+    m.unstressed.stressor_launches = 3;
+    assert!(problems_of(&m).contains("the unstressed pipeline: the stressor launched 3 times in it"));
+    // its batches are judged as every run's
+    let mut m = measured();
+    m.unstressed.batches[4].stages[1].start_gpu_ns = Some(gpu(4_000_000 + 200_000));
+    assert!(
+        problems_of(&m).contains("the unstressed pipeline: 1 stages that start before the stage they depend on ends")
+    );
 }

@@ -93,11 +93,14 @@ pub fn run(args: &PipelineArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_json(&dir.join("measurement.json"), &m)?;
     write_json(&dir.join("simulated.json"), &simulated)?;
-    let csv = batches_csv(&m.runs);
-    std::fs::write(dir.join("batches.csv"), csv)
-        .with_context(|| format!("writing {}", dir.join("batches.csv").display()))?;
-    std::fs::write(dir.join("verdict.txt"), format!("{verdict}\n"))
-        .with_context(|| format!("writing {}", dir.join("verdict.txt").display()))?;
+    let files = [
+        ("batches.csv", batches_csv(&m.runs)),
+        ("unstressed.csv", batches_csv(std::slice::from_ref(&m.unstressed))),
+        ("verdict.txt", format!("{verdict}\n")),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).with_context(|| format!("writing {}", dir.join(name).display()))?;
+    }
     if let Some(e) = measured.stopped {
         return Err(anyhow::Error::new(e).context(format!(
             "the measurement stopped after {} of its runs (kept in {})",
@@ -118,6 +121,15 @@ fn print_profiles(m: &MeasuredPipeline) {
     println!(
         "beside the stressor, element {}: {:.1} us ({:.2}x); balanced capacity {:.0} requests/s",
         m.stressed.element, m.stressed.span_us, m.stressed_slowdown, m.capacity_rps
+    );
+    let u = &m.unstressed.outcome;
+    let basis: Vec<String> = m.basis.iter().map(|b| format!("{b:.3}")).collect();
+    println!(
+        "unstressed, balanced, {} batches before the episode: p99 {} ms, {:.2}% within SLO; elements at [{}]x their solo stage times (the policies' basis)",
+        m.unstressed.batches.len(),
+        u.p99_ms.map_or("-".into(), |v| format!("{v:.2}")),
+        100.0 * u.slo_attainment,
+        basis.join(", ")
     );
 }
 

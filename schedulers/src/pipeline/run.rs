@@ -238,7 +238,7 @@ pub fn simulate(run: &Pipeline, policy: Policy, rate_rps: f64) -> Result<Outcome
     let mut st = State {
         op_us: &ops.us,
         episodes,
-        control: Controller::new(policy, *params, &ops.us, elements),
+        control: Controller::new(policy, *params, &ops.us, &vec![1.0; elements]),
         queues: vec![VecDeque::new(); elements],
         busy: (0..elements).map(|_| None).collect(),
         paused_until: vec![0; elements],

@@ -254,6 +254,29 @@ pub fn measure(lib: &Arc<KernelLibrary>, plan: &MeasurePlan) -> Result<Measured>
         Schedule::Open { arrivals_ns } => arrivals_ns,
         Schedule::Closed { .. } => unreachable!("a Poisson process is open"),
     };
+    let per_element: Vec<&[f64]> = profiles.iter().map(|p| p.op_us.as_slice()).collect();
+    // the unstressed pipeline at the same rate, on the arrivals before the episode: what each
+    // element runs at beside busy neighbours, the basis the watching policies compare with
+    let before_stress: Vec<u64> = arrivals.iter().copied().filter(|&a| (a as i64) < spec.stress.from_ns()).collect();
+    let least = 2 * spec.params.window;
+    if before_stress.len() < least {
+        return Err(Error::invalid(
+            format!("the stress episode {}:{}-{}", spec.stress.element, spec.stress.from_s, spec.stress.to_s),
+            format!(
+                "{} batches arrive before it; the unstressed pipeline needs at least {least} (twice the window) for the policies' basis: start it later or raise the rate",
+                before_stress.len()
+            ),
+        ));
+    }
+    let ones = vec![1.0; spec.elements];
+    let unstressed =
+        Run { plan, rig: &mut rig, op_us: &op_us, per_element: &per_element, stressed_slowdown, basis: &ones }.go(
+            Policy::Static,
+            rate_rps,
+            &before_stress,
+            None,
+        )?;
+    let basis = super::basis_of(&unstressed, spec.elements)?;
     let mut runs = Vec::new();
     // a policy's run that fails ends the measurement but keeps the runs before it
     let mut stopped = None;
@@ -265,9 +288,9 @@ pub fn measure(lib: &Arc<KernelLibrary>, plan: &MeasurePlan) -> Result<Measured>
                 agg_plan(spec.stress.from_ns(), spec.stress.to_ns()),
                 granted,
             )?;
-            let per_element: Vec<&[f64]> = profiles.iter().map(|p| p.op_us.as_slice()).collect();
-            let run = Run { plan, rig: &mut rig, op_us: &op_us, per_element: &per_element, stressed_slowdown };
-            run.go(policy, rate_rps, &arrivals, &mut aggressor)
+            let run =
+                Run { plan, rig: &mut rig, op_us: &op_us, per_element: &per_element, stressed_slowdown, basis: &basis };
+            run.go(policy, rate_rps, &arrivals, Some(&mut aggressor))
         };
         match one() {
             Ok(run) => runs.push(run),
@@ -296,6 +319,8 @@ pub fn measure(lib: &Arc<KernelLibrary>, plan: &MeasurePlan) -> Result<Measured>
         op_us,
         stressed_slowdown,
         capacity_rps,
+        unstressed,
+        basis,
         runs,
     };
     Ok(Measured { pipeline, stopped })
@@ -308,6 +333,8 @@ struct Run<'r, 'a> {
     op_us: &'r [f64],
     per_element: &'r [&'r [f64]],
     stressed_slowdown: f64,
+    /// Each element's time over solo in the unstressed pipeline (the policies' basis).
+    basis: &'r [f64],
 }
 
 /// A batch on the GPU.
@@ -327,11 +354,11 @@ impl Run<'_, '_> {
         policy: Policy,
         rate_rps: f64,
         arrivals: &[u64],
-        aggressor: &mut AggressorRunner,
+        aggressor: Option<&mut AggressorRunner>,
     ) -> Result<MeasuredRun> {
         let spec = self.plan.spec();
         let stress = spec.stress;
-        let mut control = Controller::new(policy, spec.params, self.op_us, spec.elements);
+        let mut control = Controller::new(policy, spec.params, self.op_us, self.basis);
         let mut layouts: Vec<Layout> = vec![control.layout().clone()];
         self.rig.ensure(&layouts[0])?;
         // warm: every slot through the first layout, twice
@@ -371,7 +398,7 @@ impl Run<'_, '_> {
         let deadline = (spec.duration_s * 1e9) as i64 + 10_000_000_000;
         let stressed_slowdown = self.stressed_slowdown;
         let agg = std::thread::scope(|s| -> Result<_> {
-            let a = s.spawn(|| aggressor.run(window_start));
+            let a = aggressor.map(|a| s.spawn(|| a.run(window_start)));
             let result = (|| -> Result<()> {
                 loop {
                     let now = mono_ns() - window_start;
@@ -460,9 +487,9 @@ impl Run<'_, '_> {
                     std::hint::spin_loop();
                 }
             })();
-            let agg = a.join().expect("stressor thread");
+            let agg = a.map(|a| a.join().expect("stressor thread"));
             result?;
-            Ok(agg?)
+            Ok(agg.transpose()?)
         })?;
         self.rig.synchronize()?;
         let after = calibrate(self.rig.lib, &self.rig.elements[0].stream, CALIBRATION_PINGS)?;
@@ -475,7 +502,7 @@ impl Run<'_, '_> {
         let last_done_s = rows.iter().filter_map(|r| r.done_ns).max().unwrap_or(1) as f64 / 1e9;
         let outcome =
             Outcome::of(policy, spec.batch, &latency_ms, last_done_s, spec.slo_ms, responses.len(), control.layout());
-        let spans: Vec<Stamp> = agg.launches.iter().map(|l| span_of(&l.launches)).collect();
+        let spans: Vec<Stamp> = agg.iter().flat_map(|a| &a.launches).map(|l| span_of(&l.launches)).collect();
         let stressor_first_start_ns =
             spans.iter().filter_map(|s| s.start_ns).min().map(|g| clock.to_host(g) - window_start);
         let stressor_last_end_ns = spans.iter().filter_map(|s| s.end_ns).max().map(|g| clock.to_host(g) - window_start);
@@ -491,7 +518,7 @@ impl Run<'_, '_> {
             batches: rows,
             clock,
             window_start_host_ns: window_start,
-            stressor_launches: agg.launches.len(),
+            stressor_launches: spans.len(),
             stressor_first_start_ns,
             stressor_last_end_ns,
         })

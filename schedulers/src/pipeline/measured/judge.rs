@@ -19,6 +19,10 @@ pub const FASTEST_STAGE: f64 = 0.8;
 pub const STRESS_EDGE_NS: i64 = 5_000_000;
 /// A stressed model may not be faster than this share of its solo span.
 pub const STRESSED_AT_LEAST: f64 = 0.97;
+/// Most an element may be slowed by its busy neighbours alone in the unstressed pipeline
+/// (1.04-1.25x measured on an H100): beyond it something else shares the GPU, and the
+/// policies' basis would hide interference.
+pub const NEIGHBOURS_AT_MOST: f64 = 1.5;
 
 /// VALID, or INVALID with each reason.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -67,14 +71,26 @@ pub fn judge(m: &MeasuredPipeline) -> Verdict {
             ));
         }
     }
+    for (e, &b) in m.basis.iter().enumerate() {
+        if !(FASTEST_STAGE..=NEIGHBOURS_AT_MOST).contains(&b) {
+            problems.push(format!(
+                "element {e} ran its stages at {b:.3}x their solo time in the unstressed pipeline: beside neighbours on other SMs it must be {FASTEST_STAGE}-{NEIGHBOURS_AT_MOST}x (something else on the GPU, or a timing error)"
+            ));
+        }
+    }
+    if m.basis.len() != m.elements {
+        problems.push(format!("the basis has {} elements, the pipeline {}", m.basis.len(), m.elements));
+    }
+    judge_run(m, &m.unstressed, false, &mut problems);
     for run in &m.runs {
-        judge_run(m, run, &mut problems);
+        judge_run(m, run, true, &mut problems);
     }
     Verdict { problems }
 }
 
-fn judge_run(m: &MeasuredPipeline, run: &MeasuredRun, problems: &mut Vec<String>) {
-    let name = run.policy.name();
+/// Judges one run; `stressed`: the stressor was to run its episode in it (else not at all).
+fn judge_run(m: &MeasuredPipeline, run: &MeasuredRun, stressed: bool, problems: &mut Vec<String>) {
+    let name = if stressed { run.policy.name() } else { "the unstressed pipeline" };
     let u = run.clock.uncertainty_ns;
     if u > MAX_CLOCK_UNCERTAINTY_NS {
         problems.push(format!(
@@ -158,6 +174,12 @@ fn judge_run(m: &MeasuredPipeline, run: &MeasuredRun, problems: &mut Vec<String>
     }
     for (what, n, first) in found {
         problems.push(format!("{name}: {n} {what} (first: {first})"));
+    }
+    if !stressed {
+        if run.stressor_launches > 0 {
+            problems.push(format!("{name}: the stressor launched {} times in it", run.stressor_launches));
+        }
+        return;
     }
     let (from, to) = (m.stress.from_ns(), m.stress.to_ns());
     let covered = match (run.stressor_first_start_ns, run.stressor_last_end_ns) {

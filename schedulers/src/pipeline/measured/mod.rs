@@ -265,7 +265,40 @@ pub struct MeasuredPipeline {
     /// The stressed element's whole-model span under the stressor over its solo span.
     pub stressed_slowdown: f64,
     pub capacity_rps: f64,
+    /// The balanced pipeline at the same rate without the stressor, on the arrivals before its
+    /// episode; its batches are written apart (`unstressed.csv`).
+    pub unstressed: MeasuredRun,
+    /// Per element: its stages' median time over their solo time in `unstressed`, what the
+    /// watching policies expect of it without interference ([`basis_of`]).
+    pub basis: Vec<f64>,
     pub runs: Vec<MeasuredRun>,
+}
+
+/// Per element: the median of its stages' times over their solo times in `run`. Elements of
+/// equal SMs still slow each other a little when all are busy (1.04-1.25x on an H100,
+/// docs/schedulers.md); a policy that compared with solo times would take that for
+/// interference.
+pub fn basis_of(run: &MeasuredRun, elements: usize) -> Result<Vec<f64>> {
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); elements];
+    for stage in run.batches.iter().flat_map(|b| &b.stages) {
+        if let (Some(start), Some(end), Some(r)) = (stage.start_gpu_ns, stage.end_gpu_ns, ratios.get_mut(stage.element))
+        {
+            r.push(end.saturating_sub(start) as f64 / 1e3 / stage.solo_us);
+        }
+    }
+    ratios
+        .iter()
+        .enumerate()
+        .map(|(e, r)| {
+            if r.is_empty() {
+                return Err(Error::invalid(
+                    "the unstressed pipeline",
+                    format!("element {e} ran no stamped stage, so the policies have no basis for it"),
+                ));
+            }
+            Ok(coloc_kernels::stats::median_of(r))
+        })
+        .collect()
 }
 
 /// A measurement and, if a policy's run failed, why it stopped there (the runs before it kept).
