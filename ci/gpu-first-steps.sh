@@ -9,7 +9,7 @@ set -u
 xz -dc .gpu/coloc.xz > /tmp/coloc && chmod +x /tmp/coloc
 C=/tmp/coloc
 R=/tmp/first
-mkdir -p $R
+rm -rf $R && mkdir -p $R
 $C -V > $R/version.txt
 nvidia-smi --query-gpu=name,uuid,driver_version,clocks.sm,clocks.mem --format=csv > $R/gpu.txt
 run() { # NAME ENV=VALUE [ARGS of models run...]
@@ -20,10 +20,10 @@ run() { # NAME ENV=VALUE [ARGS of models run...]
 }
 run fresh-a COLOC=1
 for step in ceilings ceilings-copies ceilings-fma ceilings-tensor-probes ceilings-gemms ceilings-l2 \
-            nvml libraries overhead calibrate green-context profile; do
+            handles limits nvml libraries overhead calibrate green-context profile; do
     run "$step" COLOC=1 --first "$step"
 done
-run measure-order COLOC=1 --first nvml,overhead,libraries,green-context,profile
+run measure-order COLOC=1 --first limits,nvml,overhead,libraries,green-context,profile
 run eager-fresh CUDA_MODULE_LOADING=EAGER
 run eager-ceilings CUDA_MODULE_LOADING=EAGER --first ceilings
 run fresh-b COLOC=1

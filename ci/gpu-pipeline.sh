@@ -4,7 +4,8 @@
 # resnet50 b8 over three green contexts of 40 SMs, the FMA stressor in element 1 from 1 s to
 # 3 s of a 4 s window (at two intensities and two loads), every policy on the same arrivals. Everything lands in $OUT/pipe.tgz.
 set -u
-[ -x /tmp/coloc ] || { xz -dc .gpu/coloc.xz > /tmp/coloc && chmod +x /tmp/coloc; }
+xz -dc .gpu/coloc.xz > /tmp/coloc && chmod +x /tmp/coloc
+rm -rf /tmp/pipe
 C=/tmp/coloc
 mkdir -p /tmp/pipe
 $C -V > /tmp/pipe/version.txt

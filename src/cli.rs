@@ -505,6 +505,11 @@ pub enum FirstStep {
     Nvml,
     /// Read the NVRTC, cuBLAS and cuDNN versions (the manifest's libraries).
     Libraries,
+    /// Only create a stream's cuBLAS, cuBLASLt and cuDNN handles, as every ceilings part does
+    /// first (the control for those parts).
+    Handles,
+    /// Read the device's limits for suites (SM groups of green contexts), `measure`'s first call.
+    Limits,
     /// Measure the harness overhead (null workload through the serving loop, clock check).
     Overhead,
     /// Calibrate the host/GPU clock map once.

@@ -87,7 +87,7 @@ fn measured() -> MeasuredPipeline {
         intensity: 1.0,
         slo_ms: 5.0,
         duration_s: 0.1,
-        params: ParamsRow { window: 16, threshold: 0.1 },
+        params: ParamsRow { window: 8, threshold: 0.1 },
         seed: 1,
         profiles: vec![profile(0, 600.0, false), profile(1, 610.0, false)],
         stressed: profile(1, 1_200.0, true),
@@ -100,14 +100,16 @@ fn measured() -> MeasuredPipeline {
     }
 }
 
-/// The balanced pipeline without the stressor.
+/// The balanced pipeline without the stressor: the 20 batches before its episode (20 ms).
 fn unstressed() -> MeasuredRun {
-    MeasuredRun {
+    let mut u = MeasuredRun {
         stressor_launches: 0,
         stressor_first_start_ns: None,
         stressor_last_end_ns: None,
         ..run(Policy::Static)
-    }
+    };
+    u.batches.truncate(20);
+    u
 }
 
 fn problems_of(m: &MeasuredPipeline) -> String {
@@ -296,8 +298,8 @@ fn what_a_measurement_is_asked_is_checked_naming_the_input() {
 #[test]
 fn the_basis_is_each_elements_median_time_over_solo_in_the_unstressed_pipeline() {
     let mut u = unstressed();
-    // element 1's stages 1.2x their solo time in 60 of 100 batches, element 0's at solo
-    for b in u.batches.iter_mut().take(60) {
+    // element 1's stages 1.2x their solo time in 12 of 20 batches, element 0's at solo
+    for b in u.batches.iter_mut().take(12) {
         let s = &mut b.stages[1];
         s.end_gpu_ns = Some(s.start_gpu_ns.unwrap() + 360_000);
     }
@@ -322,6 +324,18 @@ fn a_basis_beyond_what_neighbours_can_do_or_a_stressor_in_the_unstressed_run_is_
     let mut m = measured();
     m.unstressed.stressor_launches = 3;
     assert!(problems_of(&m).contains("the unstressed pipeline: the stressor launched 3 times in it"));
+    let mut m = measured();
+    m.unstressed.policy = Policy::Odin;
+    assert!(problems_of(&m).contains("the unstressed pipeline ran odin with 1 layouts and 0 responses"));
+    let mut m = measured();
+    m.stress.from_s = 0.015; // 5 of its 20 batches arrived after the episode began
+    assert!(problems_of(&m).contains("the unstressed pipeline has 5 batches that arrived in the stress episode"));
+    let mut m = measured();
+    m.unstressed.batches.truncate(10);
+    assert!(problems_of(&m).contains("the unstressed pipeline ran 10 batches, fewer than two windows (16)"));
+    let mut m = measured();
+    m.basis[1] = 1.1;
+    assert!(problems_of(&m).contains("the basis [1.0, 1.1] is not what the unstressed pipeline measured, [1.0, 1.0]"));
     // its batches are judged as every run's
     let mut m = measured();
     m.unstressed.batches[4].stages[1].start_gpu_ns = Some(gpu(4_000_000 + 200_000));

@@ -331,6 +331,15 @@ fn first_step(gpu: &super::Gpu, step: FirstStep, specs: &[ModelSpec], args: &Run
             let dnn = coloc_kernels::gpu::Dnn::version().ok();
             format!("library versions read (NVRTC {major}.{minor}, cuBLAS {blas}, cuDNN {dnn:?})")
         }
+        FirstStep::Handles => {
+            let stream = ctx.new_stream(0)?;
+            let _libs = StreamLibraries::new(&stream)?;
+            "cuBLAS, cuBLASLt and cuDNN handles created".into()
+        }
+        FirstStep::Limits => {
+            let limits = coloc_harness::limits::of_device(&gpu.device)?;
+            format!("device limits read ({limits:?})")
+        }
         FirstStep::Overhead => {
             let o = coloc_harness::overhead::measure(&gpu.lib, &Ceilings::default())?;
             format!("harness overhead measured ({} requests, latency {:.1} us)", o.requests, o.latency_us)

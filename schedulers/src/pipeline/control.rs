@@ -85,9 +85,10 @@ impl Controller {
     /// After a service of `element` ended: once a window of services has been observed there
     /// since its last estimate, a watching policy (LLS, ODIN) estimates its slowdown and
     /// responds if any element's estimate moved past the threshold since the layout was made.
-    /// After a response every element settles: the windows start afresh, and each element's
-    /// first estimate under the new layout is what later ones are compared with (layers moved
-    /// to an element change what it is slowed by, which is not a new interference).
+    /// After a response every element whose stages changed settles: its window starts afresh,
+    /// and its first estimate under the new layout is what later ones are compared with (layers
+    /// moved to an element change what it is slowed by, which is not a new interference). The
+    /// caller feeds only services run under the current layout.
     /// `idle(e)` is the slowdown of an element that runs no stage, as the system sees it.
     /// Returns the layout before, if this changed it.
     pub fn after_service(&mut self, element: usize, idle: impl Fn(usize) -> f64) -> Option<Layout> {
@@ -117,11 +118,6 @@ impl Controller {
         if !moved {
             return None;
         }
-        self.basis = vec![None; elements];
-        for (ratios, fresh) in self.ratios.iter_mut().zip(&mut self.fresh) {
-            ratios.clear();
-            *fresh = 0;
-        }
         let before = self.layout.clone();
         match self.policy {
             Policy::Static | Policy::Oracle => unreachable!("only watching policies respond"),
@@ -142,7 +138,21 @@ impl Controller {
                 }
             }
         }
-        (self.layout != before).then_some(before)
+        if self.layout == before {
+            // nothing changed: the estimates stay compared with the same basis
+            return None;
+        }
+        let touched = self
+            .layout
+            .changed_stages(&before)
+            .into_iter()
+            .flat_map(|s| [before.element_of[s], self.layout.element_of[s]]);
+        for e in touched.collect::<Vec<_>>() {
+            self.basis[e] = None;
+            self.ratios[e].clear();
+            self.fresh[e] = 0;
+        }
+        Some(before)
     }
 
     /// The oracle, told each element's true slowdown `of_element(e)`: re-splits to the best
@@ -196,6 +206,29 @@ mod tests {
         assert!(!serve(&mut c, 1, 2.6, 12), "responded again to what the settled basis holds");
         // the interference ends: that is a change
         assert!(serve(&mut c, 1, 1.0, 4));
+    }
+
+    #[test]
+    fn an_element_whose_stages_a_response_left_alone_keeps_its_basis() {
+        let ops = [100.0; 30];
+        let params = Params { window: 4, threshold: 0.1, switch_us: 0.0 };
+        let mut c = Controller::new(Policy::Odin, params, &ops, &[1.0; 3]);
+        let start = c.layout().clone();
+        for e in [0, 1] {
+            serve(&mut c, e, 1.0, 4);
+        }
+        assert!(serve(&mut c, 2, 1.3, 4), "the slowdown is seen");
+        let untouched: Vec<usize> = (0..3)
+            .filter(|e| {
+                !c.layout()
+                    .changed_stages(&start)
+                    .iter()
+                    .any(|&s| start.element_of[s] == *e || c.layout().element_of[s] == *e)
+            })
+            .collect();
+        assert_eq!(untouched, vec![0], "layers moved only between elements 1 and 2: {:?}", c.layout());
+        // an interference on element 0 right after the response is one, not its new basis
+        assert!(serve(&mut c, 0, 1.5, 4));
     }
 
     #[test]

@@ -409,7 +409,10 @@ impl Run<'_, '_> {
                     let mut changed = None;
                     if boundaries.front().is_some_and(|(t, _)| *t <= now) {
                         let (_, on) = boundaries.pop_front().expect("front");
-                        let truth = |e: usize| if on && e == stress.element { stressed_slowdown } else { 1.0 };
+                        // what each element runs at: the unstressed pipeline's, times the
+                        // stressor's slowdown on its element
+                        let truth =
+                            |e: usize| self.basis[e] * if on && e == stress.element { stressed_slowdown } else { 1.0 };
                         changed = control.resplit(truth).map(|b| (b, (0..spec.elements).map(truth).collect()));
                     }
                     while changed.is_none() {
@@ -434,13 +437,14 @@ impl Run<'_, '_> {
                                 end_gpu_ns: span.end_ns,
                                 solo_us,
                             });
-                            if let Some(ns) = span.duration_ns() {
+                            // the policy watches services of its current layout only: a batch
+                            // dispatched before a response ran the layout it replaced
+                            let current = f.layout == layouts.len() - 1;
+                            if let (Some(ns), true, None) = (span.duration_ns(), current, &changed) {
                                 control.observe(e, ns as f64 / 1e3 / solo_us);
-                            }
-                            // an element that runs no stage is judged by its load as the
-                            // system sees it: the stressor is known to the system
-                            let idle = |x: usize| if stress.active(x, t_s) { stressed_slowdown } else { 1.0 };
-                            if changed.is_none() {
+                                // an element that runs no stage is judged by its load as the
+                                // system sees it: the stressor is known to the system
+                                let idle = |x: usize| if stress.active(x, t_s) { stressed_slowdown } else { 1.0 };
                                 changed = control.after_service(e, idle).map(|b| (b, control.estimates().to_vec()));
                             }
                         }

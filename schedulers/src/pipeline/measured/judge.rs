@@ -6,7 +6,8 @@
 
 use serde::Serialize;
 
-use super::{MeasuredPipeline, MeasuredRun};
+use super::{MeasuredPipeline, MeasuredRun, basis_of};
+use crate::pipeline::Policy;
 
 /// Largest clock-map uncertainty a run may have, ns: beyond it the host and GPU times of a
 /// batch cannot be compared at the scale of a stage.
@@ -81,11 +82,43 @@ pub fn judge(m: &MeasuredPipeline) -> Verdict {
     if m.basis.len() != m.elements {
         problems.push(format!("the basis has {} elements, the pipeline {}", m.basis.len(), m.elements));
     }
+    judge_unstressed(m, &mut problems);
     judge_run(m, &m.unstressed, false, &mut problems);
     for run in &m.runs {
         judge_run(m, run, true, &mut problems);
     }
     Verdict { problems }
+}
+
+/// The unstressed run is the balanced pipeline, unchanged, on at least two windows of batches
+/// that all arrived before the episode, and the basis is what it measured.
+fn judge_unstressed(m: &MeasuredPipeline, problems: &mut Vec<String>) {
+    let u = &m.unstressed;
+    if u.policy != Policy::Static || u.layouts.len() != 1 || !u.responses.is_empty() {
+        problems.push(format!(
+            "the unstressed pipeline ran {} with {} layouts and {} responses: it must be static, one layout",
+            u.policy.name(),
+            u.layouts.len(),
+            u.responses.len()
+        ));
+    }
+    let late = u.batches.iter().filter(|b| b.arrival_ns >= m.stress.from_ns()).count();
+    if late > 0 {
+        problems
+            .push(format!("the unstressed pipeline has {late} batches that arrived in the stress episode or after"));
+    }
+    if u.batches.len() < 2 * m.params.window {
+        problems.push(format!(
+            "the unstressed pipeline ran {} batches, fewer than two windows ({})",
+            u.batches.len(),
+            2 * m.params.window
+        ));
+    }
+    match basis_of(u, m.elements) {
+        Ok(b) if b.len() == m.basis.len() && b.iter().zip(&m.basis).all(|(x, y)| (x - y).abs() <= 1e-9 * x.abs()) => {}
+        Ok(b) => problems.push(format!("the basis {:?} is not what the unstressed pipeline measured, {b:?}", m.basis)),
+        Err(e) => problems.push(e.to_string()),
+    }
 }
 
 /// Judges one run; `stressed`: the stressor was to run its episode in it (else not at all).

@@ -282,8 +282,9 @@ pub fn basis_of(run: &MeasuredRun, elements: usize) -> Result<Vec<f64>> {
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); elements];
     for stage in run.batches.iter().flat_map(|b| &b.stages) {
         if let (Some(start), Some(end), Some(r)) = (stage.start_gpu_ns, stage.end_gpu_ns, ratios.get_mut(stage.element))
+            && end >= start
         {
-            r.push(end.saturating_sub(start) as f64 / 1e3 / stage.solo_us);
+            r.push((end - start) as f64 / 1e3 / stage.solo_us);
         }
     }
     ratios
