@@ -343,3 +343,39 @@ fn a_basis_beyond_what_neighbours_can_do_or_a_stressor_in_the_unstressed_run_is_
         problems_of(&m).contains("the unstressed pipeline: 1 stages that start before the stage they depend on ends")
     );
 }
+
+#[test]
+fn a_layout_used_before_its_response_took_effect_is_invalid() {
+    let mut m = measured();
+    let odin = &mut m.runs[1];
+    odin.layouts.push(LayoutRow { starts: vec![1], elements: vec![1, 0] });
+    odin.responses.push(ResponseRow {
+        at_ns: 30_000_000,
+        from_layout: 0,
+        to_layout: 1,
+        estimates: vec![1.0, 2.0],
+        graphs_captured: 4,
+        capture_ms: 3.0,
+        applied_ns: Some(40_000_000),
+    });
+    for b in odin.batches.iter_mut().filter(|b| b.arrival_ns >= 41_000_000) {
+        b.layout = 1;
+    }
+    assert!(judge(&m).is_valid(), "{}", judge(&m));
+    m.runs[1].batches[39].layout = 1; // dispatched at 39.005 ms, before the layout took effect
+    assert!(problems_of(&m).contains(
+        "odin: the response at 30000000 ns took effect at 40000000 ns, and 1 batches ran its layout before that"
+    ));
+    let mut m2 = measured();
+    m2.runs[1].layouts.push(LayoutRow { starts: vec![1], elements: vec![1, 0] });
+    m2.runs[1].responses.push(ResponseRow {
+        at_ns: 30_000_000,
+        from_layout: 0,
+        to_layout: 1,
+        estimates: vec![1.0, 2.0],
+        graphs_captured: 4,
+        capture_ms: 3.0,
+        applied_ns: Some(20_000_000),
+    });
+    assert!(problems_of(&m2).contains("took effect at 20000000 ns"));
+}

@@ -52,7 +52,7 @@ pub fn run(args: &PipelineArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         "p99 ms",
         "SLO",
         "responses",
-        "capture ms",
+        "<capture/in effect after, ms",
         "<stages start at",
         "<on elements",
         "sim p99 ms",
@@ -61,7 +61,14 @@ pub fn run(args: &PipelineArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     for (run, sim) in m.runs.iter().zip(&simulated) {
         let o = &run.outcome;
-        let capture: Vec<String> = run.responses.iter().map(|r| format!("{:.1}", r.capture_ms)).collect();
+        let capture: Vec<String> = run
+            .responses
+            .iter()
+            .map(|r| {
+                let after = r.applied_ns.map_or("-".into(), |a| format!("{:.1}", (a - r.at_ns) as f64 / 1e6));
+                format!("{:.1}/{after}", r.capture_ms)
+            })
+            .collect();
         t.row(vec![
             o.policy.name().to_string(),
             format!("{:.0}", o.served_rps),

@@ -73,6 +73,22 @@ impl Rig<'_> {
         Ok(captured)
     }
 
+    /// Captures one graph `layout` needs that is not captured yet; false when none is missing.
+    fn capture_one(&mut self, layout: &Layout) -> Result<bool> {
+        for slot in 0..self.slots.len() {
+            for stage in 0..layout.split.stages() {
+                let (e, r) = (layout.element_of[stage], layout.split.range(stage));
+                let key = (slot, e, r.start, r.end);
+                if !self.graphs.contains_key(&key) {
+                    let exec = self.slots[slot].capture_ops(&self.env(e), r)?;
+                    self.graphs.insert(key, exec);
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Queues one batch on `slot` through `layout`'s stages; its stamps land in the slot's
     /// read-back region and its last element's event marks it done.
     fn dispatch(&self, slot: usize, layout: &Layout) -> Result<()> {
@@ -337,6 +353,30 @@ struct Run<'r, 'a> {
     basis: &'r [f64],
 }
 
+/// A response whose layout's graphs are still being captured.
+struct Pending {
+    at_ns: i64,
+    from_layout: usize,
+    estimates: Vec<f64>,
+    layout: Layout,
+    captured: usize,
+    capture_ns: i64,
+}
+
+impl Pending {
+    fn row(self, to_layout: usize, applied_ns: Option<i64>) -> ResponseRow {
+        ResponseRow {
+            at_ns: self.at_ns,
+            from_layout: self.from_layout,
+            to_layout,
+            estimates: self.estimates,
+            graphs_captured: self.captured,
+            capture_ms: self.capture_ns as f64 / 1e6,
+            applied_ns,
+        }
+    }
+}
+
 /// A batch on the GPU.
 struct InFlight {
     batch: usize,
@@ -385,6 +425,7 @@ impl Run<'_, '_> {
             .collect();
         let mut gpu_end: Vec<Option<u64>> = vec![None; arrivals.len()];
         let mut responses: Vec<ResponseRow> = Vec::new();
+        let mut pending: Option<Pending> = None;
         let mut queue: VecDeque<usize> = VecDeque::new();
         let mut inflight: VecDeque<InFlight> = VecDeque::new();
         let mut free: Vec<usize> = (0..self.rig.slots.len()).rev().collect();
@@ -407,7 +448,7 @@ impl Run<'_, '_> {
                         next += 1;
                     }
                     let mut changed = None;
-                    if boundaries.front().is_some_and(|(t, _)| *t <= now) {
+                    if pending.is_none() && boundaries.front().is_some_and(|(t, _)| *t <= now) {
                         let (_, on) = boundaries.pop_front().expect("front");
                         // what each element runs at: the unstressed pipeline's, times the
                         // stressor's slowdown on its element
@@ -439,7 +480,7 @@ impl Run<'_, '_> {
                             });
                             // the policy watches services of its current layout only: a batch
                             // dispatched before a response ran the layout it replaced
-                            let current = f.layout == layouts.len() - 1;
+                            let current = f.layout == layouts.len() - 1 && pending.is_none();
                             if let (Some(ns), true, None) = (span.duration_ns(), current, &changed) {
                                 control.observe(e, ns as f64 / 1e3 / solo_us);
                                 // an element that runs no stage is judged by its load as the
@@ -456,18 +497,13 @@ impl Run<'_, '_> {
                     }
                     if let Some((before, estimates)) = changed {
                         debug_assert!(layouts.last() == Some(&before), "a response changes the current layout");
-                        let from_layout = layouts.len() - 1;
-                        let t0 = mono_ns();
-                        let graphs_captured = self.rig.ensure(control.layout())?;
-                        let capture_ms = (mono_ns() - t0) as f64 / 1e6;
-                        layouts.push(control.layout().clone());
-                        responses.push(ResponseRow {
+                        pending = Some(Pending {
                             at_ns: now,
-                            from_layout,
-                            to_layout: layouts.len() - 1,
+                            from_layout: layouts.len() - 1,
                             estimates,
-                            graphs_captured,
-                            capture_ms,
+                            layout: control.layout().clone(),
+                            captured: 0,
+                            capture_ns: 0,
                         });
                     }
                     while !queue.is_empty() && !free.is_empty() {
@@ -479,10 +515,25 @@ impl Run<'_, '_> {
                         rows[batch].layout = layout;
                         inflight.push_back(InFlight { batch, slot, layout });
                     }
-                    if next == arrivals.len() && queue.is_empty() && inflight.is_empty() {
-                        return Ok(());
+                    // a new layout's graphs are captured one at a time while nothing can be
+                    // dispatched, so that a capture delays no batch by more than itself
+                    if let Some(p) = pending.as_mut().filter(|_| queue.is_empty() || free.is_empty()) {
+                        let t0 = mono_ns();
+                        if self.rig.capture_one(&p.layout)? {
+                            p.captured += 1;
+                            p.capture_ns += mono_ns() - t0;
+                        } else {
+                            let p = pending.take().expect("pending");
+                            layouts.push(p.layout.clone());
+                            responses.push(p.row(layouts.len() - 1, Some(mono_ns() - window_start)));
+                        }
                     }
-                    if now > deadline {
+                    if (next == arrivals.len() && queue.is_empty() && inflight.is_empty()) || now > deadline {
+                        if let Some(p) = pending.take() {
+                            let to = layouts.len();
+                            layouts.push(p.layout.clone());
+                            responses.push(p.row(to, None));
+                        }
                         return Ok(());
                     }
                     if coloc_harness::control::interrupted() {
@@ -504,8 +555,15 @@ impl Run<'_, '_> {
         let latency_ms: Vec<Option<f64>> =
             rows.iter().map(|r| r.done_ns.map(|d| (d - r.arrival_ns) as f64 / 1e6)).collect();
         let last_done_s = rows.iter().filter_map(|r| r.done_ns).max().unwrap_or(1) as f64 / 1e9;
-        let outcome =
-            Outcome::of(policy, spec.batch, &latency_ms, last_done_s, spec.slo_ms, responses.len(), control.layout());
+        let outcome = Outcome::of(
+            policy,
+            spec.batch,
+            &latency_ms,
+            last_done_s,
+            spec.slo_ms,
+            responses.len(),
+            layouts.last().expect("a layout"),
+        );
         let spans: Vec<Stamp> = agg.iter().flat_map(|a| &a.launches).map(|l| span_of(&l.launches)).collect();
         let stressor_first_start_ns =
             spans.iter().filter_map(|s| s.start_ns).min().map(|g| clock.to_host(g) - window_start);

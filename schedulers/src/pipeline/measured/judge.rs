@@ -205,6 +205,18 @@ fn judge_run(m: &MeasuredPipeline, run: &MeasuredRun, stressed: bool, problems: 
             Some(_) => {}
         }
     }
+    for r in &run.responses {
+        let Some(applied) = r.applied_ns else { continue };
+        let early =
+            run.batches.iter().filter(|b| b.layout == r.to_layout && b.dispatch_ns.is_some_and(|d| d < applied));
+        let early = early.count();
+        if applied < r.at_ns || early > 0 {
+            problems.push(format!(
+                "{name}: the response at {} ns took effect at {applied} ns, and {early} batches ran its layout before that",
+                r.at_ns
+            ));
+        }
+    }
     for (what, n, first) in found {
         problems.push(format!("{name}: {n} {what} (first: {first})"));
     }

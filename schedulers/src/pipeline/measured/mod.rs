@@ -213,10 +213,13 @@ pub struct ResponseRow {
     pub to_layout: usize,
     /// The elements' estimated slowdowns it acted on (the oracle: the true ones).
     pub estimates: Vec<f64>,
-    /// Stage graphs captured for it (those not captured before) and the host time that took,
-    /// during which nothing was dispatched.
+    /// Stage graphs captured for it (those not captured before), one at a time while nothing
+    /// could be dispatched, and the host time they took together.
     pub graphs_captured: usize,
     pub capture_ms: f64,
+    /// When its layout took effect (its graphs all captured; the batches dispatched until then
+    /// ran the layout before), ns from the window's start; `None`: the run ended first.
+    pub applied_ns: Option<i64>,
 }
 
 /// One policy's measured run.
