@@ -21,7 +21,7 @@ fn spec<'a>(
     episodes: &'a [Episode],
     seed: u64,
 ) -> PipelineSpec<'a> {
-    PipelineSpec { ops, elements, duration_s, slo_ms: 5.0, episodes, params: Params::default(), seed }
+    PipelineSpec { ops, elements, duration_s, slo_ms: 5.0, episodes, contention: None, params: Params::default(), seed }
 }
 
 /// A small deterministic generator of operator times.
@@ -194,4 +194,37 @@ fn bad_episodes_and_elements_are_errors_naming_them() {
     assert!(e.contains("0 elements"), "{e}");
     let e = Operators::from_rows(&[], "resnet50", 8, SoloShare::Green { sms: 41 }).unwrap_err().to_string();
     assert!(e.contains("resnet50 b8 at green41"), "{e}");
+}
+
+#[test]
+fn contention_the_policies_expect_slows_every_policy_alike_and_draws_no_response() {
+    let ops = resnet50_b8_green40();
+    let contention = [1.11, 1.19, 1.17];
+    let quiet = spec(&ops, 3, 4.0, &[], 7).check().unwrap();
+    let busy = PipelineSpec { contention: Some(&contention), ..spec(&ops, 3, 4.0, &[], 7) }.check().unwrap();
+    let rate = 0.3 * quiet.capacity_rps();
+    let alone = simulate(&quiet, Policy::Static, rate).unwrap();
+    for policy in [Policy::Static, Policy::LeastLoaded, Policy::Odin] {
+        let o = simulate(&busy, policy, rate).unwrap();
+        assert_eq!(o.responses, 0, "{policy:?} responded to the contention it expects");
+        // at a third of the capacity a batch rarely waits: its latency is its stages' sum
+        let (p50, p50_alone) = (o.p50_ms.unwrap(), alone.p50_ms.unwrap());
+        assert!(p50 > 1.1 * p50_alone && p50 < 1.2 * p50_alone, "{policy:?}: p50 {p50} against {p50_alone} alone");
+    }
+    // against solo times the same contention is a slowdown: least-loaded scheduling reacts
+    let unexpected: Vec<Episode> = contention
+        .iter()
+        .enumerate()
+        .map(|(e, &x)| Episode { element: e, from_s: 0.0, to_s: 4.0, slowdown: x })
+        .collect();
+    let seen = spec(&ops, 3, 4.0, &unexpected, 7).check().unwrap();
+    assert!(simulate(&seen, Policy::LeastLoaded, rate).unwrap().responses > 0);
+    // an episode on top is still seen
+    let episode: [Episode; 1] = ["1:1-3:2.09".parse().unwrap()];
+    let both = PipelineSpec { contention: Some(&contention), ..spec(&ops, 3, 4.0, &episode, 7) }.check().unwrap();
+    assert!(simulate(&both, Policy::Odin, rate).unwrap().responses >= 2);
+    for bad in [&[1.1, 1.2][..], &[1.1, 0.0, 1.2][..]] {
+        let e = PipelineSpec { contention: Some(bad), ..spec(&ops, 3, 4.0, &[], 7) }.check().unwrap_err().to_string();
+        assert!(e.contains("contention") && e.contains("one factor per element (3)"), "{e}");
+    }
 }

@@ -28,6 +28,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
         duration_s: args.duration_s,
         slo_ms: args.slo_ms,
         episodes: &episodes,
+        contention: None,
         params,
         seed: args.seed,
     }

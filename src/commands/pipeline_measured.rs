@@ -164,6 +164,7 @@ fn simulate_alike(m: &MeasuredPipeline, params: Params) -> anyhow::Result<Vec<co
         duration_s: m.duration_s,
         slo_ms: m.slo_ms,
         episodes: &episodes,
+        contention: Some(&m.basis),
         params: Params { switch_us, ..params },
         seed: m.seed,
     }
