@@ -232,3 +232,25 @@ fn pipeline_compares_odin_with_least_loaded_and_static_and_names_a_bad_share() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_committed_suite_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for dir in ["suites", "serving"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            // serving/ also holds workloads for `coloc schedule` (their models, no scenarios)
+            if path.extension().is_none_or(|e| e != "toml") || text.contains("[[model]]") {
+                continue;
+            }
+            let out = coloc(&["suite", "validate", path.to_str().unwrap()]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{}: {}{stdout}", path.display(), String::from_utf8_lossy(&out.stderr));
+            assert!(stdout.contains(": OK,"), "{}: {stdout}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} suites found");
+}
