@@ -158,6 +158,31 @@ pub enum PartitionsCommand {
     Scaling(ScalingArgs),
     /// Latency of a short kernel behind a long one, at equal and at higher stream priority.
     Priority(PriorityArgs),
+    /// Space-time's super-kernel: K tenants' same-shape GEMMs one after another, each on a
+    /// stream of its own, and as one batched launch; outputs checked, times against the host.
+    Fusion(FusionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FusionArgs {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// GEMM shapes MxNxK (row-major A m x k, B k x n), repeatable. The defaults: the paper's
+    /// 256^3, and bert_base's feed-forward at batch 1, sequence 128.
+    #[arg(long, default_values_t = ["256x256x256".to_string(), "128x3072x768".to_string()])]
+    pub gemm: Vec<String>,
+    /// f32, tf32 or bf16.
+    #[arg(long, default_value = "bf16")]
+    pub precision: String,
+    /// Tenant counts.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4, 8, 16, 32])]
+    pub tenants: Vec<usize>,
+    /// Timed rounds per method and count.
+    #[arg(long, default_value_t = 50)]
+    pub reps: usize,
+    /// Also write the reports as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -21,6 +21,7 @@ fn gpu_commands_without_a_usable_gpu_fail_with_one_line() {
         vec!["kernels", "bench", "--out", "target/never-written"],
         vec!["partitions", "scaling"],
         vec!["partitions", "priority"],
+        vec!["partitions", "fusion", "--tenants", "1,2"],
         vec!["pipeline", "resnet50", "--measure", "target/never-written"],
         vec!["models", "run", "resnet50", "--first", "ceilings-gemms,nvml,overhead,profile"],
     ] {

@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kernels(KernelsCommand::Bench(a)) => kernels::bench(&a),
         Command::Partitions(PartitionsCommand::Scaling(a)) => partitions::scaling(&a),
         Command::Partitions(PartitionsCommand::Priority(a)) => partitions::priority(&a),
+        Command::Partitions(PartitionsCommand::Fusion(a)) => partitions::fusion(&a),
         Command::Models(ModelsCommand::List) => models::list(),
         Command::Models(ModelsCommand::Show(a)) => models::show(&a),
         Command::Models(ModelsCommand::Run(a)) => models::run(&a),

@@ -1,13 +1,16 @@
-//! `coloc partitions scaling`
+//! `coloc partitions scaling | priority | fusion`
 
 use std::process::ExitCode;
 
 use coloc_kernels::gpu::ExecContext;
+use coloc_kernels::gpu::GemmPrecision;
+use coloc_kernels::ops::Gemm;
 use coloc_kernels::ops::OpSpec;
+use coloc_kernels::partition::fusion::{self, FusionReport};
 use coloc_kernels::partition::{priority, scaling};
 
 use super::{open_gpu, worker_command, write_json};
-use crate::cli::{PriorityArgs, ScalingArgs};
+use crate::cli::{FusionArgs, PriorityArgs, ScalingArgs};
 use crate::table::{Table, sig3};
 
 pub fn scaling(args: &ScalingArgs) -> anyhow::Result<ExitCode> {
@@ -62,4 +65,92 @@ pub fn priority(args: &PriorityArgs) -> anyhow::Result<ExitCode> {
         write_json(path, &r)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `MxNxK` and a precision as a single GEMM.
+fn parse_gemm(text: &str, precision: &str) -> anyhow::Result<Gemm> {
+    let dims: Vec<usize> =
+        text.split('x').map(|d| d.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| {
+            anyhow::anyhow!("--gemm `{text}`: write MxNxK with positive whole numbers, e.g. 256x256x256")
+        })?;
+    let [m, n, k] = dims[..] else {
+        anyhow::bail!("--gemm `{text}`: write three sizes MxNxK, e.g. 256x256x256");
+    };
+    if m == 0 || n == 0 || k == 0 {
+        anyhow::bail!("--gemm `{text}`: every size must be at least 1");
+    }
+    let precision: GemmPrecision = serde_json::from_value(serde_json::Value::String(precision.to_lowercase()))
+        .map_err(|_| anyhow::anyhow!("--precision `{precision}`: give f32, tf32 or bf16"))?;
+    Ok(Gemm { m, n, k, batch: 1, precision, b_transposed: false })
+}
+
+pub fn fusion(args: &FusionArgs) -> anyhow::Result<ExitCode> {
+    let gemms: Vec<Gemm> = args.gemm.iter().map(|g| parse_gemm(g, &args.precision)).collect::<anyhow::Result<_>>()?;
+    let gpu = open_gpu(&args.gpu)?;
+    let ctx = ExecContext::primary(&gpu.device);
+    let reports: Vec<FusionReport> =
+        gemms.iter().map(|g| fusion::run(&gpu.lib, &ctx, g, &args.tenants, args.reps)).collect::<Result<_, _>>()?;
+    // after every round (one precision: one ceiling)
+    let ceiling = fusion::ceiling_tflops(&gpu.lib, &ctx, &gemms[0])?;
+    let mut problems = Vec::new();
+    for report in &reports {
+        let op = coloc_kernels::ops::Op::Gemm(report.gemm.clone());
+        println!(
+            "{} ({:.1} MFLOP a tenant), median of {} rounds, ms a round:",
+            op.label(),
+            op.cost().flops / 1e6,
+            report.reps
+        );
+        let mut t = Table::new(&[
+            "tenants",
+            "time-only",
+            "space-only",
+            "fused",
+            "fused x time-only",
+            "fused x space-only",
+            "fused TFLOP/s",
+            "err vs unfused",
+            "err vs reference",
+        ]);
+        for r in &report.rows {
+            t.row(vec![
+                r.tenants.to_string(),
+                sig3(r.time_only_ms),
+                sig3(r.space_only_ms),
+                sig3(r.fused_ms),
+                format!("{:.2}", r.fused_over_time_only()),
+                format!("{:.2}", r.fused_over_space_only()),
+                format!("{:.1}", r.fused_tflops),
+                format!("{:.1e}", r.fused_vs_unfused_error),
+                format!("{:.1e}", r.fused_vs_reference_error),
+            ]);
+        }
+        println!("{}", t.render());
+        problems.extend(fusion::problems(report, ceiling).into_iter().map(|p| format!("{}: {p}", op.label())));
+    }
+    if problems.is_empty() {
+        println!("VALID: outputs within tolerance, GPU times inside the host's, rates under the measured ceiling");
+    } else {
+        println!("INVALID: {}", problems.join("; "));
+    }
+    if let Some(path) = &args.json {
+        write_json(path, &reports)?;
+    }
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gemm_is_mxnxk_and_a_precision_and_anything_else_is_an_error_naming_it() {
+        let g = parse_gemm("128x3072x768", "BF16").unwrap();
+        assert_eq!((g.m, g.n, g.k, g.batch, g.precision), (128, 3072, 768, 1, GemmPrecision::Bf16));
+        for (text, why) in [("256x256", "three sizes"), ("256x0x256", "at least 1"), ("2x2xq", "positive whole")] {
+            let e = parse_gemm(text, "bf16").unwrap_err().to_string();
+            assert!(e.contains(text) && e.contains(why), "{text}: {e}");
+        }
+        assert!(parse_gemm("2x2x2", "fp8").unwrap_err().to_string().contains("--precision `fp8`"));
+    }
 }

@@ -158,13 +158,7 @@ impl Blas {
     /// place.
     pub fn gemm(&self, g: &GemmCall) -> Result<()> {
         use cublas::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
-        let (data, compute) = match g.precision {
-            GemmPrecision::F32 => (cublas::cudaDataType::CUDA_R_32F, cublas::cublasComputeType_t::CUBLAS_COMPUTE_32F),
-            GemmPrecision::Tf32 => {
-                (cublas::cudaDataType::CUDA_R_32F, cublas::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32)
-            }
-            GemmPrecision::Bf16 => (cublas::cudaDataType::CUDA_R_16BF, cublas::cublasComputeType_t::CUBLAS_COMPUTE_32F),
-        };
+        let (data, compute) = data_and_compute(g.precision);
         let trans_b = if g.b_transposed { CUBLAS_OP_T } else { CUBLAS_OP_N };
         let s = unsafe {
             cublas::cublasGemmStridedBatchedEx(
@@ -194,6 +188,102 @@ impl Blas {
             )
         };
         status(s, "cublasGemmStridedBatchedEx")
+    }
+}
+
+/// The A, B and C pointers of GEMMs of one shape whose operands live apart (each tenant its
+/// own), in device memory: one batched launch runs them all (space-time's "super-kernel").
+pub struct GemmPointers {
+    shape: GemmCall,
+    a: DeviceBuffer,
+    b: DeviceBuffer,
+    c: DeviceBuffer,
+    count: usize,
+}
+
+impl GemmPointers {
+    /// Uploads the operands' pointers of `calls`, which must share one shape (m, n, k, layout,
+    /// precision, alpha, beta) and be single GEMMs.
+    pub fn new(device: &std::sync::Arc<super::Device>, calls: &[GemmCall]) -> Result<GemmPointers> {
+        let what = "a batched launch of GEMMs";
+        let first = calls.first().ok_or_else(|| Error::invalid(what, "no GEMMs given"))?;
+        let key = |g: &GemmCall| (g.m, g.n, g.k, g.b_transposed, g.precision, g.lda, g.ldb, g.batch);
+        if let Some(i) =
+            calls.iter().position(|g| key(g) != key(first) || g.alpha != first.alpha || g.beta != first.beta)
+        {
+            return Err(Error::invalid(
+                what,
+                format!("GEMM {i} differs from GEMM 0 in shape: one launch runs one shape"),
+            ));
+        }
+        if first.batch != 1 {
+            return Err(Error::invalid(what, format!("GEMMs of batch {}: give single GEMMs", first.batch)));
+        }
+        let upload = |ptrs: Vec<u64>, name: &str| -> Result<DeviceBuffer> {
+            let buf = DeviceBuffer::alloc(device, 8 * ptrs.len(), name)?;
+            buf.upload(&ptrs)?;
+            Ok(buf)
+        };
+        Ok(GemmPointers {
+            shape: *first,
+            a: upload(calls.iter().map(|g| g.a).collect(), "batched GEMM A pointers")?,
+            b: upload(calls.iter().map(|g| g.b).collect(), "batched GEMM B pointers")?,
+            c: upload(calls.iter().map(|g| g.c).collect(), "batched GEMM C pointers")?,
+            count: calls.len(),
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+impl Blas {
+    /// Queues every GEMM of `p` as one launch (cublasGemmBatchedEx), row-major as [`Blas::gemm`].
+    pub fn gemm_pointers(&self, p: &GemmPointers) -> Result<()> {
+        use cublas::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+        let g = &p.shape;
+        let (data, compute) = data_and_compute(g.precision);
+        let trans_b = if g.b_transposed { CUBLAS_OP_T } else { CUBLAS_OP_N };
+        // SAFETY: the handle is live and bound to its stream; the three pointer arrays hold
+        // `count` device pointers each (uploaded by `GemmPointers::new`, alive as long as `p`),
+        // to operands of the checked shape that the caller keeps alive until the launch ends.
+        let s = unsafe {
+            cublas::cublasGemmBatchedEx(
+                self.handle,
+                trans_b,
+                CUBLAS_OP_N,
+                g.n as i32,
+                g.m as i32,
+                g.k as i32,
+                &g.alpha as *const f32 as *const c_void,
+                p.b.ptr() as *const *const c_void,
+                data,
+                g.ldb as i32,
+                p.a.ptr() as *const *const c_void,
+                data,
+                g.lda as i32,
+                &g.beta as *const f32 as *const c_void,
+                p.c.ptr() as *const *mut c_void,
+                data,
+                g.n as i32,
+                p.count as i32,
+                compute,
+                cublas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        };
+        status(s, "cublasGemmBatchedEx")
+    }
+}
+
+/// The storage type and compute mode of a precision.
+fn data_and_compute(precision: GemmPrecision) -> (cublas::cudaDataType, cublas::cublasComputeType_t) {
+    match precision {
+        GemmPrecision::F32 => (cublas::cudaDataType::CUDA_R_32F, cublas::cublasComputeType_t::CUBLAS_COMPUTE_32F),
+        GemmPrecision::Tf32 => {
+            (cublas::cudaDataType::CUDA_R_32F, cublas::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32)
+        }
+        GemmPrecision::Bf16 => (cublas::cudaDataType::CUDA_R_16BF, cublas::cublasComputeType_t::CUBLAS_COMPUTE_32F),
     }
 }
 

@@ -270,7 +270,7 @@ impl Bindings {
     pub fn get(&self, name: &str) -> u64 {
         self.ptrs.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).unwrap_or(0)
     }
-    fn require(&self, op: &str, name: &str) -> Result<u64> {
+    pub(crate) fn require(&self, op: &str, name: &str) -> Result<u64> {
         match self.get(name) {
             0 => Err(Error::invalid(op, format!("operand `{name}` is not bound to a device buffer"))),
             p => Ok(p),

@@ -4,6 +4,7 @@
 //! grants: the SMs the driver reports, the SMs a kernel really lands on, and the time of a
 //! fixed amount of compute-bound work.
 
+pub mod fusion;
 pub mod green;
 pub mod mig;
 pub mod mps;
