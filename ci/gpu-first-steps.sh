@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,uuid,driver_version,clocks.sm,clocks.mem --format=cs
 run() { # NAME ENV=VALUE [ARGS of models run...]
     local name=$1 setting=$2; shift 2
     echo "== $name" >> $R/order.txt
-    timeout 120 env "$setting" $C models run resnet50 --batch 8,8,1 --reps 300 "$@" > $R/$name.txt 2>&1
+    timeout 120 env "$setting" $C models run resnet50 --batch 8,8,1 --reps 300 --ops "$@" > $R/$name.txt 2>&1
     echo "rc=$?" >> $R/$name.txt
 }
 run fresh-a COLOC=1
