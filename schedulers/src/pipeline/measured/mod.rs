@@ -6,10 +6,13 @@
 //!
 //! This module holds what a measurement is asked ([`MeasureSpec`], checked into a
 //! [`MeasurePlan`]), what it yields ([`MeasuredPipeline`]) and how that is judged against
-//! physical limits and an independent timer ([`judge`]); the GPU side is `gpu.rs`.
+//! physical limits and an independent timer ([`judge`]); the GPU side is `gpu.rs` (the
+//! sequence), `rig.rs` (elements, slots, stage graphs) and `policy_run.rs` (one policy's loop).
 
 mod gpu;
 mod judge;
+mod policy_run;
+mod rig;
 
 use std::str::FromStr;
 
