@@ -126,6 +126,8 @@ pub struct RunResult {
     eager_gpu_ms: Summary,
     /// First launch's entry to last launch's exit, from the stamps of the last replay.
     kernel_span_ms: f64,
+    /// The last replay's time between its events, which its stamped span must fit in.
+    last_replay_gpu_ms: f64,
     output_finite: bool,
     /// For a softmax output: the largest deviation of a row sum from 1.
     softmax_row_error: Option<f64>,
@@ -273,6 +275,7 @@ impl<'a> Timer<'a> {
             graph_host_ms: Summary::of(&graph_host).context("no samples")?,
             eager_gpu_ms: Summary::of(&eager_gpu).context("no samples")?,
             kernel_span_ms: span,
+            last_replay_gpu_ms: *graph_gpu.last().context("no samples")?,
             output_finite: out.iter().all(|v| v.is_finite()),
             softmax_row_error,
             by_kind,
@@ -280,7 +283,29 @@ impl<'a> Timer<'a> {
     }
 }
 
+/// How far a stamped span may exceed the events around it: the timers tick differently.
+const STAMP_SLACK_MS: f64 = 0.002;
+
 impl RunResult {
+    /// What the clocks say cannot be: the stamped span of the last replay longer than its
+    /// events, or a replay's median on the GPU longer than on the host around it.
+    fn timing_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !(self.kernel_span_ms <= self.last_replay_gpu_ms + STAMP_SLACK_MS) {
+            out.push(format!(
+                "stamped span {:.4} ms outside its replay's events, {:.4} ms",
+                self.kernel_span_ms, self.last_replay_gpu_ms
+            ));
+        }
+        if self.graph_gpu_ms.median > self.graph_host_ms.median {
+            out.push(format!(
+                "replays {:.4} ms on the GPU but {:.4} ms on the host around them",
+                self.graph_gpu_ms.median, self.graph_host_ms.median
+            ));
+        }
+        out
+    }
+
     fn output_ok(&self) -> bool {
         self.output_finite && self.softmax_row_error.is_none_or(|e| e < 0.02)
     }
@@ -391,6 +416,10 @@ pub fn run(args: &RunModelsArgs) -> anyhow::Result<ExitCode> {
         for &batch in &args.batch {
             let r = timer.model(spec, &options(batch, &args.shape), args.reps)?;
             failed |= !r.output_ok();
+            for p in r.timing_problems() {
+                println!("INVALID timing of {} b{batch}: {p}", r.model);
+                failed = true;
+            }
             t.row(vec![
                 r.model.clone(),
                 batch.to_string(),
@@ -486,4 +515,39 @@ pub fn compare(args: &crate::cli::CompareModelsArgs) -> anyhow::Result<ExitCode>
         write_json(path, &serde_json::json!({ "device": gpu.device.info(), "torch": reference.torch, "rows": rows }))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(span_ms: f64, last_ms: f64, gpu_ms: f64, host_ms: f64) -> RunResult {
+        let summary = |v: f64| Summary::of(&[v, v, v]).unwrap();
+        RunResult {
+            model: "resnet50".into(),
+            batch: 8,
+            ops: 73,
+            device_mib: 100.0,
+            graph_gpu_ms: summary(gpu_ms),
+            graph_host_ms: summary(host_ms),
+            eager_gpu_ms: summary(1.0),
+            kernel_span_ms: span_ms,
+            last_replay_gpu_ms: last_ms,
+            output_finite: true,
+            softmax_row_error: None,
+            by_kind: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_span_outside_its_events_or_a_gpu_time_above_the_hosts_is_a_timing_problem() {
+        assert!(result(0.784, 0.790, 0.789, 0.800).timing_problems().is_empty());
+        assert!(result(0.791, 0.790, 0.789, 0.800).timing_problems().is_empty(), "within the timers' slack");
+        let p = result(0.800, 0.790, 0.789, 0.800).timing_problems().join("; ");
+        assert!(p.contains("stamped span 0.8000 ms outside its replay's events, 0.7900 ms"), "{p}");
+        let p = result(f64::NAN, 0.790, 0.789, 0.800).timing_problems().join("; ");
+        assert!(p.contains("stamped span NaN"), "an unstamped replay is a problem: {p}");
+        let p = result(0.784, 0.790, 0.789, 0.700).timing_problems().join("; ");
+        assert!(p.contains("replays 0.7890 ms on the GPU but 0.7000 ms on the host"), "{p}");
+    }
 }
