@@ -291,7 +291,8 @@ impl RunResult {
     /// events, or a replay's median on the GPU longer than on the host around it.
     fn timing_problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if !(self.kernel_span_ms <= self.last_replay_gpu_ms + STAMP_SLACK_MS) {
+        let within = self.kernel_span_ms.is_finite() && self.kernel_span_ms <= self.last_replay_gpu_ms + STAMP_SLACK_MS;
+        if !within {
             out.push(format!(
                 "stamped span {:.4} ms outside its replay's events, {:.4} ms",
                 self.kernel_span_ms, self.last_replay_gpu_ms
