@@ -41,10 +41,12 @@ pub fn scaling(args: &ScalingArgs) -> anyhow::Result<ExitCode> {
     for e in &report.errors {
         println!("not measured: {e}");
     }
+    let problems = report.problems();
+    println!("{}", verdict(&problems));
     if let Some(path) = &args.json {
         write_json(path, &report)?;
     }
-    Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.errors.is_empty() && problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 pub fn priority(args: &PriorityArgs) -> anyhow::Result<ExitCode> {
@@ -61,10 +63,17 @@ pub fn priority(args: &PriorityArgs) -> anyhow::Result<ExitCode> {
     println!("  alone                         {:>8} us", sig3(r.alone_us));
     println!("  behind it, equal priority     {:>8} us", sig3(r.equal_priority_us));
     println!("  behind it, priority {:>3}       {:>8} us", r.priority_range.0, sig3(r.high_priority_us));
+    let problems = r.problems();
+    println!("{}", verdict(&problems));
     if let Some(path) = &args.json {
         write_json(path, &r)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// VALID, or INVALID with each problem.
+fn verdict(problems: &[String]) -> String {
+    if problems.is_empty() { "VALID".into() } else { format!("INVALID: {}", problems.join("; ")) }
 }
 
 /// `MxNxK` and a precision as a single GEMM.
@@ -128,11 +137,7 @@ pub fn fusion(args: &FusionArgs) -> anyhow::Result<ExitCode> {
         println!("{}", t.render());
         problems.extend(fusion::problems(report, ceiling).into_iter().map(|p| format!("{}: {p}", op.label())));
     }
-    if problems.is_empty() {
-        println!("VALID: outputs within tolerance, GPU times inside the host's, rates under the measured ceiling");
-    } else {
-        println!("INVALID: {}", problems.join("; "));
-    }
+    println!("{}", verdict(&problems));
     if let Some(path) = &args.json {
         write_json(path, &reports)?;
     }

@@ -94,3 +94,57 @@ pub fn run(lib: &KernelLibrary, ctx: &ExecContext, reps: usize) -> Result<Priori
 fn env<'a>(lib: &'a KernelLibrary, stream: &'a Stream) -> LaunchEnv<'a> {
     LaunchEnv { lib, stream, libs: None, bracket_library_calls: false }
 }
+
+/// How much faster than alone a probe may read behind the background (timer noise).
+pub const FASTER_THAN_ALONE_AT_MOST: f64 = 0.97;
+
+impl PriorityReport {
+    /// What cannot be: the probe faster behind the background than alone. Empty when it can
+    /// be believed.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, us) in [("equal priority", self.equal_priority_us), ("higher priority", self.high_priority_us)] {
+            let possible = us.is_finite() && us >= FASTER_THAN_ALONE_AT_MOST * self.alone_us;
+            if !possible {
+                out.push(format!(
+                    "behind the background at {name} the probe took {us:.1} us, alone {:.1} us",
+                    self.alone_us
+                ));
+            }
+        }
+        let timed = self.alone_us > 0.0 && self.background_ms > 0.0;
+        if !timed {
+            out.push(format!(
+                "probe alone {:.1} us, background {:.3} ms: both must be timed",
+                self.alone_us, self.background_ms
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(alone: f64, equal: f64, high: f64) -> PriorityReport {
+        let fma = |iters| Stressor { kind: StressorKind::Fma { iters }, blocks: 132, threads: 256 };
+        PriorityReport {
+            priority_range: (-5, 0),
+            background: fma(2000),
+            probe: fma(200),
+            alone_us: alone,
+            equal_priority_us: equal,
+            high_priority_us: high,
+            background_ms: 2.3,
+        }
+    }
+
+    #[test]
+    fn a_probe_faster_behind_the_background_than_alone_is_a_problem() {
+        assert!(report(12.0, 2335.0, 147.0).problems().is_empty());
+        let p = report(150.0, 2335.0, 100.0).problems().join("\n");
+        assert!(p.contains("at higher priority the probe took 100.0 us, alone 150.0 us"), "{p}");
+        assert!(!report(f64::NAN, 2335.0, 147.0).problems().is_empty());
+    }
+}

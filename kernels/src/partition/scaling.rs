@@ -117,3 +117,70 @@ pub fn run(
         .collect();
     Ok(ScalingReport { device_sms: sms, work: work(sms), rows, errors })
 }
+
+/// Most a partition may exceed proportional speed (fewer busy SMs may clock a little higher,
+/// and the last wave packs differently), and most any row may exceed the whole device's.
+pub const EFFICIENCY_AT_MOST: f64 = 1.15;
+pub const SPEED_AT_MOST: f64 = 1.05;
+
+impl ScalingReport {
+    /// What cannot be: SMs seen beyond the device's (or, in a green context, beyond those
+    /// granted), compute-bound work faster than its share of SMs allows, or faster than on
+    /// the whole device. Empty when the report can be believed.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.rows {
+            let name = format!("{} {}", r.mechanism, r.requested);
+            let granted = if r.mechanism.starts_with("green") { r.driver_sms } else { self.device_sms };
+            if r.census_sms > granted || r.census_sms == 0 {
+                out.push(format!("{name}: blocks ran on {} SMs, {granted} granted", r.census_sms));
+            }
+            if r.efficiency > EFFICIENCY_AT_MOST {
+                out.push(format!(
+                    "{name}: {:.2}x proportional speed on {:.3} of the SMs (at most {EFFICIENCY_AT_MOST})",
+                    r.efficiency, r.sm_fraction
+                ));
+            }
+            if r.relative_speed > SPEED_AT_MOST {
+                out.push(format!("{name}: {:.2}x the whole device's speed", r.relative_speed));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(mechanism: &str, driver: u32, census: u32, speed: f64) -> ScalingRow {
+        let sm_fraction = census as f64 / 132.0;
+        ScalingRow {
+            mechanism: mechanism.into(),
+            requested: "x".into(),
+            driver_sms: driver,
+            census_sms: census,
+            median_ms: 1.0 / speed,
+            times_ms: vec![1.0 / speed],
+            relative_speed: speed,
+            sm_fraction,
+            efficiency: speed / sm_fraction,
+        }
+    }
+
+    fn report(rows: Vec<ScalingRow>) -> ScalingReport {
+        ScalingReport { device_sms: 132, work: work(132), rows, errors: Vec::new() }
+    }
+
+    #[test]
+    fn proportional_rows_are_believed_and_impossible_ones_are_named() {
+        let good = report(vec![row("device", 132, 132, 1.0), row("green", 64, 64, 0.49), row("mps", 132, 66, 0.5)]);
+        assert!(good.problems().is_empty(), "{:?}", good.problems());
+        let p = report(vec![row("green", 64, 72, 0.55), row("mps", 132, 33, 0.5), row("green", 128, 128, 1.2)])
+            .problems()
+            .join("\n");
+        assert!(p.contains("green x: blocks ran on 72 SMs, 64 granted"), "{p}");
+        assert!(p.contains("mps x: 2.00x proportional speed on 0.250 of the SMs"), "{p}");
+        assert!(p.contains("green x: 1.20x the whole device's speed"), "{p}");
+    }
+}
