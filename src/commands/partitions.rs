@@ -90,28 +90,32 @@ fn parse_gemm(text: &str, precision: &str) -> anyhow::Result<Gemm> {
     }
     let precision: GemmPrecision = serde_json::from_value(serde_json::Value::String(precision.to_lowercase()))
         .map_err(|_| anyhow::anyhow!("--precision `{precision}`: give f32, tf32 or bf16"))?;
-    Ok(Gemm { m, n, k, batch: 1, precision, b_transposed: false })
+    Ok(Gemm { m, n, k, batch: 1, precision, b_transposed: true })
 }
 
 pub fn fusion(args: &FusionArgs) -> anyhow::Result<ExitCode> {
-    let gemms: Vec<Gemm> = args.gemm.iter().map(|g| parse_gemm(g, &args.precision)).collect::<anyhow::Result<_>>()?;
+    let mut experiments: Vec<Vec<Gemm>> =
+        args.gemm.iter().map(|g| parse_gemm(g, &args.precision).map(|g| vec![g])).collect::<anyhow::Result<_>>()?;
+    for mixed in &args.mixed {
+        experiments.push(mixed.split(',').map(|g| parse_gemm(g, &args.precision)).collect::<anyhow::Result<_>>()?);
+    }
     let gpu = open_gpu(&args.gpu)?;
     let ctx = ExecContext::primary(&gpu.device);
-    let reports: Vec<FusionReport> =
-        gemms.iter().map(|g| fusion::run(&gpu.lib, &ctx, g, &args.tenants, args.reps)).collect::<Result<_, _>>()?;
+    let reports: Vec<FusionReport> = experiments
+        .iter()
+        .map(|shapes| fusion::run(&gpu.lib, &ctx, shapes, &args.tenants, args.reps))
+        .collect::<Result<_, _>>()?;
     // after every round (one precision: one ceiling)
-    let ceiling = fusion::ceiling_tflops(&gpu.lib, &ctx, &gemms[0])?;
+    let ceiling = fusion::ceiling_tflops(&gpu.lib, &ctx, &experiments[0][0])?;
     let mut problems = Vec::new();
     for report in &reports {
-        let op = coloc_kernels::ops::Op::Gemm(report.gemm.clone());
-        println!(
-            "{} ({:.1} MFLOP a tenant), median of {} rounds, ms a round:",
-            op.label(),
-            op.cost().flops / 1e6,
-            report.reps
-        );
+        let labels: Vec<String> =
+            report.shapes.iter().map(|g| coloc_kernels::ops::Op::Gemm(g.clone()).label()).collect();
+        let label = labels.join(" / ");
+        println!("{label}, tenants alternating; median of {} rounds, ms a round:", report.reps);
         let mut t = Table::new(&[
             "tenants",
+            "<fused as",
             "time-only",
             "space-only",
             "fused",
@@ -124,6 +128,7 @@ pub fn fusion(args: &FusionArgs) -> anyhow::Result<ExitCode> {
         for r in &report.rows {
             t.row(vec![
                 r.tenants.to_string(),
+                format!("{:?}", r.launch).to_lowercase(),
                 sig3(r.time_only_ms),
                 sig3(r.space_only_ms),
                 sig3(r.fused_ms),
@@ -135,7 +140,7 @@ pub fn fusion(args: &FusionArgs) -> anyhow::Result<ExitCode> {
             ]);
         }
         println!("{}", t.render());
-        problems.extend(fusion::problems(report, ceiling).into_iter().map(|p| format!("{}: {p}", op.label())));
+        problems.extend(fusion::problems(report, ceiling).into_iter().map(|p| format!("{label}: {p}")));
     }
     println!("{}", verdict(&problems));
     if let Some(path) = &args.json {
@@ -151,7 +156,10 @@ mod tests {
     #[test]
     fn a_gemm_is_mxnxk_and_a_precision_and_anything_else_is_an_error_naming_it() {
         let g = parse_gemm("128x3072x768", "BF16").unwrap();
-        assert_eq!((g.m, g.n, g.k, g.batch, g.precision), (128, 3072, 768, 1, GemmPrecision::Bf16));
+        assert_eq!(
+            (g.m, g.n, g.k, g.batch, g.precision, g.b_transposed),
+            (128, 3072, 768, 1, GemmPrecision::Bf16, true)
+        );
         for (text, why) in [("256x256", "three sizes"), ("256x0x256", "at least 1"), ("2x2xq", "positive whole")] {
             let e = parse_gemm(text, "bf16").unwrap_err().to_string();
             assert!(e.contains(text) && e.contains(why), "{text}: {e}");

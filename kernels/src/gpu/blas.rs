@@ -276,6 +276,112 @@ impl Blas {
     }
 }
 
+/// GEMMs of a few shapes that share a precision, their operands apart, grouped by shape: one
+/// grouped launch runs them all (tenants of different models whose layers agree in N and K).
+pub struct GemmGroups {
+    /// One call per group, its shape's representative, and how many calls it has.
+    shapes: Vec<GemmCall>,
+    sizes: Vec<i32>,
+    a: DeviceBuffer,
+    b: DeviceBuffer,
+    c: DeviceBuffer,
+}
+
+impl GemmGroups {
+    /// Groups `calls` by shape (m, n, k, layout, alpha, beta) in order of first appearance;
+    /// every call a single GEMM of one precision.
+    pub fn new(device: &std::sync::Arc<super::Device>, calls: &[GemmCall]) -> Result<GemmGroups> {
+        let (shapes, members) = group_by_shape(calls)?;
+        let ordered: Vec<&GemmCall> = members.iter().flatten().map(|&i| &calls[i]).collect();
+        let upload = |ptrs: Vec<u64>, name: &str| -> Result<DeviceBuffer> {
+            let buf = DeviceBuffer::alloc(device, 8 * ptrs.len(), name)?;
+            buf.upload(&ptrs)?;
+            Ok(buf)
+        };
+        Ok(GemmGroups {
+            sizes: members.iter().map(|m| m.len() as i32).collect(),
+            a: upload(ordered.iter().map(|g| g.a).collect(), "grouped GEMM A pointers")?,
+            b: upload(ordered.iter().map(|g| g.b).collect(), "grouped GEMM B pointers")?,
+            c: upload(ordered.iter().map(|g| g.c).collect(), "grouped GEMM C pointers")?,
+            shapes,
+        })
+    }
+
+    pub fn groups(&self) -> usize {
+        self.shapes.len()
+    }
+}
+
+impl Blas {
+    /// Queues every GEMM of `g` as one grouped launch (cublasGemmGroupedBatchedEx), row-major
+    /// as [`Blas::gemm`].
+    pub fn gemm_groups(&self, g: &GemmGroups) -> Result<()> {
+        use cublas::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+        let (data, compute) = data_and_compute(g.shapes[0].precision);
+        let per = |f: &dyn Fn(&GemmCall) -> i32| -> Vec<i32> { g.shapes.iter().map(f).collect() };
+        let trans_b: Vec<cublas::cublasOperation_t> =
+            g.shapes.iter().map(|s| if s.b_transposed { CUBLAS_OP_T } else { CUBLAS_OP_N }).collect();
+        let trans_a = vec![CUBLAS_OP_N; g.shapes.len()];
+        let (m, n, k) = (per(&|s| s.n as i32), per(&|s| s.m as i32), per(&|s| s.k as i32));
+        let (lda, ldb, ldc) = (per(&|s| s.ldb as i32), per(&|s| s.lda as i32), per(&|s| s.n as i32));
+        let alpha: Vec<f32> = g.shapes.iter().map(|s| s.alpha).collect();
+        let beta: Vec<f32> = g.shapes.iter().map(|s| s.beta).collect();
+        // SAFETY: the handle is live and bound to its stream; every host array has one entry
+        // per group and lives to the end of the call; the device pointer arrays hold the sum of
+        // `sizes` pointers, ordered by group (uploaded by `GemmGroups::new`, alive as long as
+        // `g`), to operands of their group's shape that the caller keeps alive until the launch
+        // ends. Column-major with the operands swapped, as in `gemm`.
+        let s = unsafe {
+            cublas::cublasGemmGroupedBatchedEx(
+                self.handle,
+                trans_b.as_ptr(),
+                trans_a.as_ptr(),
+                m.as_ptr(),
+                n.as_ptr(),
+                k.as_ptr(),
+                alpha.as_ptr() as *const c_void,
+                g.b.ptr() as *const *const c_void,
+                data,
+                lda.as_ptr(),
+                g.a.ptr() as *const *const c_void,
+                data,
+                ldb.as_ptr(),
+                beta.as_ptr() as *const c_void,
+                g.c.ptr() as *const *mut c_void,
+                data,
+                ldc.as_ptr(),
+                g.shapes.len() as i32,
+                g.sizes.as_ptr(),
+                compute,
+            )
+        };
+        status(s, "cublasGemmGroupedBatchedEx")
+    }
+}
+
+/// The distinct shapes of `calls` (m, n, k, layout, alpha, beta) in order of first appearance,
+/// and the indices of the calls of each; every call a single GEMM of one precision.
+fn group_by_shape(calls: &[GemmCall]) -> Result<(Vec<GemmCall>, Vec<Vec<usize>>)> {
+    let what = "a grouped launch of GEMMs";
+    let first = calls.first().ok_or_else(|| Error::invalid(what, "no GEMMs given"))?;
+    if let Some(i) = calls.iter().position(|g| g.precision != first.precision || g.batch != 1) {
+        return Err(Error::invalid(what, format!("GEMM {i} is not a single GEMM of GEMM 0's precision")));
+    }
+    let key = |g: &GemmCall| (g.m, g.n, g.k, g.b_transposed, g.lda, g.ldb, g.alpha.to_bits(), g.beta.to_bits());
+    let mut shapes: Vec<GemmCall> = Vec::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for (i, g) in calls.iter().enumerate() {
+        match shapes.iter().position(|s| key(s) == key(g)) {
+            Some(j) => members[j].push(i),
+            None => {
+                shapes.push(*g);
+                members.push(vec![i]);
+            }
+        }
+    }
+    Ok((shapes, members))
+}
+
 /// The storage type and compute mode of a precision.
 fn data_and_compute(precision: GemmPrecision) -> (cublas::cudaDataType, cublas::cublasComputeType_t) {
     match precision {
@@ -292,5 +398,24 @@ impl Drop for Blas {
         unsafe {
             cublas::cublasDestroy_v2(self.handle);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemms_group_by_shape_in_order_of_first_appearance() {
+        let call = |m: usize, p: u64| GemmCall::dense(m, 3072, 768, true, GemmPrecision::Bf16, p, p + 1, p + 2);
+        let calls = [call(128, 0), call(197, 10), call(128, 20), call(197, 30), call(128, 40)];
+        let (shapes, members) = group_by_shape(&calls).unwrap();
+        assert_eq!(shapes.iter().map(|s| s.m).collect::<Vec<_>>(), vec![128, 197]);
+        assert_eq!(members, vec![vec![0, 2, 4], vec![1, 3]]);
+        let mut f32 = call(128, 50);
+        f32.precision = GemmPrecision::F32;
+        let e = group_by_shape(&[call(128, 0), f32]).unwrap_err().to_string();
+        assert!(e.contains("GEMM 1 is not a single GEMM of GEMM 0's precision"), "{e}");
+        assert!(group_by_shape(&[]).is_err());
     }
 }

@@ -18,7 +18,7 @@ pub mod nvrtc;
 mod plans;
 pub mod stream_libs;
 
-pub use blas::{Blas, GemmCall, GemmPointers, GemmPrecision};
+pub use blas::{Blas, GemmCall, GemmGroups, GemmPointers, GemmPrecision};
 pub use blas_lt::{BlasLt, GemmEpilogue, LinearShape};
 pub use context::{ExecContext, Stream};
 pub use device::{Device, DeviceInfo};
