@@ -219,11 +219,7 @@ impl GemmPointers {
         if first.batch != 1 {
             return Err(Error::invalid(what, format!("GEMMs of batch {}: give single GEMMs", first.batch)));
         }
-        let upload = |ptrs: Vec<u64>, name: &str| -> Result<DeviceBuffer> {
-            let buf = DeviceBuffer::alloc(device, 8 * ptrs.len(), name)?;
-            buf.upload(&ptrs)?;
-            Ok(buf)
-        };
+        let upload = |ptrs: Vec<u64>, name: &str| upload_pointers(device, &ptrs, name);
         Ok(GemmPointers {
             shape: *first,
             a: upload(calls.iter().map(|g| g.a).collect(), "batched GEMM A pointers")?,
@@ -293,11 +289,7 @@ impl GemmGroups {
     pub fn new(device: &std::sync::Arc<super::Device>, calls: &[GemmCall]) -> Result<GemmGroups> {
         let (shapes, members) = group_by_shape(calls)?;
         let ordered: Vec<&GemmCall> = members.iter().flatten().map(|&i| &calls[i]).collect();
-        let upload = |ptrs: Vec<u64>, name: &str| -> Result<DeviceBuffer> {
-            let buf = DeviceBuffer::alloc(device, 8 * ptrs.len(), name)?;
-            buf.upload(&ptrs)?;
-            Ok(buf)
-        };
+        let upload = |ptrs: Vec<u64>, name: &str| upload_pointers(device, &ptrs, name);
         Ok(GemmGroups {
             sizes: members.iter().map(|m| m.len() as i32).collect(),
             a: upload(ordered.iter().map(|g| g.a).collect(), "grouped GEMM A pointers")?,
@@ -357,6 +349,13 @@ impl Blas {
         };
         status(s, "cublasGemmGroupedBatchedEx")
     }
+}
+
+/// Device pointers in device memory, for a launch that reads its operands' addresses there.
+fn upload_pointers(device: &std::sync::Arc<super::Device>, ptrs: &[u64], name: &str) -> Result<DeviceBuffer> {
+    let buf = DeviceBuffer::alloc(device, 8 * ptrs.len(), name)?;
+    buf.upload(ptrs)?;
+    Ok(buf)
 }
 
 /// The distinct shapes of `calls` (m, n, k, layout, alpha, beta) in order of first appearance,
