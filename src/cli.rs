@@ -234,6 +234,20 @@ pub enum ModelsCommand {
     /// pairs measured by coloc (`coloc measure suites/torch-pairs.toml`): each model's slowdown
     /// against running alone (no GPU needed).
     ComparePairs(ComparePairsArgs),
+    /// Which matrix products of two models one grouped launch could run together (space-time's
+    /// super-kernel: same N, K and precision), for every pair of the models given (no GPU needed).
+    Fusable(FusableArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FusableArgs {
+    /// Models (default: every shipped one).
+    pub models: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Also list the shared shapes of each pair.
+    #[arg(long)]
+    pub shapes: bool,
 }
 
 #[derive(Args, Debug)]

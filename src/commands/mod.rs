@@ -3,6 +3,7 @@
 mod dataset;
 mod devices;
 mod evaluate;
+mod fusable;
 mod kernels;
 mod measure;
 mod models;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(ModelsCommand::Run(a)) => models::run(&a),
         Command::Models(ModelsCommand::Compare(a)) => models::compare(&a),
         Command::Models(ModelsCommand::ComparePairs(a)) => pairs::compare(&a),
+        Command::Models(ModelsCommand::Fusable(a)) => fusable::run(&a),
         Command::Suite(SuiteCommand::Validate(a)) => suite::validate(&a),
         Command::Suite(SuiteCommand::Expand(a)) => suite::expand(&a),
         Command::Measure(a) => measure::run(&a),

@@ -5,6 +5,7 @@ pub mod arrival;
 pub mod batcher;
 pub mod clockwork;
 pub mod error;
+pub mod fusion;
 pub mod graph;
 pub mod headroom;
 pub mod model;

@@ -11,7 +11,7 @@ use super::memory::DeviceBuffer;
 use crate::error::{Error, Result};
 
 /// Arithmetic of a GEMM: operand storage and the tensor-core mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GemmPrecision {
     /// f32 storage, full f32 arithmetic (no tensor cores).
