@@ -168,14 +168,15 @@ pub struct FusionArgs {
     #[command(flatten)]
     pub gpu: GpuArgs,
     /// GEMM shapes MxNxK (A m x k times a weight stored n x k, as a linear layer keeps it),
-    /// repeatable: every tenant runs the shape. The defaults: the paper's 256^3, and
-    /// bert_base's feed-forward at batch 1, sequence 128.
-    #[arg(long, default_values_t = ["256x256x256".to_string(), "128x3072x768".to_string()])]
+    /// repeatable; several joined by commas alternate over the tenants and fuse as one grouped
+    /// launch. The defaults: the paper's 256^3; bert_base's feed-forward at batch 1, sequence
+    /// 128; and it alternating with vit_b16's (197 rows).
+    #[arg(long, default_values_t = [
+        "256x256x256".to_string(),
+        "128x3072x768".to_string(),
+        "128x3072x768,197x3072x768".to_string(),
+    ])]
     pub gemm: Vec<String>,
-    /// Comma-separated shapes whose tenants alternate, fused as one grouped launch, repeatable.
-    /// The default: bert_base's and vit_b16's feed-forward at batch 1 (128 and 197 rows).
-    #[arg(long, default_values_t = ["128x3072x768,197x3072x768".to_string()])]
-    pub mixed: Vec<String>,
     /// f32, tf32 or bf16.
     #[arg(long, default_value = "bf16")]
     pub precision: String,

@@ -263,7 +263,7 @@ fn models_fusable_needs_no_gpu_and_finds_the_transformers_shared_products() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line = stdout.lines().find(|l| l.starts_with("bert_base") && l.contains("vit_b16")).expect("the pair");
     assert!(line.contains("48 of 49"), "{line}");
-    assert!(stdout.contains("N 3072 K 768 Bf16: 12 x M 128 / 12 x M 197"), "{stdout}");
+    assert!(stdout.contains("N 3072 K 768 Bf16: 12 pairs, M [128] / M [197]"), "{stdout}");
     let cnn = stdout.lines().find(|l| l.starts_with("bert_base") && l.contains("resnet50"));
     let cnn = cnn.or_else(|| stdout.lines().find(|l| l.starts_with("resnet50") && l.contains("bert_base")));
     assert!(cnn.expect("the CNN pair").contains("0.0%"), "{stdout}");

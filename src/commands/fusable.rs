@@ -35,8 +35,8 @@ pub fn run(args: &FusableArgs) -> anyhow::Result<ExitCode> {
                 a.model.clone(),
                 b.model.clone(),
                 f.shared.len().to_string(),
-                format!("{} of {}", f.fused_a, f.products_a),
-                format!("{} of {}", f.fused_b, f.products_b),
+                format!("{} of {}", f.fused, f.products_a),
+                format!("{} of {}", f.fused, f.products_b),
                 format!("{:.1}%", 100.0 * f.share_a),
                 format!("{:.1}%", 100.0 * f.share_b),
             ]);
@@ -44,14 +44,17 @@ pub fn run(args: &FusableArgs) -> anyhow::Result<ExitCode> {
                 details.push(format!("{} / {}:", a.model, b.model));
                 for r in &f.shared {
                     details.push(format!(
-                        "  N {} K {} {:?}: {} x M {} / {} x M {}",
-                        r.shape.n, r.shape.k, r.shape.precision, r.count_a, r.m_a, r.count_b, r.m_b
+                        "  N {} K {} {:?}: {} pairs, M {:?} / M {:?}",
+                        r.shape.n, r.shape.k, r.shape.precision, r.pairs, r.m_a, r.m_b
                     ));
                 }
             }
         }
     }
-    println!("batch {}: products that fuse pairwise in lockstep (same N, K, precision; any M)", args.batch);
+    println!(
+        "batch {}: products that fuse pairwise in lockstep (same N, K, precision, any M, in graph order; at most what a runtime gets)",
+        args.batch
+    );
     println!("{}", t.render());
     details.iter().for_each(|d| println!("{d}"));
     Ok(ExitCode::SUCCESS)

@@ -298,7 +298,8 @@ impl RunResult {
                 self.kernel_span_ms, self.last_replay_gpu_ms
             ));
         }
-        if self.graph_gpu_ms.median > self.graph_host_ms.median {
+        let (gpu, host) = (self.graph_gpu_ms.median, self.graph_host_ms.median);
+        if !(gpu.is_finite() && host.is_finite()) || gpu > host {
             out.push(format!(
                 "replays {:.4} ms on the GPU but {:.4} ms on the host around them",
                 self.graph_gpu_ms.median, self.graph_host_ms.median

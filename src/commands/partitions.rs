@@ -94,11 +94,11 @@ fn parse_gemm(text: &str, precision: &str) -> anyhow::Result<Gemm> {
 }
 
 pub fn fusion(args: &FusionArgs) -> anyhow::Result<ExitCode> {
-    let mut experiments: Vec<Vec<Gemm>> =
-        args.gemm.iter().map(|g| parse_gemm(g, &args.precision).map(|g| vec![g])).collect::<anyhow::Result<_>>()?;
-    for mixed in &args.mixed {
-        experiments.push(mixed.split(',').map(|g| parse_gemm(g, &args.precision)).collect::<anyhow::Result<_>>()?);
-    }
+    let experiments: Vec<Vec<Gemm>> = args
+        .gemm
+        .iter()
+        .map(|shapes| shapes.split(',').map(|g| parse_gemm(g, &args.precision)).collect::<anyhow::Result<_>>())
+        .collect::<anyhow::Result<_>>()?;
     let gpu = open_gpu(&args.gpu)?;
     let ctx = ExecContext::primary(&gpu.device);
     let reports: Vec<FusionReport> = experiments
@@ -112,7 +112,8 @@ pub fn fusion(args: &FusionArgs) -> anyhow::Result<ExitCode> {
         let labels: Vec<String> =
             report.shapes.iter().map(|g| coloc_kernels::ops::Op::Gemm(g.clone()).label()).collect();
         let label = labels.join(" / ");
-        println!("{label}, tenants alternating; median of {} rounds, ms a round:", report.reps);
+        let alternating = if report.shapes.len() > 1 { ", tenants alternating" } else { "" };
+        println!("{label}{alternating}; median of {} rounds, ms a round:", report.reps);
         let mut t = Table::new(&[
             "tenants",
             "<fused as",

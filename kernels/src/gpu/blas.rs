@@ -272,6 +272,9 @@ impl Blas {
     }
 }
 
+/// The first cuBLAS with grouped batched GEMMs (12.5).
+const GROUPED_SINCE: i32 = 120_500;
+
 /// GEMMs of a few shapes that share a precision, their operands apart, grouped by shape: one
 /// grouped launch runs them all (tenants of different models whose layers agree in N and K).
 pub struct GemmGroups {
@@ -309,6 +312,14 @@ impl Blas {
     /// as [`Blas::gemm`].
     pub fn gemm_groups(&self, g: &GemmGroups) -> Result<()> {
         use cublas::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+        // the symbol is looked up on first use: an older library would panic there
+        let version = self.version()?;
+        if version < GROUPED_SINCE {
+            return Err(Error::invalid(
+                "a grouped launch of GEMMs",
+                format!("cuBLAS {version} has no cublasGemmGroupedBatchedEx (since {GROUPED_SINCE})"),
+            ));
+        }
         let (data, compute) = data_and_compute(g.shapes[0].precision);
         let per = |f: &dyn Fn(&GemmCall) -> i32| -> Vec<i32> { g.shapes.iter().map(f).collect() };
         let trans_b: Vec<cublas::cublasOperation_t> =

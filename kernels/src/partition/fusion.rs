@@ -223,7 +223,8 @@ pub fn problems(report: &FusionReport, ceiling_tflops: f64) -> Vec<String> {
     let mut out = Vec::new();
     for r in &report.rows {
         let k = r.tenants;
-        if r.fused_vs_unfused_error > report.tolerance || r.fused_vs_reference_error > report.tolerance {
+        let within = |e: f64| e.is_finite() && e <= report.tolerance;
+        if !within(r.fused_vs_unfused_error) || !within(r.fused_vs_reference_error) {
             out.push(format!(
                 "{k} tenants: fused outputs off by {:.2e} from the unfused and {:.2e} from the reference (tolerance {:.1e})",
                 r.fused_vs_unfused_error, r.fused_vs_reference_error, report.tolerance
@@ -235,13 +236,13 @@ pub fn problems(report: &FusionReport, ceiling_tflops: f64) -> Vec<String> {
             ("fused", r.fused_ms, r.fused_host_ms),
         ] {
             // event resolution is about 0.5 us
-            if gpu > host + 1e-3 {
+            if !(gpu.is_finite() && host.is_finite()) || gpu > host + 1e-3 {
                 out.push(format!(
                     "{k} tenants, {name}: {gpu:.4} ms on the GPU's events but {host:.4} ms on the host around them"
                 ));
             }
         }
-        if ceiling_tflops > 0.0 && r.fused_tflops > ceiling_tflops {
+        if !r.fused_tflops.is_finite() || (ceiling_tflops > 0.0 && r.fused_tflops > ceiling_tflops) {
             out.push(format!(
                 "{k} tenants: the fused launch at {:.1} TFLOP/s, above the device's {ceiling_tflops:.1}",
                 r.fused_tflops

@@ -124,24 +124,25 @@ pub const EFFICIENCY_AT_MOST: f64 = 1.15;
 pub const SPEED_AT_MOST: f64 = 1.05;
 
 impl ScalingReport {
-    /// What cannot be: SMs seen beyond the device's (or, in a green context, beyond those
-    /// granted), compute-bound work faster than its share of SMs allows, or faster than on
+    /// What cannot be: SMs seen beyond those granted (a green context's, an MPS client's
+    /// limit), compute-bound work faster than its share of SMs allows, or faster than on
     /// the whole device. Empty when the report can be believed.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         for r in &self.rows {
             let name = format!("{} {}", r.mechanism, r.requested);
-            let granted = if r.mechanism.starts_with("green") { r.driver_sms } else { self.device_sms };
+            // a green context's SMs, an MPS client's limit, the device's own count
+            let granted = r.driver_sms;
             if r.census_sms > granted || r.census_sms == 0 {
                 out.push(format!("{name}: blocks ran on {} SMs, {granted} granted", r.census_sms));
             }
-            if r.efficiency > EFFICIENCY_AT_MOST {
+            if !r.efficiency.is_finite() || r.efficiency > EFFICIENCY_AT_MOST {
                 out.push(format!(
                     "{name}: {:.2}x proportional speed on {:.3} of the SMs (at most {EFFICIENCY_AT_MOST})",
                     r.efficiency, r.sm_fraction
                 ));
             }
-            if r.relative_speed > SPEED_AT_MOST {
+            if !r.relative_speed.is_finite() || r.relative_speed > SPEED_AT_MOST {
                 out.push(format!("{name}: {:.2}x the whole device's speed", r.relative_speed));
             }
         }
@@ -174,13 +175,21 @@ mod tests {
 
     #[test]
     fn proportional_rows_are_believed_and_impossible_ones_are_named() {
-        let good = report(vec![row("device", 132, 132, 1.0), row("green", 64, 64, 0.49), row("mps", 132, 66, 0.5)]);
+        let good = report(vec![row("device", 132, 132, 1.0), row("green", 64, 64, 0.49), row("mps", 66, 66, 0.5)]);
         assert!(good.problems().is_empty(), "{:?}", good.problems());
-        let p = report(vec![row("green", 64, 72, 0.55), row("mps", 132, 33, 0.5), row("green", 128, 128, 1.2)])
-            .problems()
-            .join("\n");
+        let p = report(vec![
+            row("green", 64, 72, 0.55),
+            row("mps", 33, 33, 0.5),
+            row("green", 128, 128, 1.2),
+            row("mps", 14, 20, 0.15),
+            row("green", 8, 8, f64::NAN),
+        ])
+        .problems()
+        .join("\n");
         assert!(p.contains("green x: blocks ran on 72 SMs, 64 granted"), "{p}");
         assert!(p.contains("mps x: 2.00x proportional speed on 0.250 of the SMs"), "{p}");
         assert!(p.contains("green x: 1.20x the whole device's speed"), "{p}");
+        assert!(p.contains("mps x: blocks ran on 20 SMs, 14 granted"), "an MPS client beyond its limit: {p}");
+        assert!(p.contains("green x: NaNx proportional speed"), "an untimed row: {p}");
     }
 }
