@@ -160,6 +160,8 @@ impl Blas {
         use cublas::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
         let (data, compute) = data_and_compute(g.precision);
         let trans_b = if g.b_transposed { CUBLAS_OP_T } else { CUBLAS_OP_N };
+        // SAFETY: the handle is live and bound to its stream; the operands are device
+        // allocations of the call's shape that the caller keeps alive until the launch ends.
         let s = unsafe {
             cublas::cublasGemmStridedBatchedEx(
                 self.handle,

@@ -48,16 +48,8 @@ impl Rig<'_> {
     /// Captures the graphs `layout` needs on every slot that are not captured yet; how many.
     pub(super) fn ensure(&mut self, layout: &Layout) -> Result<usize> {
         let mut captured = 0;
-        for slot in 0..self.slots.len() {
-            for stage in 0..layout.split.stages() {
-                let (e, r) = (layout.element_of[stage], layout.split.range(stage));
-                let key = (slot, e, r.start, r.end);
-                if !self.graphs.contains_key(&key) {
-                    let exec = self.slots[slot].capture_ops(&self.env(e), r)?;
-                    self.graphs.insert(key, exec);
-                    captured += 1;
-                }
-            }
+        while self.capture_one(layout)? {
+            captured += 1;
         }
         Ok(captured)
     }
