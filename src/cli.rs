@@ -599,7 +599,8 @@ pub struct PipelineArgs {
     /// Relative change of an element's estimated slowdown that calls for a response.
     #[arg(long, default_value_t = 0.10)]
     pub threshold: f64,
-    /// Pause of an element whose stages change (graphs captured again), microseconds.
+    /// How long after a response its layout takes effect (its stage graphs captured meanwhile,
+    /// batches flowing through the layout before), microseconds.
     #[arg(long, default_value_t = 2000.0)]
     pub switch_us: f64,
     /// Also search each policy's goodput: the highest rate holding 99% within the SLO.

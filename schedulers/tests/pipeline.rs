@@ -228,3 +228,21 @@ fn contention_the_policies_expect_slows_every_policy_alike_and_draws_no_response
         assert!(e.contains("contention") && e.contains("one factor per element (3)"), "{e}");
     }
 }
+
+#[test]
+fn a_response_takes_effect_after_the_switch_time_and_batches_flow_meanwhile() {
+    let ops = resnet50_b8_green40();
+    let episode: [Episode; 1] = ["1:2-6:2.09".parse().unwrap()];
+    let with = |switch_us: f64| {
+        let params = Params { switch_us, ..Params::default() };
+        let run = PipelineSpec { params, ..spec(&ops, 3, 8.0, &episode, 1) }.check().unwrap();
+        let rate = 0.5 * run.capacity_rps();
+        simulate(&run, Policy::Odin, rate).unwrap()
+    };
+    let (soon, late) = (with(2_000.0), with(3_000_000.0));
+    // ODIN's layout three seconds late leaves the slowed element the bottleneck for most of
+    // the episode; nothing stops meanwhile, every batch completes
+    assert!(late.slo_attainment < soon.slo_attainment - 0.2, "{soon:?}\n{late:?}");
+    assert_eq!(late.completed, late.arrived);
+    assert!(soon.responses >= 2 && late.responses >= 1);
+}

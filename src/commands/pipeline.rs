@@ -88,7 +88,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{}", t.render());
     println!(
-        "simulated from measured solo operator times ({}); each element's slowdown is the median of its last {} services; a response pauses the elements it changes for {} us",
+        "simulated from measured solo operator times ({}); each element's slowdown is the median of its last {} services; a response's layout takes effect {} us after it",
         args.profiles.display(),
         args.window,
         args.switch_us

@@ -141,7 +141,8 @@ fn print_profiles(m: &MeasuredPipeline) {
 }
 
 /// The simulator's forecast of each measured run: the measured operator times, the measured
-/// slowdown over the stressor's episode, and the measured capture time as the switch pause.
+/// slowdown over the stressor's episode, the measured basis as each element's contention, and
+/// the median measured time from a response to its layout taking effect.
 fn simulate_alike(m: &MeasuredPipeline, params: Params) -> anyhow::Result<Vec<coloc_schedulers::pipeline::Outcome>> {
     let ops = Operators {
         model: m.model.clone(),
@@ -149,9 +150,14 @@ fn simulate_alike(m: &MeasuredPipeline, params: Params) -> anyhow::Result<Vec<co
         share: SoloShare::Green { sms: m.profiles[0].granted_sms },
         us: m.op_us.clone(),
     };
-    let captures: Vec<f64> = m.runs.iter().flat_map(|r| r.responses.iter().map(|x| x.capture_ms)).collect();
+    // a response's layout takes effect when its graphs are captured: the measured time to that
+    let to_effect_us: Vec<f64> = m
+        .runs
+        .iter()
+        .flat_map(|r| r.responses.iter().filter_map(|x| x.applied_ns.map(|a| (a - x.at_ns) as f64 / 1e3)))
+        .collect();
     let switch_us =
-        if captures.is_empty() { params.switch_us } else { coloc_kernels::stats::median_of(&captures) * 1e3 };
+        if to_effect_us.is_empty() { params.switch_us } else { coloc_kernels::stats::median_of(&to_effect_us) };
     let episodes = [Episode {
         element: m.stress.element,
         from_s: m.stress.from_s,

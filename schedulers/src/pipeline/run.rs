@@ -49,7 +49,9 @@ pub struct Params {
     pub window: usize,
     /// A relative change of an element's estimated slowdown that calls for a response.
     pub threshold: f64,
-    /// How long an element whose stages changed pauses (its stage graphs captured again), us.
+    /// How long after a response its layout takes effect, us: its stage graphs are captured
+    /// meanwhile, and batches keep flowing through the layout before (as the measured
+    /// pipeline does).
     pub switch_us: f64,
 }
 
@@ -115,6 +117,8 @@ struct Service {
 enum Event {
     /// An episode starts or ends (only the oracle is told).
     Boundary,
+    /// A response's layout takes effect.
+    Apply,
     Arrival(usize),
     Done(usize),
 }
@@ -128,7 +132,11 @@ struct State<'a> {
     /// Per stage: queued items with the time they were queued.
     queues: Vec<VecDeque<(u64, usize)>>,
     busy: Vec<Option<Service>>,
-    paused_until: Vec<u64>,
+    /// The layout batches run: the policy's, once its last response took effect.
+    layout: Layout,
+    /// When the policy's last response takes effect, while it has not; the policy watches no
+    /// service meanwhile (they run the layout it replaced).
+    pending_until: Option<u64>,
     items: Vec<Item>,
     events: BinaryHeap<Reverse<(u64, u64, Event)>>,
     seq: u64,
@@ -141,9 +149,9 @@ impl State<'_> {
     }
 
     fn enqueue(&mut self, now: u64, item: usize) {
-        let stage = self.control.layout().split.stage_of(self.items[item].next_op);
+        let stage = self.layout.split.stage_of(self.items[item].next_op);
         self.queues[stage].push_back((now, item));
-        self.start(now, self.control.layout().element_of[stage]);
+        self.start(now, self.layout.element_of[stage]);
     }
 
     /// Starts the element's oldest queued item among its stages, if it is idle.
@@ -152,21 +160,23 @@ impl State<'_> {
             return;
         }
         let stage = (0..self.queues.len())
-            .filter(|&s| self.control.layout().element_of[s] == element)
+            .filter(|&s| self.layout.element_of[s] == element)
             .filter_map(|s| self.queues[s].front().map(|(t, _)| (*t, s)))
             .min()
             .map(|(_, s)| s);
         let Some(stage) = stage else { return };
         let (_, item) = self.queues[stage].pop_front().expect("non-empty");
-        let begin = now.max(self.paused_until[element]);
-        let end_op = self.control.layout().split.range(stage).end;
+        let begin = now;
+        let end_op = self.layout.split.range(stage).end;
         let solo_us: f64 = self.op_us[self.items[item].next_op..end_op].iter().sum();
         let slow = self.contention[element] * slowdown_at(self.episodes, element, begin as f64 / 1e9);
         self.busy[element] = Some(Service { item, end_op });
         let took = (solo_us * slow * 1e3).round() as u64;
         self.push(begin + took, Event::Done(element));
         // what the element's timing shows: this service against its solo time
-        self.control.observe(element, took as f64 / (solo_us * 1e3));
+        if self.pending_until.is_none() {
+            self.control.observe(element, took as f64 / (solo_us * 1e3));
+        }
     }
 
     /// Re-queues every waiting item into the stage that now holds its next operator.
@@ -174,7 +184,7 @@ impl State<'_> {
         let mut waiting: Vec<(u64, usize)> = self.queues.iter_mut().flat_map(|q| q.drain(..)).collect();
         waiting.sort();
         for (t, item) in waiting {
-            let stage = self.control.layout().split.stage_of(self.items[item].next_op);
+            let stage = self.layout.split.stage_of(self.items[item].next_op);
             self.queues[stage].push_back((t, item));
         }
     }
@@ -242,14 +252,16 @@ pub fn simulate(run: &Pipeline, policy: Policy, rate_rps: f64) -> Result<Outcome
         Schedule::Open { arrivals_ns } => arrivals_ns,
         Schedule::Closed { .. } => unreachable!("a Poisson process is open"),
     };
+    let control = Controller::new(policy, *params, &ops.us, &contention);
     let mut st = State {
         op_us: &ops.us,
         episodes,
-        control: Controller::new(policy, *params, &ops.us, &contention),
+        layout: control.layout().clone(),
+        control,
         contention: contention.clone(),
         queues: vec![VecDeque::new(); elements],
         busy: (0..elements).map(|_| None).collect(),
-        paused_until: vec![0; elements],
+        pending_until: None,
         items: arrivals.iter().map(|&a| Item { arrival_ns: a, next_op: 0 }).collect(),
         events: BinaryHeap::new(),
         seq: 0,
@@ -277,11 +289,13 @@ pub fn simulate(run: &Pipeline, policy: Policy, rate_rps: f64) -> Result<Outcome
             Event::Boundary => {
                 let at_s = now as f64 / 1e9;
                 let contention = &st.contention;
-                if let Some(before) = st.control.resplit(|e| contention[e] * slowdown_at(episodes, e, at_s)) {
-                    apply(&mut st, now, &before, params);
+                if st.control.resplit(|e| contention[e] * slowdown_at(episodes, e, at_s)).is_some() {
+                    respond(&mut st, now, params);
                     responses += 1;
                 }
             }
+            Event::Apply if st.pending_until == Some(now) => apply(&mut st, now),
+            Event::Apply => {} // a later response's takes effect instead
             Event::Arrival(item) => st.enqueue(now, item),
             Event::Done(element) => {
                 let Service { item, end_op } = st.busy[element].take().expect("busy");
@@ -293,8 +307,9 @@ pub fn simulate(run: &Pipeline, policy: Policy, rate_rps: f64) -> Result<Outcome
                 }
                 // an element that runs no stage is judged by its load as the system sees it
                 let at_s = now as f64 / 1e9;
-                if let Some(before) = st.control.after_service(element, |e| slowdown_at(episodes, e, at_s)) {
-                    apply(&mut st, now, &before, params);
+                let watching = st.pending_until.is_none();
+                if watching && st.control.after_service(element, |e| slowdown_at(episodes, e, at_s)).is_some() {
+                    respond(&mut st, now, params);
                     responses += 1;
                 }
                 st.start(now, element);
@@ -345,14 +360,18 @@ fn validate(spec: &PipelineSpec) -> Result<()> {
     Ok(())
 }
 
-/// Pauses the elements whose stages changed from `before` and re-queues the waiting batches.
-fn apply(st: &mut State, now: u64, before: &Layout, params: &Params) {
-    let pause = now + (params.switch_us * 1e3) as u64;
-    let layout = st.control.layout().clone();
-    for s in layout.changed_stages(before) {
-        let e = layout.element_of[s];
-        st.paused_until[e] = st.paused_until[e].max(pause);
-    }
+/// A response at `now`: its layout takes effect `switch_us` later.
+fn respond(st: &mut State, now: u64, params: &Params) {
+    let at = now + (params.switch_us * 1e3).round() as u64;
+    st.pending_until = Some(at);
+    st.push(at, Event::Apply);
+}
+
+/// The policy's layout takes effect: waiting batches re-queued into the stages that now hold
+/// their next operators, idle elements started.
+fn apply(st: &mut State, now: u64) {
+    st.layout = st.control.layout().clone();
+    st.pending_until = None;
     st.requeue();
     for e in 0..st.busy.len() {
         st.start(now, e);
