@@ -308,7 +308,9 @@ pub fn simulate(run: &Pipeline, policy: Policy, rate_rps: f64) -> Result<Outcome
                 // an element that runs no stage is judged by its load as the system sees it
                 let at_s = now as f64 / 1e9;
                 let watching = st.pending_until.is_none();
-                if watching && st.control.after_service(element, |e| slowdown_at(episodes, e, at_s)).is_some() {
+                let contention = &st.contention;
+                let idle = |e: usize| contention[e] * slowdown_at(episodes, e, at_s);
+                if watching && st.control.after_service(element, idle).is_some() {
                     respond(&mut st, now, params);
                     responses += 1;
                 }

@@ -155,8 +155,11 @@ impl Run<'_, '_> {
                             if let (Some(ns), true, None) = (span.duration_ns(), current, &changed) {
                                 control.observe(e, ns as f64 / 1e3 / solo_us);
                                 // an element that runs no stage is judged by its load as the
-                                // system sees it: the stressor is known to the system
-                                let idle = |x: usize| if stress.active(x, t_s) { stressed_slowdown } else { 1.0 };
+                                // system sees it (the stressor is known to the system), beside
+                                // busy neighbours as a stage there would run
+                                let idle = |x: usize| {
+                                    self.basis[x] * if stress.active(x, t_s) { stressed_slowdown } else { 1.0 }
+                                };
                                 changed = control.after_service(e, idle).map(|b| (b, control.estimates().to_vec()));
                             }
                         }
