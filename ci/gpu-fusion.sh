@@ -1,7 +1,7 @@
 #!/bin/bash
 # GPU only (not part of CI), run through the device tool from the repository root with the
 # stripped binary carried as .gpu/coloc.xz (README): space-time's super-kernel
-# (docs/schedulers.md, "Space-time's GEMM fusion"): 1-32 tenants' same-shape GEMMs one after
+# (docs/schedulers.md, "space-time's super-kernel, on its own"): 1-32 tenants' same-shape GEMMs one after
 # another, each on a stream of its own, and as one batched launch, for the paper's 256^3 and
 # bert_base's feed-forward at batch 1. Everything lands in $OUT/fusion.tgz.
 set -u

@@ -25,7 +25,7 @@ pub enum Policy {
     /// ODIN: boundary layers move between neighbouring stages.
     Odin,
     /// An upper bound for moving layers: told each slowdown as it starts and ends, re-splits at
-    /// once to the best split for it (still pausing the elements it changes).
+    /// once to the best split for it (taking effect as a response does).
     Oracle,
 }
 
@@ -45,7 +45,7 @@ impl Policy {
 /// How the responding policies watch and what a response costs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Params {
-    /// Services of an element between two estimates of its slowdown (their mean).
+    /// Services of an element between two estimates of its slowdown (their median).
     pub window: usize,
     /// A relative change of an element's estimated slowdown that calls for a response.
     pub threshold: f64,
