@@ -164,22 +164,36 @@ pub fn event_times_ms(
     stream: &Stream,
     warmup: usize,
     reps: usize,
-    mut body: impl FnMut() -> Result<()>,
+    body: impl FnMut() -> Result<()>,
 ) -> Result<Vec<f64>> {
+    Ok(event_and_host_times_ms(ctx, stream, warmup, reps, body)?.0)
+}
+
+/// As [`event_times_ms`], with the host's wall time around each run too (from before its start
+/// event is recorded to its end event waited for): an interval the events must fit in.
+pub fn event_and_host_times_ms(
+    ctx: &ExecContext,
+    stream: &Stream,
+    warmup: usize,
+    reps: usize,
+    mut body: impl FnMut() -> Result<()>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     for _ in 0..warmup {
         body()?;
     }
     stream.synchronize()?;
     let (start, end) = (Event::new(ctx)?, Event::new(ctx)?);
-    let mut out = Vec::with_capacity(reps);
+    let (mut gpu, mut host) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
     for _ in 0..reps {
+        let t0 = std::time::Instant::now();
         start.record(stream)?;
         body()?;
         end.record(stream)?;
         end.synchronize()?;
-        out.push(end.elapsed_ms_since(&start)? as f64);
+        host.push(t0.elapsed().as_secs_f64() * 1e3);
+        gpu.push(end.elapsed_ms_since(&start)? as f64);
     }
-    Ok(out)
+    Ok((gpu, host))
 }
 
 #[cfg(test)]

@@ -130,7 +130,7 @@ fn print_profiles(m: &MeasuredPipeline) {
         m.stressed.element, m.stressed.span_us, m.stressed_slowdown, m.capacity_rps
     );
     let u = &m.unstressed.outcome;
-    let basis: Vec<String> = m.basis.iter().map(|b| format!("{b:.3}")).collect();
+    let basis: Vec<String> = m.basis().unwrap_or_default().iter().map(|b| format!("{b:.3}")).collect();
     println!(
         "unstressed, balanced, {} batches before the episode: p99 {} ms, {:.2}% within SLO; elements at [{}]x their solo stage times (the policies' basis)",
         m.unstressed.batches.len(),
@@ -158,6 +158,7 @@ fn simulate_alike(m: &MeasuredPipeline, params: Params) -> anyhow::Result<Vec<co
         .collect();
     let switch_us =
         if to_effect_us.is_empty() { params.switch_us } else { coloc_kernels::stats::median_of(&to_effect_us) };
+    let basis = m.basis()?;
     let episodes = [Episode {
         element: m.stress.element,
         from_s: m.stress.from_s,
@@ -170,7 +171,7 @@ fn simulate_alike(m: &MeasuredPipeline, params: Params) -> anyhow::Result<Vec<co
         duration_s: m.duration_s,
         slo_ms: m.slo_ms,
         episodes: &episodes,
-        contention: Some(&m.basis),
+        contention: Some(&basis),
         params: Params { switch_us, ..params },
         seed: m.seed,
     }

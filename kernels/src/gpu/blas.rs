@@ -230,10 +230,6 @@ impl GemmPointers {
             count: calls.len(),
         })
     }
-
-    pub fn count(&self) -> usize {
-        self.count
-    }
 }
 
 impl Blas {
@@ -302,10 +298,6 @@ impl GemmGroups {
             c: upload(ordered.iter().map(|g| g.c).collect(), "grouped GEMM C pointers")?,
             shapes,
         })
-    }
-
-    pub fn groups(&self) -> usize {
-        self.shapes.len()
     }
 }
 

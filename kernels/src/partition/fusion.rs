@@ -12,8 +12,6 @@
 //! last tenants' against the CPU reference; each method's GPU time against the host's timer
 //! around it (an interval the events must fit in).
 
-use std::time::Instant;
-
 use serde::Serialize;
 
 use crate::check::compare;
@@ -22,6 +20,7 @@ use crate::gpu::{Event, ExecContext, GemmGroups, GemmPointers, KernelLibrary, St
 use crate::instance::OpInstance;
 use crate::ops::{Gemm, LaunchEnv, Op, OpSpec, Role, StampSlots};
 use crate::stats::median_of;
+use crate::timing::event_and_host_times_ms;
 
 /// How the fused round is launched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -75,22 +74,8 @@ pub struct FusionReport {
 
 /// Median GPU and host times of `reps` rounds of `body` between events on `stream`, ms, after
 /// two unmeasured rounds.
-fn timed(ctx: &ExecContext, stream: &Stream, reps: usize, mut body: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
-    let (start, end) = (Event::new(ctx)?, Event::new(ctx)?);
-    for _ in 0..2 {
-        body()?;
-    }
-    stream.synchronize()?;
-    let (mut gpu, mut host) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
-    for _ in 0..reps {
-        let t0 = Instant::now();
-        start.record(stream)?;
-        body()?;
-        end.record(stream)?;
-        end.synchronize()?;
-        host.push(t0.elapsed().as_secs_f64() * 1e3);
-        gpu.push(end.elapsed_ms_since(&start)? as f64);
-    }
+fn timed(ctx: &ExecContext, stream: &Stream, reps: usize, body: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
+    let (gpu, host) = event_and_host_times_ms(ctx, stream, 2, reps, body)?;
     Ok((median_of(&gpu), median_of(&host)))
 }
 

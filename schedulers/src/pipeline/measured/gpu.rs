@@ -194,7 +194,6 @@ pub fn measure(lib: &Arc<KernelLibrary>, plan: &MeasurePlan) -> Result<Measured>
         stressed_slowdown,
         capacity_rps,
         unstressed,
-        basis,
         runs,
     };
     Ok(Measured { pipeline, stopped })

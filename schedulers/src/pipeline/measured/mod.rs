@@ -272,12 +272,17 @@ pub struct MeasuredPipeline {
     pub stressed_slowdown: f64,
     pub capacity_rps: f64,
     /// The balanced pipeline at the same rate without the stressor, on the arrivals before its
-    /// episode; its batches are written apart (`unstressed.csv`).
+    /// episode, whose [`basis_of`] the watching policies compare with; its batches are written
+    /// apart (`unstressed.csv`).
     pub unstressed: MeasuredRun,
-    /// Per element: its stages' median time over their solo time in `unstressed`, what the
-    /// watching policies expect of it without interference ([`basis_of`]).
-    pub basis: Vec<f64>,
     pub runs: Vec<MeasuredRun>,
+}
+
+impl MeasuredPipeline {
+    /// Per element: what the watching policies expected of it without interference.
+    pub fn basis(&self) -> Result<Vec<f64>> {
+        basis_of(&self.unstressed, self.elements)
+    }
 }
 
 /// Per element: the median of its stages' times over their solo times in `run`. Elements of
